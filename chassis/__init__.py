@@ -1,0 +1,46 @@
+"""The Relais chassis: what every service is built on.
+
+Modules: `settings` (environment), `app` (factory helpers, entry point), `keys` (typed app and
+request keys), `problems` (RFC 9457 errors), `middleware` (request id, access log, RED metrics),
+`metrics`, `health`, `resources` (PostgreSQL and Redis as `cleanup_ctx`), `auth` (JWT),
+`ratelimit`, `near_cache` (two-tier cache), `payloads` (JSON in and out), `pagination`, `openapi`, `migrations`.
+
+Exceptions a handler raises to answer a client (all render as problem+json)::
+
+    DomainError                 400
+    ├── BadRequest              400  malformed JSON or header
+    ├── Unauthorized            401  missing, invalid or revoked token
+    ├── Forbidden               403  role not allowed
+    ├── NotFound                404
+    ├── Conflict                409  duplicate, no stock, request in progress
+    ├── UnsupportedMediaType    415
+    ├── Unprocessable           422  invalid fields (with `errors`)
+    ├── TooManyRequests         429  with Retry-After
+    └── ServiceUnavailable      503
+"""
+
+from chassis.problems import (
+    BadRequest,
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "DomainError",
+    "Forbidden",
+    "NotFound",
+    "ServiceUnavailable",
+    "TooManyRequests",
+    "Unauthorized",
+    "Unprocessable",
+    "UnsupportedMediaType",
+]

@@ -1,0 +1,46 @@
+"""App factory helpers shared by every service, and the process entry point."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import uvloop
+from aiohttp import web
+
+from chassis.keys import SETTINGS
+from chassis.logs import configure_logging
+from chassis.metrics import setup_metrics
+from chassis.middleware import observe_middleware
+from chassis.problems import problem_middleware
+from chassis.settings import ServiceSettings
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_service_app(
+    settings: ServiceSettings, *, middlewares: Iterable[Any] = ()
+) -> web.Application:
+    """A bare service app: settings, metrics, and the observe and problem middlewares."""
+    app = web.Application(
+        middlewares=[observe_middleware, problem_middleware, *middlewares],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[SETTINGS] = settings
+    setup_metrics(app, settings.service_name)
+    return app
+
+
+def run_service(app: web.Application, settings: ServiceSettings) -> None:
+    """Serve `app` on uvloop until SIGINT/SIGTERM, then shut down gracefully."""
+    configure_logging(service=settings.service_name, level=settings.log_level)
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    web.run_app(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_timeout,
+        print=None,
+    )

@@ -1,0 +1,101 @@
+"""Prometheus metrics of one process, served on their own port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+from chassis.keys import DB_POOL, METRICS, SETTINGS
+
+# Few buckets: prometheus_client scans them linearly on every observation.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The RED and resource metrics of one service process, in a registry of its own."""
+
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "relais_http_requests_total",
+            "HTTP requests handled, by route template and status class.",
+            ["service", "method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "relais_http_request_duration_seconds",
+            "HTTP request latency, by route template.",
+            ["service", "method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "relais_http_requests_in_flight",
+            "HTTP requests being handled now.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.db_pool_size = Gauge(
+            "relais_db_pool_connections",
+            "Connections open in the PostgreSQL pool.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.db_pool_in_use = Gauge(
+            "relais_db_pool_connections_in_use",
+            "PostgreSQL pool connections lent out now.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.cache = Counter(
+            "relais_cache_reads_total",
+            "Cache reads by cache and by the tier that answered (near, redis, database).",
+            ["service", "cache", "source"],
+            registry=self.registry,
+        )
+        self.service = service
+        self.in_flight_now = self.in_flight.labels(service)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one finished request."""
+        self.requests.labels(self.service, method, route, f"{status // 100}xx").inc()
+        self.latency.labels(self.service, method, route).observe(seconds)
+
+
+def setup_metrics(app: web.Application, service: str) -> None:
+    """Attach a `Metrics` to the app and serve it on `METRICS_PORT` while the app runs."""
+    metrics = Metrics(service)
+    app[METRICS] = metrics
+    app.cleanup_ctx.append(_metrics_server)
+
+
+def bind_pool_gauges(app: web.Application) -> None:
+    """Read the pool's size and use at scrape time."""
+    metrics = app[METRICS]
+    metrics.db_pool_size.labels(metrics.service).set_function(lambda: app[DB_POOL].get_size())
+    metrics.db_pool_in_use.labels(metrics.service).set_function(
+        lambda: app[DB_POOL].get_size() - app[DB_POOL].get_idle_size()
+    )
+
+
+async def _metrics_server(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if not settings.metrics_port:
+        yield
+        return
+    registry = app[METRICS].registry
+
+    async def expose(request: web.Request) -> web.Response:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encoder(registry), headers={"Content-Type": content_type})
+
+    metrics_app = web.Application()
+    metrics_app.router.add_get("/metrics", expose)
+    runner = web.AppRunner(metrics_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.http_host, settings.metrics_port).start()
+    yield
+    await runner.cleanup()

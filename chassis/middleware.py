@@ -1,0 +1,61 @@
+"""The observe middleware: request id, access log and RED metrics for every request."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from chassis.keys import METRICS, REQUEST_ID
+
+access_log = logging.getLogger("relais.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_WELL_FORMED_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (`/api/products/{id}`), never the raw path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Tag the request with an id, then log and count it once it is answered."""
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _WELL_FORMED_ID.fullmatch(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    metrics.in_flight_now.inc()
+    status = 500
+    try:
+        response: web.StreamResponse = await handler(request)
+        status = response.status
+        response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+    except web.HTTPException as exc:
+        # Raised only for statuses below 400 (redirects, 304): errors are rendered inside.
+        status = exc.status
+        exc.headers[REQUEST_ID_HEADER] = request_id
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        metrics.in_flight_now.dec()
+        route = route_template(request)
+        metrics.observe(request.method, route, status, elapsed)
+        access_log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "request_id": request_id,
+            },
+        )

@@ -1,0 +1,59 @@
+"""Alembic migrations, each service in its own PostgreSQL schema."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+
+def alembic_config(database_url: str, script_location: Path, schema: str) -> Config:
+    """An Alembic config for one service's migrations, without an ini file."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.attributes["database_url"] = database_url
+    config.attributes["schema"] = schema
+    return config
+
+
+def upgrade(database_url: str, script_location: Path, schema: str, revision: str = "head") -> None:
+    """Bring the service's schema up to `revision` (call outside a running event loop)."""
+    command.upgrade(alembic_config(database_url, script_location, schema), revision)
+
+
+def execute_script(op: Any, script: str) -> None:
+    """Run a SQL script one statement at a time (asyncpg prepares each; `;` ends a line)."""
+    for statement in script.split(";\n"):
+        if statement.strip():
+            op.execute(statement)
+
+
+def run_env(context: Any) -> None:
+    """The body of every service's `env.py`: run migrations online over asyncpg."""
+    database_url: str = context.config.attributes["database_url"]
+    schema: str = context.config.attributes["schema"]
+    url = database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    def migrate(connection: Connection) -> None:
+        context.configure(
+            connection=connection, version_table_schema=schema, transactional_ddl=True
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def main() -> None:
+        engine = create_async_engine(url, poolclass=NullPool)
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await connection.exec_driver_sql(f'SET search_path TO "{schema}", public')
+            await connection.run_sync(migrate)
+            await connection.commit()
+        await engine.dispose()
+
+    asyncio.run(main())

@@ -1,0 +1,198 @@
+"""Routes that document themselves: one declaration feeds the router and the OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Auth = Literal["public", "user", "admin"]
+Response = type[BaseModel] | str | None
+
+_STATUS_TEXT = {
+    200: "OK", 201: "Created", 202: "Accepted", 204: "No content", 304: "Not modified",
+    400: "Malformed request", 401: "Missing, invalid or revoked token", 403: "Role not allowed",
+    404: "Not found", 409: "Conflict with the current state", 413: "Body too large",
+    415: "Body is not JSON", 422: "Invalid fields", 429: "Rate limited",
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One documented HTTP operation."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    auth: Auth
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    responses: dict[int, Response]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ApiRoutes:
+    """A domain's route table whose decorators also describe each operation."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.operations: list[Operation] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        responses: dict[int, Response],
+        auth: Auth = "public",
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Declare and document a handler for `method path`."""
+
+        def register(handler: Handler) -> Handler:
+            self.operations.append(
+                Operation(method, path, handler, summary, self.tag, auth, body, query,
+                          responses, headers or {})
+            )
+            return handler
+
+        return register
+
+    def add_to(self, app: web.Application) -> None:
+        """Add every declared operation to the app's router."""
+        for op in self.operations:
+            app.router.add_route(op.method, op.path, op.handler)
+
+
+def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every operation in `tables`."""
+    schemas: dict[str, Any] = {"Problem": _PROBLEM_SCHEMA}
+    paths: dict[str, dict[str, Any]] = {}
+
+    def ref(model: type[BaseModel]) -> dict[str, str]:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    for table in tables:
+        for op in table.operations:
+            spec: dict[str, Any] = {
+                "summary": op.summary,
+                "tags": [op.tag],
+                "operationId": op.handler.__name__,
+                "responses": {},
+            }
+            params = [
+                {"name": name, "in": "path", "required": True,
+                 "schema": {"type": "string", "format": "uuid"}}
+                for name in re.findall(r"{(\w+)}", op.path)
+            ]
+            if op.query is not None:
+                query_schema = op.query.model_json_schema()
+                required = set(query_schema.get("required", []))
+                params += [
+                    {"name": name, "in": "query", "required": name in required, "schema": prop}
+                    for name, prop in query_schema["properties"].items()
+                ]
+            params += [
+                {"name": name, "in": "header", "required": False,
+                 "description": text, "schema": {"type": "string"}}
+                for name, text in op.headers.items()
+            ]
+            if params:
+                spec["parameters"] = params
+            if op.body is not None:
+                spec["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref(op.body)}},
+                }
+            if op.auth != "public":
+                spec["security"] = [{"bearer": []}]
+            for status, response in sorted(op.responses.items()):
+                spec["responses"][str(status)] = _response(status, response, ref)
+            paths.setdefault(op.path, {})[op.method.lower()] = spec
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }
+
+
+def _response(status: int, response: Response, ref: Callable[[type[BaseModel]], Any]) -> Any:
+    description = _STATUS_TEXT.get(status, "See the problem details")
+    if status >= 400:
+        problem = {"$ref": "#/components/schemas/Problem"}
+        return {"description": description, "content": {"application/problem+json": {"schema": problem}}}
+    if isinstance(response, str):
+        return {"description": response}
+    if response is None:
+        return {"description": description}
+    return {"description": description, "content": {"application/json": {"schema": ref(response)}}}
+
+
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="/api/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/api/docs/static/swagger-ui-bundle.js"></script>
+<script src="/api/docs/static/init.js"></script></body></html>
+"""
+_DOCS_INIT = "window.ui = SwaggerUIBundle({url: '/api/openapi.json', dom_id: '#swagger-ui'});\n"
+
+
+def setup_docs(app: web.Application, document: dict[str, Any], assets: Path) -> None:
+    """Serve the document at `/api/openapi.json` and Swagger UI (bundled assets) at `/api/docs`."""
+    body = orjson.dumps(document)
+    page = _DOCS_PAGE.format(title=document["info"]["title"])
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    async def docs(request: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html")
+
+    async def init_js(request: web.Request) -> web.Response:
+        return web.Response(text=_DOCS_INIT, content_type="application/javascript")
+
+    app.router.add_get("/api/openapi.json", openapi_json)
+    app.router.add_get("/api/docs", docs)
+    app.router.add_get("/api/docs/static/init.js", init_js)
+    app.router.add_static("/api/docs/static", assets)

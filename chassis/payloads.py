@@ -1,0 +1,62 @@
+"""JSON in and out: bodies and query strings parsed into pydantic models, responses rendered."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from uuid import UUID
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from chassis.problems import BadRequest, NotFound, UnsupportedMediaType, validation_problem
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def json_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
+    """The request's JSON body as `model`: 415 if not JSON, 400 if malformed, 422 if invalid."""
+    raw = await request.read()  # raises 413 past client_max_size
+    if optional and not raw:
+        return model()
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("Send the body as application/json")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"Malformed JSON: {exc}") from exc
+    return validated(model, data)
+
+
+def query_params(request: web.Request, model: type[M]) -> M:
+    """The query string as `model` (422 on a bad or unknown parameter)."""
+    return validated(model, dict(request.query))
+
+
+def validated(model: type[M], data: object) -> M:
+    """`data` validated as `model`, or a 422 naming every bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_problem(exc) from exc
+
+
+JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+
+def dumps(data: Any) -> bytes:
+    """JSON bytes, with UUIDs as strings and datetimes as RFC 3339 UTC (`...Z`)."""
+    return orjson.dumps(data, option=JSON_OPTIONS)
+
+
+def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response rendered with `dumps`."""
+    return web.Response(body=dumps(data), status=status, content_type="application/json", headers=headers)
+
+
+def path_uuid(request: web.Request, name: str = "id") -> str:
+    """A path parameter as a canonical UUID string; 404 when it is not a UUID."""
+    try:
+        return str(UUID(request.match_info[name]))
+    except ValueError as exc:
+        raise NotFound("No such resource") from exc

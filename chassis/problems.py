@@ -1,0 +1,183 @@
+"""RFC 9457 problem details: the domain error tree and the one middleware that renders it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from chassis.keys import REQUEST_ID
+
+log = logging.getLogger("relais.errors")
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://relais.dev/problems/"
+
+
+class DomainError(Exception):
+    """An error the client caused or may act on; rendered as problem+json with `status`."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+class BadRequest(DomainError):
+    """The request is malformed (bad JSON, bad header)."""
+
+
+class Unauthorized(DomainError):
+    """No valid credentials."""
+
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+
+    def __init__(self, detail: str = "Missing or invalid credentials") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="relais"'})
+
+
+class Forbidden(DomainError):
+    """Valid credentials that lack the needed role."""
+
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(DomainError):
+    """The resource does not exist, or the caller may not know that it does."""
+
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(DomainError):
+    """The request conflicts with the current state (duplicate, no stock, in progress)."""
+
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class UnsupportedMediaType(DomainError):
+    """The body is not in a media type the endpoint accepts."""
+
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class Unprocessable(DomainError):
+    """The body parsed but its content is invalid."""
+
+    status, slug, title = 422, "validation-error", "Validation failed"
+
+
+class TooManyRequests(DomainError):
+    """A rate limit was hit; `Retry-After` says when to try again."""
+
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class ServiceUnavailable(DomainError):
+    """A dependency is down."""
+
+    status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+def problem_response(
+    request: web.Request,
+    *,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> web.Response:
+    """Build an RFC 9457 `application/problem+json` response."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.path,
+    }
+    request_id = request.get(REQUEST_ID)
+    if request_id:
+        body["request_id"] = request_id
+    if extra:
+        body.update(extra)
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def validation_problem(exc: ValidationError) -> Unprocessable:
+    """Turn a pydantic error into a 422 naming every offending field."""
+    errors = [
+        {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+    return Unprocessable("The request has invalid fields", extra={"errors": errors})
+
+
+_HTTP_SLUGS = {
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+}
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Render every error path as problem+json; never leak a stack trace."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except DomainError as exc:
+        return problem_response(
+            request,
+            status=exc.status,
+            slug=exc.slug,
+            title=exc.title,
+            detail=exc.detail,
+            headers=exc.headers,
+            extra=exc.extra,
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        phrase = HTTPStatus(exc.status).phrase
+        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else phrase
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}}
+        return problem_response(
+            request,
+            status=exc.status,
+            slug=_HTTP_SLUGS.get(exc.status, phrase.lower().replace(" ", "-")),
+            title=phrase,
+            detail=detail,
+            headers=headers,
+        )
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path})
+        return problem_response(
+            request,
+            status=500,
+            slug="internal-error",
+            title="Internal server error",
+            detail="An unexpected error occurred; quote the request id when reporting it",
+        )

@@ -1,0 +1,98 @@
+"""Rate limits shared by every instance, kept in Redis by the `limits` library."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from limits import RateLimitItem, parse
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from chassis.keys import RATE_LIMITER, SETTINGS
+from chassis.problems import TooManyRequests
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class RateLimiter:
+    """Moving-window limits keyed by a name and an identity (account, client address)."""
+
+    def __init__(self, redis_url: str, key_prefix: str) -> None:
+        scheme, sep, rest = redis_url.partition("://")
+        self._storage = RedisStorage(
+            f"async+{scheme}{sep}{rest}", implementation="redispy", key_prefix=key_prefix
+        )
+        self._strategy = MovingWindowRateLimiter(self._storage)
+
+    async def enforce(self, limit: str, *identity: str) -> None:
+        """Count one hit; raise 429 with `Retry-After` when the limit is exhausted."""
+        item = parse(limit)
+        if not await self._strategy.hit(item, *identity):
+            await self._refuse(item, identity)
+
+    async def check(self, limit: str, *identity: str) -> None:
+        """Raise 429 if the limit is exhausted, without counting a hit."""
+        item = parse(limit)
+        if not await self._strategy.test(item, *identity):
+            await self._refuse(item, identity)
+
+    async def count(self, limit: str, *identity: str) -> None:
+        """Count one hit (a failed login) without refusing anything."""
+        await self._strategy.hit(parse(limit), *identity)
+
+    async def clear(self, limit: str, *identity: str) -> None:
+        """Forget the hits counted for this identity."""
+        await self._strategy.clear(parse(limit), *identity)
+
+    async def _refuse(self, item: RateLimitItem, identity: tuple[str, ...]) -> None:
+        stats = await self._strategy.get_window_stats(item, *identity)
+        retry_after = math.ceil(stats.reset_time - time.time())
+        raise TooManyRequests("Rate limit exceeded; retry later", retry_after=retry_after)
+
+    async def close(self) -> None:
+        """Release the storage's connections."""
+        pool = getattr(self._storage.bridge, "storage", None)
+        if pool is not None:
+            await pool.aclose()
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address: `X-Real-IP` when the peer is a trusted proxy, else the peer."""
+    peer = request.remote or "unknown"
+    trusted = request.app[SETTINGS].trusted_proxies
+    real_ip = request.headers.get("X-Real-IP")
+    if real_ip and _is_trusted(peer, trusted):
+        return real_ip
+    return peer
+
+
+def _is_trusted(peer: str, trusted: list[str]) -> bool:
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in trusted)
+
+
+async def rate_limiter(app: web.Application) -> AsyncIterator[None]:
+    """The shared limiter as a `cleanup_ctx` resource."""
+    settings = app[SETTINGS]
+    limiter = RateLimiter(settings.redis_url, settings.redis_key_prefix + "limits")
+    app[RATE_LIMITER] = limiter
+    yield
+    await limiter.close()
+
+
+@web.middleware
+async def write_rate_limit_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Limit state-changing requests per client address, across all instances."""
+    if request.method not in SAFE_METHODS:
+        limit = request.app[SETTINGS].write_rate_limit
+        await request.app[RATE_LIMITER].enforce(limit, "write", client_address(request))
+    response: web.StreamResponse = await handler(request)
+    return response

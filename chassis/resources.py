@@ -1,0 +1,39 @@
+"""External resources as `cleanup_ctx` contexts: startup and cleanup side by side."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+from redis.asyncio import Redis
+
+from chassis.keys import DB_POOL, REDIS, SETTINGS
+from chassis.metrics import bind_pool_gauges
+
+
+async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
+    """Open the asyncpg pool on the service's own schema."""
+    settings = app[SETTINGS]
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        server_settings={
+            "search_path": settings.database_schema,
+            "application_name": settings.service_name,
+        },
+    )
+    app[DB_POOL] = pool
+    bind_pool_gauges(app)
+    yield
+    await pool.close()
+
+
+async def redis_client(app: web.Application) -> AsyncIterator[None]:
+    """Open the Redis client; fail startup if Redis does not answer."""
+    client: Redis = Redis.from_url(app[SETTINGS].redis_url)
+    await client.ping()
+    app[REDIS] = client
+    yield
+    await client.aclose()

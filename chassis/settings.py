@@ -1,0 +1,79 @@
+"""Settings shared by every service, read from environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development values that must never reach production.
+DEV_DATABASE_PASSWORD = "relais"  # noqa: S105
+DEV_KEY_DIR = "var/keys"
+
+
+class ServiceSettings(BaseSettings):
+    """Base settings: every service's `Settings` class derives from this one."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    relais_env: Literal["development", "test", "production"] = "development"
+    service_name: str = "relais"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8001, ge=0, le=65535)
+    metrics_port: int = Field(9101, ge=0, le=65535)
+    shutdown_timeout: float = Field(10.0, gt=0)
+    log_level: str = "INFO"
+
+    database_url: str = f"postgresql://relais:{DEV_DATABASE_PASSWORD}@127.0.0.1:5432/relais"
+    database_schema: str = "core"
+    db_pool_min: int = Field(2, ge=1)
+    db_pool_max: int = Field(10, ge=1)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_key_prefix: str = "relais:"
+    trusted_proxies: list[str] = ["127.0.0.1/32", "::1/128"]
+    write_rate_limit: str = "300/minute"
+
+    jwt_private_key_file: Path | None = Path(DEV_KEY_DIR) / "jwt-private.pem"
+    jwt_public_key_file: Path | None = Path(DEV_KEY_DIR) / "jwt-public.pem"
+    jwt_private_key: str | None = None
+    jwt_public_key: str | None = None
+    jwt_algorithm: Literal["EdDSA", "RS256"] = "EdDSA"
+    jwt_issuer: str = "relais"
+    jwt_audience: str = "relais-api"
+    access_token_ttl: int = Field(900, gt=0)
+    refresh_token_ttl: int = Field(30 * 24 * 3600, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_development_secrets(self) -> ServiceSettings:
+        if self.relais_env != "production":
+            return self
+        problems = []
+        if f":{DEV_DATABASE_PASSWORD}@" in self.database_url:
+            problems.append("DATABASE_URL still holds the development password")
+        for name in ("jwt_private_key_file", "jwt_public_key_file"):
+            path = getattr(self, name)
+            if path is not None and Path(DEV_KEY_DIR) in (path, *path.parents):
+                problems.append(f"{name.upper()} points at the generated development key")
+        if self.jwt_public_key is None and self.jwt_public_key_file is None:
+            problems.append("no JWT public key is configured")
+        if problems:
+            raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    def jwt_public_pem(self) -> str:
+        """The PEM of the key that verifies tokens."""
+        return _pem(self.jwt_public_key, self.jwt_public_key_file, "JWT public key")
+
+    def jwt_private_pem(self) -> str:
+        """The PEM of the key that signs tokens."""
+        return _pem(self.jwt_private_key, self.jwt_private_key_file, "JWT private key")
+
+
+def _pem(inline: str | None, path: Path | None, what: str) -> str:
+    if inline:
+        return inline
+    if path is None:
+        raise ValueError(f"no {what} configured")
+    return path.read_text()

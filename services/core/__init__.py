@@ -1,0 +1,1 @@
+"""The core service: auth, users, catalog and orders behind NGINX."""

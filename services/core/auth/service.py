@@ -1,0 +1,115 @@
+"""Registration, login, token refresh and logout."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from chassis.auth import Principal, TokenService
+from chassis.problems import Conflict, Unauthorized
+from chassis.ratelimit import RateLimiter
+from services.core.auth import repository
+from services.core.settings import CoreSettings
+
+
+class Passwords:
+    """argon2id hashing off the event loop, with a dummy hash so unknown users cost the same."""
+
+    def __init__(self, settings: CoreSettings) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=settings.password_time_cost,
+            memory_cost=settings.password_memory_kib,
+            parallelism=settings.password_parallelism,
+        )
+        self._dummy = self._hasher.hash("not a password of anybody")
+
+    async def hash(self, password: str) -> str:
+        """The argon2id hash of `password`."""
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """Whether `password` matches; as slow for a missing user as for a wrong password."""
+        try:
+            matched = await asyncio.to_thread(
+                self._hasher.verify, password_hash or self._dummy, password
+            )
+        except (VerificationError, InvalidHashError):
+            return False
+        return matched and password_hash is not None
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """Whether the hash was made with weaker parameters than today's."""
+        return self._hasher.check_needs_rehash(password_hash)
+
+
+def user_json(row: asyncpg.Record) -> dict[str, Any]:
+    """The public view of a user row."""
+    return {key: row[key] for key in ("id", "email", "name", "role", "created_at")}
+
+
+async def register(
+    *, pool: asyncpg.Pool, passwords: Passwords, tokens: TokenService, email: str, password: str, name: str
+) -> dict[str, Any]:
+    """Create a customer account and log it in."""
+    password_hash = await passwords.hash(password)
+    row = await repository.insert_user(
+        pool, email=email.lower(), name=name, password_hash=password_hash, role="customer"
+    )
+    if row is None:
+        raise Conflict("An account with this email already exists")
+    pair = tokens.issue_pair(user_id=str(row["id"]), role=row["role"])
+    return {"user": user_json(row), **pair.as_json()}
+
+
+async def login(
+    *,
+    pool: asyncpg.Pool,
+    passwords: Passwords,
+    tokens: TokenService,
+    limiter: RateLimiter,
+    failure_limit: str,
+    email: str,
+    password: str,
+) -> dict[str, Any]:
+    """Check the password and start a new token family; throttle repeated failures per account."""
+    account = email.strip().lower()
+    # Every attempt counts (atomically, so concurrent guesses cannot slip past); success resets.
+    await limiter.enforce(failure_limit, "login", account)
+    row = await repository.user_by_email(pool, account)
+    if not await passwords.verify(row["password_hash"] if row else None, password):
+        raise Unauthorized("Wrong email or password")
+    assert row is not None  # verify() is False for a missing user
+    await limiter.clear(failure_limit, "login", account)
+    if passwords.needs_rehash(row["password_hash"]):
+        await repository.set_password_hash(pool, row["id"], await passwords.hash(password))
+    pair = tokens.issue_pair(user_id=str(row["id"]), role=row["role"])
+    return {"user": user_json(row), **pair.as_json()}
+
+
+async def refresh(*, pool: asyncpg.Pool, tokens: TokenService, refresh_token: str) -> dict[str, Any]:
+    """Rotate a refresh token; a spent one revokes its whole family."""
+    claims = await tokens.verify(refresh_token, "refresh")
+    if not await tokens.spend_refresh(claims):
+        raise Unauthorized("Refresh token already used; every token of this login is revoked")
+    row = await repository.user_by_id(pool, claims["sub"])
+    if row is None:
+        raise Unauthorized("The account no longer exists")
+    pair = tokens.issue_pair(user_id=str(row["id"]), role=row["role"], family=claims["fid"])
+    return {"user": user_json(row), **pair.as_json()}
+
+
+async def logout(*, tokens: TokenService, principal: Principal, refresh_token: str | None) -> None:
+    """Revoke the access token and its login's family (and the given refresh token's family)."""
+    await tokens.revoke_token(principal.jti, principal.expires_at)
+    await tokens.revoke_family(principal.family)
+    if refresh_token:
+        try:
+            claims = tokens.decode(refresh_token, "refresh")
+        except Unauthorized:
+            return  # an unusable refresh token needs no revoking
+        if claims["sub"] == principal.user_id and claims["fid"] != principal.family:
+            await tokens.revoke_family(claims["fid"])

@@ -1,0 +1,82 @@
+"""Request and response bodies of the catalog endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from services.core.auth.schemas import Strict
+
+Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, Field(max_length=5000)]
+Cents = Annotated[int, Field(strict=True, gt=0, le=10**12)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Stock = Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
+
+
+class ProductIn(Strict):
+    sku: Sku
+    name: Text
+    description: Description = ""
+    price_cents: Cents
+    currency: Currency
+    stock: Stock
+    category: Text
+
+
+class ProductPatch(Strict):
+    sku: Sku | None = None
+    name: Text | None = None
+    description: Description | None = None
+    price_cents: Cents | None = None
+    currency: Currency | None = None
+    stock: Stock | None = None
+    category: Text | None = None
+
+    @model_validator(mode="after")
+    def _some_field_set(self) -> ProductPatch:
+        changes = self.model_dump(exclude_unset=True)
+        if not changes:
+            raise ValueError("set at least one field")
+        if any(value is None for value in changes.values()):
+            raise ValueError("fields cannot be set to null")
+        return self
+
+
+class ProductQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    q: Annotated[str | None, StringConstraints(min_length=1, max_length=200)] = None
+    category: Annotated[str | None, StringConstraints(min_length=1, max_length=200)] = None
+    min_price: Annotated[int | None, Field(ge=0, le=10**12)] = None
+    max_price: Annotated[int | None, Field(ge=0, le=10**12)] = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str | None, Field(max_length=512)] = None
+
+    @model_validator(mode="after")
+    def _price_range(self) -> ProductQuery:
+        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+            raise ValueError("min_price must not exceed max_price")
+        return self
+
+
+class ProductOut(BaseModel):
+    id: UUID
+    sku: str
+    name: str
+    description: str
+    price_cents: int
+    currency: str
+    stock: int
+    category: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProductPage(BaseModel):
+    items: list[ProductOut]
+    next_cursor: str | None

@@ -1,0 +1,13 @@
+"""Typed application keys of the core service."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from chassis.near_cache import TieredCache
+from services.core.auth.service import Passwords
+from services.core.settings import CoreSettings
+
+CORE_SETTINGS = web.AppKey("core_settings", CoreSettings)
+PRODUCT_CACHE = web.AppKey("product_cache", TieredCache)
+PASSWORDS = web.AppKey("passwords", Passwords)

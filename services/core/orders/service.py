@@ -1,0 +1,145 @@
+"""Placing, reading and cancelling orders; stock is reserved in the order's transaction."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+import orjson
+
+from chassis.auth import Principal
+from chassis.near_cache import TieredCache
+from chassis.pagination import decode_cursor, page
+from chassis.payloads import dumps
+from chassis.problems import Conflict, NotFound, Unprocessable
+from services.core.orders import repository
+from services.core.orders.schemas import OrderItemIn
+
+CANCELLABLE = frozenset({"pending_payment", "payment_failed"})
+
+
+def order_json(order: asyncpg.Record, items: list[asyncpg.Record]) -> dict[str, Any]:
+    """The public view of an order and its lines."""
+    return {
+        "id": order["id"],
+        "status": order["status"],
+        "items": [
+            {key: item[key] for key in ("product_id", "quantity", "unit_price_cents")}
+            for item in items
+        ],
+        "total_cents": order["total_cents"],
+        "currency": order["currency"],
+        "created_at": order["created_at"],
+        "updated_at": order["updated_at"],
+    }
+
+
+def request_fingerprint(lines: list[OrderItemIn]) -> str:
+    """A hash of the order's content, independent of line order and JSON formatting."""
+    canonical = sorted((str(line.product_id), line.quantity) for line in lines)
+    return hashlib.sha256(orjson.dumps(canonical)).hexdigest()
+
+
+async def create_order(
+    *,
+    pool: asyncpg.Pool,
+    cache: TieredCache,
+    user_id: str,
+    lines: list[OrderItemIn],
+    idempotency_key: str | None,
+    retention_hours: int,
+) -> tuple[dict[str, Any], bool]:
+    """Reserve stock and place an order; with a key, replay the first outcome. Returns (order, replayed)."""
+    fingerprint = request_fingerprint(lines)
+    product_ids = [line.product_id for line in lines]
+    async with pool.acquire() as conn, conn.transaction():
+        if idempotency_key is not None:
+            if not await repository.try_lock_key(conn, f"orders:{user_id}:{idempotency_key}"):
+                raise Conflict("A request with this Idempotency-Key is still in progress")
+            stored = await repository.stored_response(
+                conn, user_id=user_id, key=idempotency_key, retention_hours=retention_hours
+            )
+            if stored is not None:
+                if stored["request_hash"] != fingerprint:
+                    raise Unprocessable("This Idempotency-Key was used with a different request body")
+                return orjson.loads(stored["response"]), True
+        products = {row["id"]: row for row in await repository.lock_products(conn, product_ids, live_only=True)}
+        _check_orderable(lines, products)
+        await repository.adjust_stock(conn, product_ids, [-line.quantity for line in lines])
+        priced = [(line.product_id, line.quantity, products[line.product_id]["price_cents"]) for line in lines]
+        order = await repository.insert_order(
+            conn,
+            user_id=user_id,
+            total_cents=sum(quantity * price for _, quantity, price in priced),
+            currency=products[product_ids[0]]["currency"],
+            lines=priced,
+        )
+        result = order_json(order, await repository.items_of(conn, [order["id"]]))
+        if idempotency_key is not None:
+            await repository.store_response(
+                conn, user_id=user_id, key=idempotency_key, request_hash=fingerprint,
+                status=201, response=dumps(result).decode(),
+            )
+    await cache.invalidate(*(str(pid) for pid in product_ids))
+    return result, False
+
+
+def _check_orderable(lines: list[OrderItemIn], products: dict[Any, asyncpg.Record]) -> None:
+    unknown = [str(line.product_id) for line in lines if line.product_id not in products]
+    if unknown:
+        raise Unprocessable(
+            "Some products do not exist",
+            extra={"errors": [{"field": "items.product_id", "message": f"unknown product {pid}"} for pid in unknown]},
+        )
+    currencies = {row["currency"] for row in products.values()}
+    if len(currencies) > 1:
+        raise Unprocessable(
+            "All products of an order must share one currency",
+            extra={"errors": [{"field": "items", "message": f"mixed currencies: {sorted(currencies)}"}]},
+        )
+    short = [str(line.product_id) for line in lines if products[line.product_id]["stock"] < line.quantity]
+    if short:
+        raise Conflict("Not enough stock", extra={"product_ids": short})
+
+
+def _visible(order: asyncpg.Record | None, principal: Principal) -> asyncpg.Record:
+    if order is None or (str(order["user_id"]) != principal.user_id and principal.role != "admin"):
+        raise NotFound("No such order")
+    return order
+
+
+async def get_order(*, pool: asyncpg.Pool, principal: Principal, order_id: str) -> dict[str, Any]:
+    """An order its owner or an admin may see."""
+    order = _visible(await repository.order_by_id(pool, order_id), principal)
+    return order_json(order, await repository.items_of(pool, [order["id"]]))
+
+
+async def list_orders(*, pool: asyncpg.Pool, user_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """One page of the caller's orders, newest first."""
+    rows = await repository.orders_page(pool, user_id=user_id, before=decode_cursor(cursor), limit=limit + 1)
+    lines: dict[Any, list[asyncpg.Record]] = defaultdict(list)
+    for item in await repository.items_of(pool, [row["id"] for row in rows[:limit]]):
+        lines[item["order_id"]].append(item)
+    return page(rows, limit, lambda row: order_json(row, lines[row["id"]]))
+
+
+async def cancel_order(
+    *, pool: asyncpg.Pool, cache: TieredCache, principal: Principal, order_id: str
+) -> dict[str, Any]:
+    """Cancel an unpaid order and return its stock; cancelling twice is a no-op."""
+    async with pool.acquire() as conn, conn.transaction():
+        order = _visible(await repository.order_for_update(conn, order_id), principal)
+        items = await repository.items_of(conn, [order["id"]])
+        if order["status"] == "cancelled":
+            return order_json(order, items)
+        if order["status"] not in CANCELLABLE:
+            raise Conflict(f"An order that is {order['status']} cannot be cancelled")
+        product_ids = sorted(item["product_id"] for item in items)
+        quantities = {item["product_id"]: item["quantity"] for item in items}
+        await repository.lock_products(conn, product_ids, live_only=False)
+        await repository.adjust_stock(conn, product_ids, [quantities[pid] for pid in product_ids])
+        order = await repository.set_status(conn, order["id"], "cancelled")
+    await cache.invalidate(*(str(pid) for pid in product_ids))
+    return order_json(order, items)

@@ -1,0 +1,77 @@
+"""HTTP views of the orders domain."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from chassis.auth import authenticated
+from chassis.keys import DB_POOL
+from chassis.openapi import ApiRoutes
+from chassis.payloads import json_body, json_response, path_uuid, query_params
+from chassis.problems import BadRequest
+from services.core.keys import CORE_SETTINGS, PRODUCT_CACHE
+from services.core.orders import service
+from services.core.orders.schemas import OrderIn, OrderOut, OrderPage
+from services.core.users.schemas import PageQuery
+
+routes = ApiRoutes("orders")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The `Idempotency-Key` header, if sent; 400 if it is not 1-255 visible ASCII characters."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters")
+    return key
+
+
+@routes.route("POST", "/api/orders", summary="Place an order, reserving stock", auth="user",
+              body=OrderIn,
+              headers={"Idempotency-Key": "Replays the first response for the same key and body"},
+              responses={201: OrderOut, 400: None, 401: None, 409: None, 415: None, 422: None})
+async def create_order(request: web.Request) -> web.Response:
+    principal = await authenticated(request)
+    key = idempotency_key(request)
+    data = await json_body(request, OrderIn)
+    order, replayed = await service.create_order(
+        pool=request.app[DB_POOL], cache=request.app[PRODUCT_CACHE], user_id=principal.user_id,
+        lines=data.items, idempotency_key=key,
+        retention_hours=request.app[CORE_SETTINGS].idempotency_retention_hours,
+    )
+    headers = {"Location": f"/api/orders/{order['id']}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(order, status=201, headers=headers)
+
+
+@routes.route("GET", "/api/orders", summary="The caller's orders, newest first", auth="user",
+              query=PageQuery, responses={200: OrderPage, 401: None, 422: None})
+async def list_orders(request: web.Request) -> web.Response:
+    principal = await authenticated(request)
+    query = query_params(request, PageQuery)
+    result = await service.list_orders(
+        pool=request.app[DB_POOL], user_id=principal.user_id, limit=query.limit, cursor=query.cursor
+    )
+    return json_response(result)
+
+
+@routes.route("GET", "/api/orders/{id}", summary="One order (owner or admin)", auth="user",
+              responses={200: OrderOut, 401: None, 404: None})
+async def get_order(request: web.Request) -> web.Response:
+    principal = await authenticated(request)
+    order = await service.get_order(pool=request.app[DB_POOL], principal=principal, order_id=path_uuid(request))
+    return json_response(order)
+
+
+@routes.route("POST", "/api/orders/{id}/cancel", summary="Cancel an unpaid order", auth="user",
+              responses={200: OrderOut, 401: None, 404: None, 409: None})
+async def cancel_order(request: web.Request) -> web.Response:
+    principal = await authenticated(request)
+    order = await service.cancel_order(
+        pool=request.app[DB_POOL], cache=request.app[PRODUCT_CACHE], principal=principal,
+        order_id=path_uuid(request),
+    )
+    return json_response(order)

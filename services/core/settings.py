@@ -1,0 +1,20 @@
+"""Settings of the core service."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from chassis.settings import ServiceSettings
+
+
+class CoreSettings(ServiceSettings):
+    """Core's settings: the chassis' plus login limits, caching and password hashing."""
+
+    service_name: str = "core"
+    login_failure_limit: str = "5/15minutes"
+    product_cache_ttl: float = Field(300.0, gt=0)
+    product_absent_ttl: float = Field(5.0, gt=0)
+    idempotency_retention_hours: int = Field(24, gt=0)
+    password_time_cost: int = Field(2, ge=2)
+    password_memory_kib: int = Field(19 * 1024, ge=19 * 1024)
+    password_parallelism: int = Field(1, ge=1)

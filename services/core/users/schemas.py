@@ -1,0 +1,23 @@
+"""Request and response bodies of the users endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.core.auth.schemas import UserOut
+
+
+class PageQuery(BaseModel):
+    """`limit` and `cursor` of a keyset-paginated listing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    cursor: Annotated[str | None, Field(max_length=512)] = None
+
+
+class UserPage(BaseModel):
+    items: list[UserOut]
+    next_cursor: str | None

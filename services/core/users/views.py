@@ -1,0 +1,31 @@
+"""HTTP views of the users domain."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from chassis.auth import admin, authenticated
+from chassis.keys import DB_POOL
+from chassis.openapi import ApiRoutes
+from chassis.payloads import json_response, query_params
+from services.core.auth.schemas import UserOut
+from services.core.users import service
+from services.core.users.schemas import PageQuery, UserPage
+
+routes = ApiRoutes("users")
+
+
+@routes.route("GET", "/api/users/me", summary="The caller's account", auth="user",
+              responses={200: UserOut, 401: None})
+async def me(request: web.Request) -> web.Response:
+    principal = await authenticated(request)
+    return json_response(await service.me(pool=request.app[DB_POOL], user_id=principal.user_id))
+
+
+@routes.route("GET", "/api/users", summary="Every account (admin)", auth="admin",
+              query=PageQuery, responses={200: UserPage, 401: None, 403: None, 422: None})
+async def list_users(request: web.Request) -> web.Response:
+    await admin(request)
+    query = query_params(request, PageQuery)
+    result = await service.list_users(pool=request.app[DB_POOL], limit=query.limit, cursor=query.cursor)
+    return json_response(result)

@@ -1,0 +1,81 @@
+"""Test data, made through the API the way a client would make it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiohttp.test_utils import TestClient
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Account:
+    """A registered user and its current tokens."""
+
+    id: str
+    email: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The Authorization header of this account."""
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+def unique_email() -> str:
+    """An email no other test uses."""
+    return f"user-{uuid.uuid4().hex[:12]}@example.com"
+
+
+async def register(client: TestClient[Any, Any], *, email: str | None = None, password: str = PASSWORD) -> Account:
+    """Register a customer."""
+    email = email or unique_email()
+    response = await client.post(
+        "/api/auth/register", json={"email": email, "password": password, "name": "Test User"}
+    )
+    assert response.status == 201, await response.text()
+    body = await response.json()
+    return Account(body["user"]["id"], email, body["access_token"], body["refresh_token"])
+
+
+async def login(client: TestClient[Any, Any], email: str, password: str = PASSWORD) -> Account:
+    """Log in an existing account."""
+    response = await client.post("/api/auth/login", json={"email": email, "password": password})
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    return Account(body["user"]["id"], email, body["access_token"], body["refresh_token"])
+
+
+async def admin(client: TestClient[Any, Any], db: asyncpg.Connection) -> Account:
+    """Register an account, promote it in the database, and log in again for an admin token."""
+    account = await register(client)
+    await db.execute("UPDATE users SET role = 'admin' WHERE id = $1::uuid", account.id)
+    return await login(client, account.email)
+
+
+def product_fields(**overrides: Any) -> dict[str, Any]:
+    """A valid product body with a unique sku."""
+    fields: dict[str, Any] = {
+        "sku": f"SKU-{uuid.uuid4().hex[:12]}",
+        "name": "Espresso cup",
+        "description": "Porcelain, 90 ml",
+        "price_cents": 1250,
+        "currency": "EUR",
+        "stock": 10,
+        "category": "kitchen",
+    }
+    fields.update(overrides)
+    return fields
+
+
+async def create_product(client: TestClient[Any, Any], admin_account: Account, **overrides: Any) -> dict[str, Any]:
+    """Create a product as an admin."""
+    response = await client.post("/api/products", json=product_fields(**overrides), headers=admin_account.auth)
+    assert response.status == 201, await response.text()
+    product: dict[str, Any] = await response.json()
+    return product
