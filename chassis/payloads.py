@@ -44,9 +44,16 @@ def validated(model: type[M], data: object) -> M:
 JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
+def _encode(value: Any) -> str:
+    # asyncpg's UUID subclasses uuid.UUID, which orjson only serializes by exact type.
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def dumps(data: Any) -> bytes:
     """JSON bytes, with UUIDs as strings and datetimes as RFC 3339 UTC (`...Z`)."""
-    return orjson.dumps(data, option=JSON_OPTIONS)
+    return orjson.dumps(data, default=_encode, option=JSON_OPTIONS)
 
 
 def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -1,0 +1,207 @@
+"""The chassis seen from outside: problem+json on every error path, request ids, metrics, health."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+
+import pytest
+from aiohttp import web
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from chassis.app import create_service_app
+from chassis.keys import REDIS
+from chassis.settings import ServiceSettings
+from services.core.settings import CoreSettings
+from tests.factories import register
+from tests.faults import TcpProxy
+
+PROBLEM = "application/problem+json"
+
+
+async def assert_problem(response, status: int) -> dict:
+    assert response.status == status
+    assert response.content_type == PROBLEM
+    body = await response.json()
+    assert body["status"] == status
+    assert body["type"].startswith("https://relais.dev/problems/")
+    assert body["title"] and body["detail"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    return body
+
+
+async def test_unknown_route_is_404_problem(client):
+    body = await assert_problem(await client.get("/api/nowhere"), 404)
+    assert body["instance"] == "/api/nowhere"
+
+
+async def test_wrong_method_is_405_problem_with_allow(client):
+    response = await client.put("/api/auth/login", json={})
+    await assert_problem(response, 405)
+    assert "POST" in response.headers["Allow"]
+
+
+async def test_body_over_one_megabyte_is_413_problem(client, db):
+    before = await db.fetchval("SELECT count(*) FROM users")
+    big = json.dumps({"email": "big@example.com", "password": "x" * (1024 * 1024), "name": "B"})
+    response = await client.post(
+        "/api/auth/register", data=io.BytesIO(big.encode()), headers={"Content-Type": "application/json"}
+    )
+    await assert_problem(response, 413)
+    assert await db.fetchval("SELECT count(*) FROM users") == before
+
+
+async def test_unexpected_error_is_500_problem_without_trace(aiohttp_client, settings, caplog):
+    app = create_service_app(settings)
+
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("secret internals")
+
+    app.router.add_get("/boom", boom)
+    client = await aiohttp_client(app)
+    with caplog.at_level(logging.ERROR):
+        response = await client.get("/boom")
+    text = await response.text()
+    await assert_problem(response, 500)
+    assert "secret internals" not in text and "Traceback" not in text
+    assert "secret internals" in caplog.text
+
+
+async def test_request_id_echoed_when_well_formed(client):
+    ok = await client.get("/health/live", headers={"X-Request-ID": "req-1234abcd"})
+    assert ok.headers["X-Request-ID"] == "req-1234abcd"
+    for bad in ("short", "has spaces in it", "x" * 200, "<script>alert(1)</script>"):
+        response = await client.get("/health/live", headers={"X-Request-ID": bad})
+        assert response.headers["X-Request-ID"] != bad
+        assert len(response.headers["X-Request-ID"]) == 32
+    errored = await client.get("/nope", headers={"X-Request-ID": "req-err-00001"})
+    assert (await errored.json())["request_id"] == "req-err-00001"
+
+
+async def test_access_log_line_per_request(client, caplog):
+    with caplog.at_level(logging.INFO, logger="relais.access"):
+        await client.get("/api/products/0b7f3a52-4d0a-4a55-9f6d-6a1e8a6f0e11", headers={"X-Request-ID": "log-test-0001"})
+    records = [r for r in caplog.records if r.name == "relais.access" and r.request_id == "log-test-0001"]
+    assert len(records) == 1
+    record = records[0]
+    assert (record.method, record.route, record.status) == ("GET", "/api/products/{id}", 404)
+    assert record.duration_ms >= 0
+
+
+async def test_json_formatter_emits_fields():
+    from chassis.logs import JsonFormatter
+
+    record = logging.LogRecord("relais.access", logging.INFO, __file__, 1, "request", None, None)
+    record.route = "/api/x/{id}"
+    line = json.loads(JsonFormatter("core").format(record))
+    assert line["service"] == "core" and line["route"] == "/api/x/{id}" and line["level"] == "info"
+
+
+async def test_metrics_use_route_templates_on_their_own_port(make_client, unused_tcp_port):
+    client = await make_client(metrics_port=unused_tcp_port)
+    for _ in range(3):
+        await client.get("/api/products/0b7f3a52-4d0a-4a55-9f6d-6a1e8a6f0e11")
+    await client.get("/api/products/e5b4c3a2-0000-4000-8000-000000000000")
+    await client.get("/definitely/not/here")
+    session = client.session
+    async with session.get(f"http://127.0.0.1:{unused_tcp_port}/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    assert (
+        'relais_http_requests_total{method="GET",route="/api/products/{id}",service="core",status="4xx"} 4.0'
+        in text
+    )
+    assert 'route="unmatched"' in text
+    assert "0b7f3a52" not in text
+    assert "relais_http_request_duration_seconds_bucket" in text
+    assert "relais_http_requests_in_flight" in text
+    assert 'relais_db_pool_connections{service="core"}' in text
+    assert 'relais_db_pool_connections_in_use{service="core"}' in text
+    assert (await client.get("/metrics")).status == 404
+
+
+async def test_ready_names_the_failed_dependency(make_client):
+    proxy = TcpProxy("127.0.0.1", 6379)
+    await proxy.start()
+    client = await make_client(redis_url=f"redis://127.0.0.1:{proxy.port}/0")
+    assert (await client.get("/health/ready")).status == 200
+    await proxy.cut()
+    body = await assert_problem(await client.get("/health/ready"), 503)
+    assert body["checks"]["redis"].startswith("down")
+    assert body["checks"]["postgres"] == "ok"
+    assert "redis" in body["detail"]
+    await proxy.start()
+    for _ in range(50):
+        if (await client.get("/health/ready")).status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert (await client.get("/health/ready")).status == 200
+    await proxy.cut()
+
+
+async def test_write_rate_limit_is_shared_by_instances(make_client):
+    first = await make_client(write_rate_limit="4/minute", redis_key_prefix=f"rl-{id(make_client)}:")
+    second = await make_client(write_rate_limit="4/minute", redis_key_prefix=f"rl-{id(make_client)}:")
+    address = {"X-Real-IP": "198.51.100.7"}
+    statuses = []
+    for i in range(6):
+        response = await (first if i % 2 else second).post("/api/auth/login", json={}, headers=address)
+        statuses.append(response.status)
+    assert statuses[:4] == [422] * 4
+    assert statuses[4:] == [429, 429]
+    refused = await first.post("/api/auth/login", json={}, headers=address)
+    assert int(refused.headers["Retry-After"]) >= 1
+    # another client address has its own budget; reads are never limited here
+    assert (await first.post("/api/auth/login", json={}, headers={"X-Real-IP": "198.51.100.8"})).status == 422
+    assert (await first.get("/health/live", headers=address)).status == 200
+    redis = Redis.from_url("redis://127.0.0.1:6379/0")
+    async for key in redis.scan_iter(match=f"rl-{id(make_client)}:*"):
+        await redis.delete(key)
+    await redis.aclose()
+
+
+async def test_production_refuses_development_secrets(monkeypatch):
+    monkeypatch.setenv("RELAIS_ENV", "production")
+    with pytest.raises(ValidationError, match="development password"):
+        CoreSettings()
+    with pytest.raises(ValidationError, match="generated development key"):
+        ServiceSettings(database_url="postgresql://relais:s3cret@db/relais")
+    ok = ServiceSettings(
+        database_url="postgresql://relais:s3cret@db/relais",
+        jwt_public_key_file="/etc/relais/jwt-public.pem",
+        jwt_private_key_file="/etc/relais/jwt-private.pem",
+    )
+    assert ok.relais_env == "production"
+
+
+async def test_settings_come_from_environment(monkeypatch):
+    monkeypatch.setenv("HTTP_PORT", "9999")
+    monkeypatch.setenv("LOGIN_FAILURE_LIMIT", "3/minute")
+    settings = CoreSettings()
+    assert (settings.http_port, settings.login_failure_limit) == (9999, "3/minute")
+    monkeypatch.setenv("HTTP_PORT", "not-a-port")
+    with pytest.raises(ValidationError):
+        CoreSettings()
+
+
+async def test_password_hashing_does_not_block_the_loop(client):
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    try:
+        started = asyncio.get_running_loop().time()
+        await asyncio.gather(*(register(client) for _ in range(4)))
+        elapsed = asyncio.get_running_loop().time() - started
+    finally:
+        task.cancel()
+    # a blocked loop would let the ticker run only between hashes
+    assert ticks >= elapsed / 0.005 * 0.3
