@@ -66,7 +66,8 @@ class TokenService:
 
     def issue_pair(self, *, user_id: str, role: str, family: str | None = None) -> TokenPair:
         """Sign a new access and refresh token in `family` (a new family when None)."""
-        if self._private_key is None:
+        private_key = self._private_key
+        if private_key is None:
             raise RuntimeError("this service verifies tokens but cannot sign them")
         family = family or uuid.uuid4().hex
         now = int(time.time())
@@ -84,7 +85,7 @@ class TokenService:
                 "fid": family,
                 **extra,
             }
-            return jwt.encode(claims, self._private_key, algorithm=self._algorithm)
+            return jwt.encode(claims, private_key, algorithm=self._algorithm)
 
         return TokenPair(
             access_token=sign("access", settings.access_token_ttl, role=role),
@@ -146,9 +147,8 @@ class TokenService:
 
 async def authenticated(request: web.Request) -> Principal:
     """The caller of a request that needs a valid Bearer access token (401 otherwise)."""
-    cached = request.get(PRINCIPAL)
-    if cached is not None:
-        return cached
+    if PRINCIPAL in request:
+        return request[PRINCIPAL]
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("A Bearer access token is required")

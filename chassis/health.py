@@ -44,7 +44,9 @@ def setup_health(app: web.Application, checks: dict[str, Check] | None = None) -
         report = dict(zip(active, results, strict=True))
         failed = [name for name, result in report.items() if result != "ok"]
         if failed:
-            raise ServiceUnavailable(f"not ready: {', '.join(failed)} down", extra={"checks": report})
+            raise ServiceUnavailable(
+                f"not ready: {', '.join(failed)} down", extra={"checks": report}
+            )
         return web.json_response({"status": "ok", "checks": report})
 
     app.router.add_get("/health/live", live)

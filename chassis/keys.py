@@ -8,12 +8,12 @@ import asyncpg
 from aiohttp import web
 from redis.asyncio import Redis
 
-if TYPE_CHECKING:
-    from chassis.auth import Principal, TokenService
-    from chassis.metrics import Metrics
-    from chassis.near_cache import InvalidationBus
-    from chassis.ratelimit import RateLimiter
-    from chassis.settings import ServiceSettings
+if TYPE_CHECKING:  # forward references only: these modules import the keys
+    from chassis.auth import Principal, TokenService  # noqa: F401
+    from chassis.metrics import Metrics  # noqa: F401
+    from chassis.near_cache import InvalidationBus  # noqa: F401
+    from chassis.ratelimit import RateLimiter  # noqa: F401
+    from chassis.settings import ServiceSettings  # noqa: F401
 
 SETTINGS = web.AppKey["ServiceSettings"]("settings")
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)

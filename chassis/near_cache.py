@@ -78,8 +78,11 @@ class _Subscriber(asyncio.Protocol):
             if isinstance(reply, list) and reply[0] == b"message":
                 self._bus.deliver(reply[2])
             elif isinstance(reply, list) and reply[0] == b"subscribe":
-                if not self.subscribed.done():
-                    self.subscribed.set_result(None)
+                self._confirm()
+
+    def _confirm(self) -> None:
+        if not self.subscribed.done():
+            self.subscribed.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.subscribed.done():
@@ -196,7 +199,7 @@ class NearCache:
         self.epoch = 0  # bumped by every invalidation; a fill that spans one is dropped
 
     def get(self, key: str) -> tuple[bool, CachedBody | None]:
-        """`(True, value)` on a fresh hit (value None means "known absent"), else `(False, None)`."""
+        """`(True, value)` on a fresh hit (None value: known absent), else `(False, None)`."""
         entry = self._entries.get(key)
         if entry is None or not self._bus.connected:
             return False, None
@@ -207,7 +210,7 @@ class NearCache:
         return True, value
 
     def put(self, key: str, value: CachedBody | None, epoch: int) -> None:
-        """Store a value loaded while `epoch` was current, unless something was invalidated since."""
+        """Store a value loaded during `epoch`, unless something was invalidated since."""
         if epoch != self.epoch or not self._bus.connected:
             return
         self._entries[key] = (time.monotonic() + self._ttl, value)
@@ -301,7 +304,7 @@ class TieredCache:
         deadline = time.monotonic() + self.WAIT_LIMIT
         while True:
             cached = await self._redis.get(redis_key)
-            if cached is not None:
+            if isinstance(cached, bytes):
                 self._reads["redis"].inc()
                 return cached or None
             token = uuid.uuid4().hex
@@ -328,7 +331,9 @@ async def invalidation_bus(app: web.Application) -> AsyncIterator[None]:
     await bus.stop()
 
 
-def tiered_cache(app: web.Application, namespace: str, *, ttl: float, absent_ttl: float) -> TieredCache:
+def tiered_cache(
+    app: web.Application, namespace: str, *, ttl: float, absent_ttl: float
+) -> TieredCache:
     """A `TieredCache` over the app's Redis client and invalidation bus."""
     return TieredCache(
         namespace=namespace,

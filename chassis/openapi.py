@@ -17,10 +17,20 @@ Auth = Literal["public", "user", "admin"]
 Response = type[BaseModel] | str | None
 
 _STATUS_TEXT = {
-    200: "OK", 201: "Created", 202: "Accepted", 204: "No content", 304: "Not modified",
-    400: "Malformed request", 401: "Missing, invalid or revoked token", 403: "Role not allowed",
-    404: "Not found", 409: "Conflict with the current state", 413: "Body too large",
-    415: "Body is not JSON", 422: "Invalid fields", 429: "Rate limited",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No content",
+    304: "Not modified",
+    400: "Malformed request",
+    401: "Missing, invalid or revoked token",
+    403: "Role not allowed",
+    404: "Not found",
+    409: "Conflict with the current state",
+    413: "Body too large",
+    415: "Body is not JSON",
+    422: "Invalid fields",
+    429: "Rate limited",
 }
 
 
@@ -63,8 +73,18 @@ class ApiRoutes:
 
         def register(handler: Handler) -> Handler:
             self.operations.append(
-                Operation(method, path, handler, summary, self.tag, auth, body, query,
-                          responses, headers or {})
+                Operation(
+                    method,
+                    path,
+                    handler,
+                    summary,
+                    self.tag,
+                    auth,
+                    body,
+                    query,
+                    responses,
+                    headers or {},
+                )
             )
             return handler
 
@@ -96,8 +116,12 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
                 "responses": {},
             }
             params = [
-                {"name": name, "in": "path", "required": True,
-                 "schema": {"type": "string", "format": "uuid"}}
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                }
                 for name in re.findall(r"{(\w+)}", op.path)
             ]
             if op.query is not None:
@@ -108,8 +132,13 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
                     for name, prop in query_schema["properties"].items()
                 ]
             params += [
-                {"name": name, "in": "header", "required": False,
-                 "description": text, "schema": {"type": "string"}}
+                {
+                    "name": name,
+                    "in": "header",
+                    "required": False,
+                    "description": text,
+                    "schema": {"type": "string"},
+                }
                 for name, text in op.headers.items()
             ]
             if params:
@@ -130,7 +159,9 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
         },
     }
 
@@ -139,7 +170,10 @@ def _response(status: int, response: Response, ref: Callable[[type[BaseModel]], 
     description = _STATUS_TEXT.get(status, "See the problem details")
     if status >= 400:
         problem = {"$ref": "#/components/schemas/Problem"}
-        return {"description": description, "content": {"application/problem+json": {"schema": problem}}}
+        return {
+            "description": description,
+            "content": {"application/problem+json": {"schema": problem}},
+        }
     if isinstance(response, str):
         return {"description": response}
     if response is None:

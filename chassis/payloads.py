@@ -56,9 +56,13 @@ def dumps(data: Any) -> bytes:
     return orjson.dumps(data, default=_encode, option=JSON_OPTIONS)
 
 
-def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """A JSON response rendered with `dumps`."""
-    return web.Response(body=dumps(data), status=status, content_type="application/json", headers=headers)
+    return web.Response(
+        body=dumps(data), status=status, content_type="application/json", headers=headers
+    )
 
 
 def path_uuid(request: web.Request, name: str = "id") -> str:

@@ -6,10 +6,23 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 from aiohttp import web
+from asyncpg.pool import PoolConnectionProxy
 from redis.asyncio import Redis
 
 from chassis.keys import DB_POOL, REDIS, SETTINGS
 from chassis.metrics import bind_pool_gauges
+
+# What a repository function runs SQL on: one connection (in a transaction) or the pool.
+Conn = asyncpg.Connection | PoolConnectionProxy
+Db = asyncpg.Pool | Conn
+
+
+async def fetch_returned(db: Db, query: str, *args: object) -> asyncpg.Record:
+    """The row a `... RETURNING` statement that always affects one row produced."""
+    row = await db.fetchrow(query, *args)
+    if row is None:
+        raise RuntimeError("the statement returned no row")
+    return row
 
 
 async def postgres_pool(app: web.Application) -> AsyncIterator[None]:

@@ -32,7 +32,9 @@ def unique_email() -> str:
     return f"user-{uuid.uuid4().hex[:12]}@example.com"
 
 
-async def register(client: TestClient[Any, Any], *, email: str | None = None, password: str = PASSWORD) -> Account:
+async def register(
+    client: TestClient[Any, Any], *, email: str | None = None, password: str = PASSWORD
+) -> Account:
     """Register a customer."""
     email = email or unique_email()
     response = await client.post(
@@ -73,9 +75,13 @@ def product_fields(**overrides: Any) -> dict[str, Any]:
     return fields
 
 
-async def create_product(client: TestClient[Any, Any], admin_account: Account, **overrides: Any) -> dict[str, Any]:
+async def create_product(
+    client: TestClient[Any, Any], admin_account: Account, **overrides: Any
+) -> dict[str, Any]:
     """Create a product as an admin."""
-    response = await client.post("/api/products", json=product_fields(**overrides), headers=admin_account.auth)
+    response = await client.post(
+        "/api/products", json=product_fields(**overrides), headers=admin_account.auth
+    )
     assert response.status == 201, await response.text()
     product: dict[str, Any] = await response.json()
     return product

@@ -10,21 +10,37 @@ from tests.factories import login, register, unique_email
 
 
 async def test_ensure_admin_creates_and_is_idempotent(client, settings, database_url):
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2, server_settings={"search_path": "core"})
+    pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=2, server_settings={"search_path": "core"}
+    )
     passwords = Passwords(settings)
     email = unique_email()
     try:
-        first = await ensure_admin(pool=pool, passwords=passwords, email=email, password="admin password", name="Boss")
-        again = await ensure_admin(pool=pool, passwords=passwords, email=email.upper(), password="admin password", name="Boss")
+        first = await ensure_admin(
+            pool=pool, passwords=passwords, email=email, password="admin password", name="Boss"
+        )
+        again = await ensure_admin(
+            pool=pool,
+            passwords=passwords,
+            email=email.upper(),
+            password="admin password",
+            name="Boss",
+        )
         assert first["id"] == again["id"] and again["role"] == "admin"
         assert await pool.fetchval("SELECT count(*) FROM users WHERE lower(email) = $1", email) == 1
         account = await login(client, email, "admin password")
         assert (await client.get("/api/users", headers=account.auth)).status == 200
 
         customer = await register(client)
-        promoted = await ensure_admin(pool=pool, passwords=passwords, email=customer.email, password="new password!", name="x")
+        promoted = await ensure_admin(
+            pool=pool, passwords=passwords, email=customer.email, password="new password!", name="x"
+        )
         assert str(promoted["id"]) == customer.id and promoted["role"] == "admin"
-        assert (await client.get("/api/users", headers=(await login(client, customer.email, "new password!")).auth)).status == 200
+        assert (
+            await client.get(
+                "/api/users", headers=(await login(client, customer.email, "new password!")).auth
+            )
+        ).status == 200
     finally:
         await pool.close()
 
@@ -47,4 +63,6 @@ async def test_users_listing_admin_only_and_paginated(client, db):
             break
     assert len(seen) == len(set(seen)) == await db.fetchval("SELECT count(*) FROM users")
     assert customer.id in seen
-    assert (await client.get("/api/users", params={"limit": "500"}, headers=boss.auth)).status == 422
+    assert (
+        await client.get("/api/users", params={"limit": "500"}, headers=boss.auth)
+    ).status == 422

@@ -23,7 +23,9 @@ async def test_register_returns_user_and_tokens(client):
     assert set(body["user"]) == {"id", "email", "name", "role", "created_at"}
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 900
-    me = await client.get("/api/users/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    me = await client.get(
+        "/api/users/me", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
     assert me.status == 200
     assert (await me.json())["id"] == body["user"]["id"]
 
@@ -60,7 +62,9 @@ async def test_register_rejects_malformed_json_and_wrong_media_type(client):
     )
     assert response.status == 400
     assert response.content_type == PROBLEM
-    response = await client.post("/api/auth/register", data=b"email=a", headers={"Content-Type": "text/plain"})
+    response = await client.post(
+        "/api/auth/register", data=b"email=a", headers={"Content-Type": "text/plain"}
+    )
     assert response.status == 415
     assert response.content_type == PROBLEM
 
@@ -78,7 +82,9 @@ async def test_duplicate_email_is_case_insensitive(client):
 async def test_concurrent_duplicate_registrations_create_one_account(client, db):
     email = unique_email()
     payload = {"email": email, "password": PASSWORD, "name": "Racer"}
-    responses = await asyncio.gather(*(client.post("/api/auth/register", json=payload) for _ in range(5)))
+    responses = await asyncio.gather(
+        *(client.post("/api/auth/register", json=payload) for _ in range(5))
+    )
     assert sorted(r.status for r in responses) == [201, 409, 409, 409, 409]
     assert await db.fetchval("SELECT count(*) FROM users WHERE lower(email) = $1", email) == 1
 
@@ -90,8 +96,12 @@ async def test_login_with_any_case_email(client):
 
 async def test_wrong_password_and_unknown_email_answer_alike(client):
     account = await register(client)
-    wrong = await client.post("/api/auth/login", json={"email": account.email, "password": "wrong password"})
-    unknown = await client.post("/api/auth/login", json={"email": unique_email(), "password": "wrong password"})
+    wrong = await client.post(
+        "/api/auth/login", json={"email": account.email, "password": "wrong password"}
+    )
+    unknown = await client.post(
+        "/api/auth/login", json={"email": unique_email(), "password": "wrong password"}
+    )
     assert wrong.status == unknown.status == 401
     wrong_body, unknown_body = await wrong.json(), await unknown.json()
     for body in (wrong_body, unknown_body):
@@ -169,7 +179,9 @@ async def test_logout_revokes_access_and_refresh_on_every_instance(make_client):
     assert response.status == 204
     for instance in (first, second):
         assert (await instance.get("/api/users/me", headers=account.auth)).status == 401
-    refreshed = await second.post("/api/auth/refresh", json={"refresh_token": account.refresh_token})
+    refreshed = await second.post(
+        "/api/auth/refresh", json={"refresh_token": account.refresh_token}
+    )
     assert refreshed.status == 401
 
 

@@ -20,8 +20,16 @@ async def admin_account(client, db):
 async def test_create_and_read_product(client, admin_account):
     product = await create_product(client, admin_account, stock=3)
     assert set(product) == {
-        "id", "sku", "name", "description", "price_cents", "currency", "stock", "category",
-        "created_at", "updated_at",
+        "id",
+        "sku",
+        "name",
+        "description",
+        "price_cents",
+        "currency",
+        "stock",
+        "category",
+        "created_at",
+        "updated_at",
     }
     response = await client.get(f"/api/products/{product['id']}")
     assert response.status == 200
@@ -55,7 +63,9 @@ async def test_create_requires_admin(client, db):
 )
 async def test_create_rejects_invalid_fields(client, admin_account, db, override, field):
     before = await db.fetchval("SELECT count(*) FROM products")
-    response = await client.post("/api/products", json=product_fields(**override), headers=admin_account.auth)
+    response = await client.post(
+        "/api/products", json=product_fields(**override), headers=admin_account.auth
+    )
     assert response.status == 422
     assert field in {e["field"] for e in (await response.json())["errors"]}
     assert await db.fetchval("SELECT count(*) FROM products") == before
@@ -130,13 +140,19 @@ async def test_writes_need_admin(client, admin_account):
 async def test_keyset_pagination_is_stable_under_inserts(client, admin_account):
     category = f"cat-{uuid.uuid4().hex[:8]}"
     created = [await create_product(client, admin_account, category=category) for _ in range(5)]
-    first = await (await client.get("/api/products", params={"category": category, "limit": "2"})).json()
+    first = await (
+        await client.get("/api/products", params={"category": category, "limit": "2"})
+    ).json()
     assert [p["id"] for p in first["items"]] == [p["id"] for p in created[:2]]
     await create_product(client, admin_account, category=category)  # lands at the end
     seen = [p["id"] for p in first["items"]]
     cursor = first["next_cursor"]
     while cursor:
-        page = await (await client.get("/api/products", params={"category": category, "limit": "2", "cursor": cursor})).json()
+        page = await (
+            await client.get(
+                "/api/products", params={"category": category, "limit": "2", "cursor": cursor}
+            )
+        ).json()
         seen += [p["id"] for p in page["items"]]
         cursor = page["next_cursor"]
     assert seen[:5] == [p["id"] for p in created]
@@ -146,23 +162,38 @@ async def test_keyset_pagination_is_stable_under_inserts(client, admin_account):
 async def test_filters(client, admin_account):
     category = f"cat-{uuid.uuid4().hex[:8]}"
     token = uuid.uuid4().hex[:8]
-    cheap = await create_product(client, admin_account, category=category, price_cents=100, name=f"Cheap {token}")
-    await create_product(client, admin_account, category=category, price_cents=5000, name="Dear 100%")
-    result = await (await client.get("/api/products", params={"category": category, "max_price": "1000"})).json()
+    cheap = await create_product(
+        client, admin_account, category=category, price_cents=100, name=f"Cheap {token}"
+    )
+    await create_product(
+        client, admin_account, category=category, price_cents=5000, name="Dear 100%"
+    )
+    result = await (
+        await client.get("/api/products", params={"category": category, "max_price": "1000"})
+    ).json()
     assert [p["id"] for p in result["items"]] == [cheap["id"]]
     result = await (await client.get("/api/products", params={"q": token.upper()})).json()
     assert [p["id"] for p in result["items"]] == [cheap["id"]]
-    result = await (await client.get("/api/products", params={"category": category, "q": "100%"})).json()
+    result = await (
+        await client.get("/api/products", params={"category": category, "q": "100%"})
+    ).json()
     assert [p["name"] for p in result["items"]] == ["Dear 100%"]
-    result = await (await client.get("/api/products", params={"category": category, "min_price": "101"})).json()
+    result = await (
+        await client.get("/api/products", params={"category": category, "min_price": "101"})
+    ).json()
     assert [p["price_cents"] for p in result["items"]] == [5000]
 
 
 @pytest.mark.parametrize(
     "params",
     [
-        {"limit": "0"}, {"limit": "101"}, {"limit": "ten"}, {"min_price": "-1"},
-        {"min_price": "10", "max_price": "5"}, {"cursor": "garbage!"}, {"sort": "name"},
+        {"limit": "0"},
+        {"limit": "101"},
+        {"limit": "ten"},
+        {"min_price": "-1"},
+        {"min_price": "10", "max_price": "5"},
+        {"cursor": "garbage!"},
+        {"sort": "name"},
     ],
 )
 async def test_bad_listing_parameters_are_422(client, params):
@@ -179,7 +210,9 @@ async def test_change_is_seen_at_once_by_every_instance(make_client, db):
     for instance in (first, second, first, second):  # warm Redis and both near caches
         assert (await (await instance.get(url)).json())["price_cents"] == 1250
     for price in range(2000, 2010):
-        assert (await first.patch(url, json={"price_cents": price}, headers=admin_account.auth)).status == 200
+        assert (
+            await first.patch(url, json={"price_cents": price}, headers=admin_account.auth)
+        ).status == 200
         assert (await (await second.get(url)).json())["price_cents"] == price
         assert (await (await first.get(url)).json())["price_cents"] == price
     assert (await second.delete(url, headers=admin_account.auth)).status == 204
@@ -202,9 +235,13 @@ async def test_cache_serves_without_database_and_stampede_loads_once(make_client
         return total
 
     before = database_loads()
-    responses = await asyncio.gather(*(inst.get(url) for inst in (first, second) for _ in range(50)))
+    responses = await asyncio.gather(
+        *(inst.get(url) for inst in (first, second) for _ in range(50))
+    )
     assert {r.status for r in responses} == {200}
     assert database_loads() - before == 1
     # served from the caches even when the row changes behind their back
-    await db.execute("UPDATE products SET name = 'changed directly' WHERE id = $1::uuid", product["id"])
+    await db.execute(
+        "UPDATE products SET name = 'changed directly' WHERE id = $1::uuid", product["id"]
+    )
     assert (await (await second.get(url)).json())["name"] == product["name"]

@@ -19,8 +19,15 @@ from tests.factories import register
 def claims(account_id: str, **overrides):
     now = int(time.time())
     base = {
-        "iss": "relais", "aud": "relais-api", "sub": account_id, "iat": now, "exp": now + 600,
-        "jti": uuid.uuid4().hex, "typ": "access", "fid": uuid.uuid4().hex, "role": "admin",
+        "iss": "relais",
+        "aud": "relais-api",
+        "sub": account_id,
+        "iat": now,
+        "exp": now + 600,
+        "jti": uuid.uuid4().hex,
+        "typ": "access",
+        "fid": uuid.uuid4().hex,
+        "role": "admin",
     }
     base.update(overrides)
     return {key: value for key, value in base.items() if value is not None}
@@ -54,8 +61,12 @@ async def test_alg_none_is_refused(client):
 async def test_other_algorithm_is_refused(client):
     account = await register(client)
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    assert await me_status(client, jwt.encode(claims(account.id), rsa_key, algorithm="RS256")) == 401
-    hmac_token = jwt.encode(claims(account.id), "shared-secret-of-at-least-32-bytes!!", algorithm="HS256")
+    assert (
+        await me_status(client, jwt.encode(claims(account.id), rsa_key, algorithm="RS256")) == 401
+    )
+    hmac_token = jwt.encode(
+        claims(account.id), "shared-secret-of-at-least-32-bytes!!", algorithm="HS256"
+    )
     assert await me_status(client, hmac_token) == 401
 
 
@@ -64,7 +75,9 @@ async def test_bad_signature_is_refused(client):
     stranger = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    assert await me_status(client, jwt.encode(claims(account.id), stranger, algorithm="EdDSA")) == 401
+    assert (
+        await me_status(client, jwt.encode(claims(account.id), stranger, algorithm="EdDSA")) == 401
+    )
     head, body, signature = account.access_token.split(".")
     tampered = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1]
     assert await me_status(client, f"{head}.{tampered}.{signature}") == 401
@@ -105,7 +118,11 @@ async def test_revoked_token_is_refused(client):
     assert await me_status(client, account.access_token) == 401
 
 
-@pytest.mark.parametrize("header", ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer not.a.jwt"])
+@pytest.mark.parametrize(
+    "header", ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer not.a.jwt"]
+)
 async def test_missing_or_garbled_header_is_refused(client, header):
-    response = await client.get("/api/users/me", headers={"Authorization": header} if header else {})
+    response = await client.get(
+        "/api/users/me", headers={"Authorization": header} if header else {}
+    )
     assert response.status == 401

@@ -12,19 +12,27 @@ async def test_document_is_valid_and_matches_router(client):
     assert response.status == 200
     document = await response.json()
     validate(document)
-    documented = {(method.upper(), path) for path, ops in document["paths"].items() for method in ops}
+    documented = {
+        (method.upper(), path) for path, ops in document["paths"].items() for method in ops
+    }
     served = {
         (route.method, route.resource.canonical)
         for route in client.app.router.routes()
-        if route.method in API_METHODS and route.resource is not None
+        if route.method in API_METHODS
+        and route.resource is not None
         and route.resource.canonical.startswith("/api/")
         and not route.resource.canonical.startswith(("/api/docs", "/api/openapi"))
     }
     assert documented == served
     register = document["paths"]["/api/auth/register"]["post"]
     assert set(register["responses"]) >= {"201", "409", "422"}
-    assert register["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/RegisterIn")
-    assert document["components"]["schemas"]["ProductOut"]["properties"]["price_cents"]["type"] == "integer"
+    assert register["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/RegisterIn"
+    )
+    assert (
+        document["components"]["schemas"]["ProductOut"]["properties"]["price_cents"]["type"]
+        == "integer"
+    )
 
 
 async def test_docs_page_and_assets(client):

@@ -47,7 +47,9 @@ async def ensure_admin(
 async def _main(email: str, password: str, name: str) -> None:
     settings = CoreSettings()
     pool = await asyncpg.create_pool(
-        settings.database_url, min_size=1, max_size=1,
+        settings.database_url,
+        min_size=1,
+        max_size=1,
         server_settings={"search_path": settings.database_schema},
     )
     try:

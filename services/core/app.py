@@ -48,7 +48,9 @@ def create_app(settings: CoreSettings) -> web.Application:
     """Assemble the core app: chassis resources, health, API routes and their docs."""
     app = create_service_app(settings, middlewares=[write_rate_limit_middleware])
     app[CORE_SETTINGS] = settings
-    app.cleanup_ctx.extend([postgres_pool, redis_client, rate_limiter, invalidation_bus, core_state])
+    app.cleanup_ctx.extend(
+        [postgres_pool, redis_client, rate_limiter, invalidation_bus, core_state]
+    )
     setup_health(app)
     for table in ROUTE_TABLES:
         table.add_to(app)

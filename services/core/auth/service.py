@@ -52,7 +52,13 @@ def user_json(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def register(
-    *, pool: asyncpg.Pool, passwords: Passwords, tokens: TokenService, email: str, password: str, name: str
+    *,
+    pool: asyncpg.Pool,
+    passwords: Passwords,
+    tokens: TokenService,
+    email: str,
+    password: str,
+    name: str,
 ) -> dict[str, Any]:
     """Create a customer account and log it in."""
     password_hash = await passwords.hash(password)
@@ -90,7 +96,9 @@ async def login(
     return {"user": user_json(row), **pair.as_json()}
 
 
-async def refresh(*, pool: asyncpg.Pool, tokens: TokenService, refresh_token: str) -> dict[str, Any]:
+async def refresh(
+    *, pool: asyncpg.Pool, tokens: TokenService, refresh_token: str
+) -> dict[str, Any]:
     """Rotate a refresh token; a spent one revokes its whole family."""
     claims = await tokens.verify(refresh_token, "refresh")
     if not await tokens.spend_refresh(claims):

@@ -15,31 +15,54 @@ from services.core.keys import CORE_SETTINGS, PASSWORDS
 routes = ApiRoutes("auth")
 
 
-@routes.route("POST", "/api/auth/register", summary="Create an account and log in",
-              body=RegisterIn, responses={201: AuthOut, 400: None, 409: None, 415: None, 422: None})
+@routes.route(
+    "POST",
+    "/api/auth/register",
+    summary="Create an account and log in",
+    body=RegisterIn,
+    responses={201: AuthOut, 400: None, 409: None, 415: None, 422: None},
+)
 async def register(request: web.Request) -> web.Response:
     data = await json_body(request, RegisterIn)
     result = await service.register(
-        pool=request.app[DB_POOL], passwords=request.app[PASSWORDS], tokens=request.app[TOKENS],
-        email=str(data.email), password=data.password, name=data.name,
+        pool=request.app[DB_POOL],
+        passwords=request.app[PASSWORDS],
+        tokens=request.app[TOKENS],
+        email=str(data.email),
+        password=data.password,
+        name=data.name,
     )
     return json_response(result, status=201)
 
 
-@routes.route("POST", "/api/auth/login", summary="Log in with email and password",
-              body=LoginIn, responses={200: AuthOut, 400: None, 401: None, 422: None, 429: None})
+@routes.route(
+    "POST",
+    "/api/auth/login",
+    summary="Log in with email and password",
+    body=LoginIn,
+    responses={200: AuthOut, 400: None, 401: None, 422: None, 429: None},
+)
 async def login(request: web.Request) -> web.Response:
     data = await json_body(request, LoginIn)
     result = await service.login(
-        pool=request.app[DB_POOL], passwords=request.app[PASSWORDS], tokens=request.app[TOKENS],
-        limiter=request.app[RATE_LIMITER], failure_limit=request.app[CORE_SETTINGS].login_failure_limit,
-        email=data.email, password=data.password,
+        pool=request.app[DB_POOL],
+        passwords=request.app[PASSWORDS],
+        tokens=request.app[TOKENS],
+        limiter=request.app[RATE_LIMITER],
+        failure_limit=request.app[CORE_SETTINGS].login_failure_limit,
+        email=data.email,
+        password=data.password,
     )
     return json_response(result)
 
 
-@routes.route("POST", "/api/auth/refresh", summary="Trade a refresh token for a new pair",
-              body=RefreshIn, responses={200: AuthOut, 400: None, 401: None, 422: None})
+@routes.route(
+    "POST",
+    "/api/auth/refresh",
+    summary="Trade a refresh token for a new pair",
+    body=RefreshIn,
+    responses={200: AuthOut, 400: None, 401: None, 422: None},
+)
 async def refresh(request: web.Request) -> web.Response:
     data = await json_body(request, RefreshIn)
     result = await service.refresh(
@@ -48,8 +71,14 @@ async def refresh(request: web.Request) -> web.Response:
     return json_response(result)
 
 
-@routes.route("POST", "/api/auth/logout", summary="Revoke this login's tokens", auth="user",
-              body=LogoutIn, responses={204: None, 401: None, 422: None})
+@routes.route(
+    "POST",
+    "/api/auth/logout",
+    summary="Revoke this login's tokens",
+    auth="user",
+    body=LogoutIn,
+    responses={204: None, 401: None, 422: None},
+)
 async def logout(request: web.Request) -> web.Response:
     principal = await authenticated(request)
     data = await json_body(request, LogoutIn, optional=True)

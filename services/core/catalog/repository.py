@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from chassis.pagination import Position
+from chassis.resources import fetch_returned
 
 PRODUCT_COLUMNS = (
     "id, sku, name, description, price_cents, currency, stock, category, created_at, updated_at"
@@ -16,7 +17,8 @@ EDITABLE = ("sku", "name", "description", "price_cents", "currency", "stock", "c
 
 async def insert_product(pool: asyncpg.Pool, fields: dict[str, Any]) -> asyncpg.Record:
     """Insert a product (asyncpg.UniqueViolationError on a live duplicate sku)."""
-    return await pool.fetchrow(
+    return await fetch_returned(
+        pool,
         f"""INSERT INTO products (sku, name, description, price_cents, currency, stock, category)
             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {PRODUCT_COLUMNS}""",
         *(fields[name] for name in EDITABLE),
@@ -52,7 +54,13 @@ async def products_page(
               AND ($4::bigint IS NULL OR price_cents <= $4)
               AND ($5::timestamptz IS NULL OR (created_at, id) > ($5, $6::uuid))
             ORDER BY created_at, id LIMIT $7""",
-        pattern, category, min_price, max_price, created_at, row_id, limit,
+        pattern,
+        category,
+        min_price,
+        max_price,
+        created_at,
+        row_id,
+        limit,
     )
 
 
@@ -65,7 +73,8 @@ async def update_product(
     return await pool.fetchrow(
         f"""UPDATE products SET {assignments}, updated_at = clock_timestamp()
             WHERE id = $1::uuid AND deleted_at IS NULL RETURNING {PRODUCT_COLUMNS}""",
-        product_id, *(changes[name] for name in names),
+        product_id,
+        *(changes[name] for name in names),
     )
 
 

@@ -59,7 +59,11 @@ class ProductQuery(BaseModel):
 
     @model_validator(mode="after")
     def _price_range(self) -> ProductQuery:
-        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+        if (
+            self.min_price is not None
+            and self.max_price is not None
+            and self.min_price > self.max_price
+        ):
             raise ValueError("min_price must not exceed max_price")
         return self
 

@@ -18,7 +18,9 @@ def product_json(row: asyncpg.Record) -> dict[str, Any]:
     return dict(row)
 
 
-async def create_product(*, pool: asyncpg.Pool, cache: TieredCache, fields: dict[str, Any]) -> dict[str, Any]:
+async def create_product(
+    *, pool: asyncpg.Pool, cache: TieredCache, fields: dict[str, Any]
+) -> dict[str, Any]:
     """Add a product; 409 if its sku is taken."""
     try:
         row = await repository.insert_product(pool, fields)
@@ -57,8 +59,13 @@ async def list_products(
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"
     rows = await repository.products_page(
-        pool, pattern=pattern, category=category, min_price=min_price, max_price=max_price,
-        after=decode_cursor(cursor), limit=limit + 1,
+        pool,
+        pattern=pattern,
+        category=category,
+        min_price=min_price,
+        max_price=max_price,
+        after=decode_cursor(cursor),
+        limit=limit + 1,
     )
     return page(rows, limit, product_json)
 

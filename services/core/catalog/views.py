@@ -9,34 +9,59 @@ from chassis.keys import DB_POOL
 from chassis.openapi import ApiRoutes
 from chassis.payloads import json_body, json_response, path_uuid, query_params
 from services.core.catalog import service
-from services.core.catalog.schemas import ProductIn, ProductOut, ProductPage, ProductPatch, ProductQuery
+from services.core.catalog.schemas import (
+    ProductIn,
+    ProductOut,
+    ProductPage,
+    ProductPatch,
+    ProductQuery,
+)
 from services.core.keys import PRODUCT_CACHE
 
 routes = ApiRoutes("catalog")
 WRITE_ERRORS = {400: None, 401: None, 403: None, 404: None, 409: None, 415: None, 422: None}
 
 
-@routes.route("POST", "/api/products", summary="Add a product (admin)", auth="admin",
-              body=ProductIn, responses={201: ProductOut, **WRITE_ERRORS})
+@routes.route(
+    "POST",
+    "/api/products",
+    summary="Add a product (admin)",
+    auth="admin",
+    body=ProductIn,
+    responses={201: ProductOut, **WRITE_ERRORS},
+)
 async def create_product(request: web.Request) -> web.Response:
     await admin(request)
     data = await json_body(request, ProductIn)
     product = await service.create_product(
         pool=request.app[DB_POOL], cache=request.app[PRODUCT_CACHE], fields=data.model_dump()
     )
-    return json_response(product, status=201, headers={"Location": f"/api/products/{product['id']}"})
+    return json_response(
+        product, status=201, headers={"Location": f"/api/products/{product['id']}"}
+    )
 
 
-@routes.route("GET", "/api/products", summary="Search the catalog (keyset-paginated)",
-              query=ProductQuery, responses={200: ProductPage, 422: None})
+@routes.route(
+    "GET",
+    "/api/products",
+    summary="Search the catalog (keyset-paginated)",
+    query=ProductQuery,
+    responses={200: ProductPage, 422: None},
+)
 async def list_products(request: web.Request) -> web.Response:
     query = query_params(request, ProductQuery)
-    return json_response(await service.list_products(pool=request.app[DB_POOL], **query.model_dump()))
+    return json_response(
+        await service.list_products(pool=request.app[DB_POOL], **query.model_dump())
+    )
 
 
-@routes.route("GET", "/api/products/{id}", summary="One product, with an ETag",
-              headers={"If-None-Match": "An ETag from an earlier response; 304 when unchanged"},
-              responses={200: ProductOut, 304: None, 404: None})
+@routes.route(
+    "GET",
+    "/api/products/{id}",
+    summary="One product, with an ETag",
+    headers={"If-None-Match": "An ETag from an earlier response; 304 when unchanged"},
+    responses={200: ProductOut, 304: None, 404: None},
+)
 async def get_product(request: web.Request) -> web.Response:
     cached = await service.cached_product(
         pool=request.app[DB_POOL], cache=request.app[PRODUCT_CACHE], product_id=path_uuid(request)
@@ -47,21 +72,34 @@ async def get_product(request: web.Request) -> web.Response:
     return web.Response(body=cached.body, content_type="application/json", headers=headers)
 
 
-@routes.route("PATCH", "/api/products/{id}", summary="Change a product (admin)", auth="admin",
-              body=ProductPatch, responses={200: ProductOut, **WRITE_ERRORS})
+@routes.route(
+    "PATCH",
+    "/api/products/{id}",
+    summary="Change a product (admin)",
+    auth="admin",
+    body=ProductPatch,
+    responses={200: ProductOut, **WRITE_ERRORS},
+)
 async def update_product(request: web.Request) -> web.Response:
     await admin(request)
     product_id = path_uuid(request)
     data = await json_body(request, ProductPatch)
     product = await service.update_product(
-        pool=request.app[DB_POOL], cache=request.app[PRODUCT_CACHE], product_id=product_id,
+        pool=request.app[DB_POOL],
+        cache=request.app[PRODUCT_CACHE],
+        product_id=product_id,
         changes=data.model_dump(exclude_unset=True),
     )
     return json_response(product)
 
 
-@routes.route("DELETE", "/api/products/{id}", summary="Retire a product (admin)", auth="admin",
-              responses={204: None, 401: None, 403: None, 404: None})
+@routes.route(
+    "DELETE",
+    "/api/products/{id}",
+    summary="Retire a product (admin)",
+    auth="admin",
+    responses={204: None, 401: None, 403: None, 404: None},
+)
 async def delete_product(request: web.Request) -> web.Response:
     await admin(request)
     await service.delete_product(

@@ -51,7 +51,7 @@ async def create_order(
     idempotency_key: str | None,
     retention_hours: int,
 ) -> tuple[dict[str, Any], bool]:
-    """Reserve stock and place an order; with a key, replay the first outcome. Returns (order, replayed)."""
+    """Reserve stock and place an order, or replay the key's first outcome: (order, replayed)."""
     fingerprint = request_fingerprint(lines)
     product_ids = [line.product_id for line in lines]
     async with pool.acquire() as conn, conn.transaction():
@@ -63,12 +63,20 @@ async def create_order(
             )
             if stored is not None:
                 if stored["request_hash"] != fingerprint:
-                    raise Unprocessable("This Idempotency-Key was used with a different request body")
+                    raise Unprocessable(
+                        "This Idempotency-Key was used with a different request body"
+                    )
                 return orjson.loads(stored["response"]), True
-        products = {row["id"]: row for row in await repository.lock_products(conn, product_ids, live_only=True)}
+        products = {
+            row["id"]: row
+            for row in await repository.lock_products(conn, product_ids, live_only=True)
+        }
         _check_orderable(lines, products)
         await repository.adjust_stock(conn, product_ids, [-line.quantity for line in lines])
-        priced = [(line.product_id, line.quantity, products[line.product_id]["price_cents"]) for line in lines]
+        priced = [
+            (line.product_id, line.quantity, products[line.product_id]["price_cents"])
+            for line in lines
+        ]
         order = await repository.insert_order(
             conn,
             user_id=user_id,
@@ -79,8 +87,12 @@ async def create_order(
         result = order_json(order, await repository.items_of(conn, [order["id"]]))
         if idempotency_key is not None:
             await repository.store_response(
-                conn, user_id=user_id, key=idempotency_key, request_hash=fingerprint,
-                status=201, response=dumps(result).decode(),
+                conn,
+                user_id=user_id,
+                key=idempotency_key,
+                request_hash=fingerprint,
+                status=201,
+                response=dumps(result).decode(),
             )
     await cache.invalidate(*(str(pid) for pid in product_ids))
     return result, False
@@ -91,15 +103,24 @@ def _check_orderable(lines: list[OrderItemIn], products: dict[Any, asyncpg.Recor
     if unknown:
         raise Unprocessable(
             "Some products do not exist",
-            extra={"errors": [{"field": "items.product_id", "message": f"unknown product {pid}"} for pid in unknown]},
+            extra={
+                "errors": [
+                    {"field": "items.product_id", "message": f"unknown product {pid}"}
+                    for pid in unknown
+                ]
+            },
         )
     currencies = {row["currency"] for row in products.values()}
     if len(currencies) > 1:
         raise Unprocessable(
             "All products of an order must share one currency",
-            extra={"errors": [{"field": "items", "message": f"mixed currencies: {sorted(currencies)}"}]},
+            extra={
+                "errors": [{"field": "items", "message": f"mixed currencies: {sorted(currencies)}"}]
+            },
         )
-    short = [str(line.product_id) for line in lines if products[line.product_id]["stock"] < line.quantity]
+    short = [
+        str(line.product_id) for line in lines if products[line.product_id]["stock"] < line.quantity
+    ]
     if short:
         raise Conflict("Not enough stock", extra={"product_ids": short})
 
@@ -116,9 +137,13 @@ async def get_order(*, pool: asyncpg.Pool, principal: Principal, order_id: str) 
     return order_json(order, await repository.items_of(pool, [order["id"]]))
 
 
-async def list_orders(*, pool: asyncpg.Pool, user_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+async def list_orders(
+    *, pool: asyncpg.Pool, user_id: str, limit: int, cursor: str | None
+) -> dict[str, Any]:
     """One page of the caller's orders, newest first."""
-    rows = await repository.orders_page(pool, user_id=user_id, before=decode_cursor(cursor), limit=limit + 1)
+    rows = await repository.orders_page(
+        pool, user_id=user_id, before=decode_cursor(cursor), limit=limit + 1
+    )
     lines: dict[Any, list[asyncpg.Record]] = defaultdict(list)
     for item in await repository.items_of(pool, [row["id"] for row in rows[:limit]]):
         lines[item["order_id"]].append(item)

@@ -28,17 +28,25 @@ def idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-@routes.route("POST", "/api/orders", summary="Place an order, reserving stock", auth="user",
-              body=OrderIn,
-              headers={"Idempotency-Key": "Replays the first response for the same key and body"},
-              responses={201: OrderOut, 400: None, 401: None, 409: None, 415: None, 422: None})
+@routes.route(
+    "POST",
+    "/api/orders",
+    summary="Place an order, reserving stock",
+    auth="user",
+    body=OrderIn,
+    headers={"Idempotency-Key": "Replays the first response for the same key and body"},
+    responses={201: OrderOut, 400: None, 401: None, 409: None, 415: None, 422: None},
+)
 async def create_order(request: web.Request) -> web.Response:
     principal = await authenticated(request)
     key = idempotency_key(request)
     data = await json_body(request, OrderIn)
     order, replayed = await service.create_order(
-        pool=request.app[DB_POOL], cache=request.app[PRODUCT_CACHE], user_id=principal.user_id,
-        lines=data.items, idempotency_key=key,
+        pool=request.app[DB_POOL],
+        cache=request.app[PRODUCT_CACHE],
+        user_id=principal.user_id,
+        lines=data.items,
+        idempotency_key=key,
         retention_hours=request.app[CORE_SETTINGS].idempotency_retention_hours,
     )
     headers = {"Location": f"/api/orders/{order['id']}"}
@@ -47,8 +55,14 @@ async def create_order(request: web.Request) -> web.Response:
     return json_response(order, status=201, headers=headers)
 
 
-@routes.route("GET", "/api/orders", summary="The caller's orders, newest first", auth="user",
-              query=PageQuery, responses={200: OrderPage, 401: None, 422: None})
+@routes.route(
+    "GET",
+    "/api/orders",
+    summary="The caller's orders, newest first",
+    auth="user",
+    query=PageQuery,
+    responses={200: OrderPage, 401: None, 422: None},
+)
 async def list_orders(request: web.Request) -> web.Response:
     principal = await authenticated(request)
     query = query_params(request, PageQuery)
@@ -58,20 +72,34 @@ async def list_orders(request: web.Request) -> web.Response:
     return json_response(result)
 
 
-@routes.route("GET", "/api/orders/{id}", summary="One order (owner or admin)", auth="user",
-              responses={200: OrderOut, 401: None, 404: None})
+@routes.route(
+    "GET",
+    "/api/orders/{id}",
+    summary="One order (owner or admin)",
+    auth="user",
+    responses={200: OrderOut, 401: None, 404: None},
+)
 async def get_order(request: web.Request) -> web.Response:
     principal = await authenticated(request)
-    order = await service.get_order(pool=request.app[DB_POOL], principal=principal, order_id=path_uuid(request))
+    order = await service.get_order(
+        pool=request.app[DB_POOL], principal=principal, order_id=path_uuid(request)
+    )
     return json_response(order)
 
 
-@routes.route("POST", "/api/orders/{id}/cancel", summary="Cancel an unpaid order", auth="user",
-              responses={200: OrderOut, 401: None, 404: None, 409: None})
+@routes.route(
+    "POST",
+    "/api/orders/{id}/cancel",
+    summary="Cancel an unpaid order",
+    auth="user",
+    responses={200: OrderOut, 401: None, 404: None, 409: None},
+)
 async def cancel_order(request: web.Request) -> web.Response:
     principal = await authenticated(request)
     order = await service.cancel_order(
-        pool=request.app[DB_POOL], cache=request.app[PRODUCT_CACHE], principal=principal,
+        pool=request.app[DB_POOL],
+        cache=request.app[PRODUCT_CACHE],
+        principal=principal,
         order_id=path_uuid(request),
     )
     return json_response(order)

@@ -15,17 +15,30 @@ from services.core.users.schemas import PageQuery, UserPage
 routes = ApiRoutes("users")
 
 
-@routes.route("GET", "/api/users/me", summary="The caller's account", auth="user",
-              responses={200: UserOut, 401: None})
+@routes.route(
+    "GET",
+    "/api/users/me",
+    summary="The caller's account",
+    auth="user",
+    responses={200: UserOut, 401: None},
+)
 async def me(request: web.Request) -> web.Response:
     principal = await authenticated(request)
     return json_response(await service.me(pool=request.app[DB_POOL], user_id=principal.user_id))
 
 
-@routes.route("GET", "/api/users", summary="Every account (admin)", auth="admin",
-              query=PageQuery, responses={200: UserPage, 401: None, 403: None, 422: None})
+@routes.route(
+    "GET",
+    "/api/users",
+    summary="Every account (admin)",
+    auth="admin",
+    query=PageQuery,
+    responses={200: UserPage, 401: None, 403: None, 422: None},
+)
 async def list_users(request: web.Request) -> web.Response:
     await admin(request)
     query = query_params(request, PageQuery)
-    result = await service.list_users(pool=request.app[DB_POOL], limit=query.limit, cursor=query.cursor)
+    result = await service.list_users(
+        pool=request.app[DB_POOL], limit=query.limit, cursor=query.cursor
+    )
     return json_response(result)
