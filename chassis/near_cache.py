@@ -23,6 +23,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import unquote, urlparse
 
 import hiredis
@@ -64,9 +65,9 @@ class _Subscriber(asyncio.Protocol):
         self.lost = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self._bus.handshake())
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self._bus.handshake())
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)

@@ -1,0 +1,59 @@
+# Relais: `make up` brings the native stack up, `make test` runs every test. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_STAMP := /tmp/.relais-apt-updated
+
+.PHONY: up down status logs admin test lint bench deps system-deps clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+deps: $(STAMP)
+
+# Debian packages the native stack and the benchmark need: nginx, and wrk for `make bench`.
+system-deps:
+	@missing=""; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  [ -f $(APT_STAMP) ] || { $(SUDO) apt-get update -qq && touch $(APT_STAMP); }; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+up: deps system-deps
+	$(PY) -m scripts.stack up
+
+down: deps
+	$(PY) -m scripts.stack down
+
+status: deps
+	$(PY) -m scripts.stack status
+
+logs: deps
+	$(PY) -m scripts.stack logs
+
+admin: deps
+	@test -n "$(EMAIL)" -a -n "$(PASSWORD)" || { echo "usage: make admin EMAIL=... PASSWORD=..."; exit 2; }
+	@ADMIN_PASSWORD='$(PASSWORD)' $(PY) -m scripts.stack admin --email '$(EMAIL)'
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: deps system-deps lint
+	$(VENV)/bin/pytest
+
+bench: deps system-deps
+	$(PY) -m scripts.bench
+
+clean: down
+	rm -rf var

@@ -1,0 +1,463 @@
+"""The native stack: `python -m scripts.stack up|down|status|logs`.
+
+`up` prepares what is missing (development keys and certificate, the PostgreSQL role and database,
+migrations), starts N core instances and NGINX in the background, and waits until every one is
+ready. Running it again starts only what is not running. `down` stops everything `up` started.
+Every path, port and name comes from the environment (see README), so a test can run a stack of
+its own beside a developer's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import NameOID
+
+from chassis.migrations import upgrade
+from services.core.app import MIGRATIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "infra" / "nginx" / "relais.conf.template"
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where the stack keeps its state and which ports and names it uses."""
+
+    state_dir: Path = field(
+        default_factory=lambda: Path(_env("RELAIS_STATE_DIR", str(ROOT / "var")))
+    )
+    core_instances: int = field(default_factory=lambda: int(_env("CORE_INSTANCES", "2")))
+    core_base_port: int = field(default_factory=lambda: int(_env("CORE_BASE_PORT", "8001")))
+    metrics_base_port: int = field(default_factory=lambda: int(_env("METRICS_BASE_PORT", "9101")))
+    nginx_port: int = field(default_factory=lambda: int(_env("NGINX_PORT", "8080")))
+    nginx_tls_port: int = field(default_factory=lambda: int(_env("NGINX_TLS_PORT", "8443")))
+    nginx_rate_limit: int = field(default_factory=lambda: int(_env("NGINX_RATE_LIMIT", "200")))
+    nginx_rate_burst: int = field(default_factory=lambda: int(_env("NGINX_RATE_BURST", "400")))
+    nginx_access_log: bool = field(default_factory=lambda: _env("NGINX_ACCESS_LOG", "on") == "on")
+    postgres_admin_url: str = field(
+        default_factory=lambda: _env(
+            "POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        )
+    )
+    database_name: str = field(default_factory=lambda: _env("DATABASE_NAME", "relais"))
+    database_user: str = field(default_factory=lambda: _env("DATABASE_USER", "relais"))
+    database_password: str = field(default_factory=lambda: _env("DATABASE_PASSWORD", "relais"))
+    database_host: str = field(default_factory=lambda: _env("DATABASE_HOST", "127.0.0.1:5432"))
+    redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    redis_key_prefix: str = field(default_factory=lambda: _env("REDIS_KEY_PREFIX", "relais:"))
+
+    @property
+    def database_url(self) -> str:
+        """The DSN the services use (the stack's own role)."""
+        return (
+            f"postgresql://{self.database_user}:{self.database_password}"
+            f"@{self.database_host}/{self.database_name}"
+        )
+
+    @property
+    def run_dir(self) -> Path:
+        """PID files and NGINX' rendered config and temp files."""
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        """One log file per process."""
+        return self.state_dir / "log"
+
+    @property
+    def key_dir(self) -> Path:
+        """The generated development JWT key pair and TLS certificate."""
+        return self.state_dir / "keys"
+
+    def core_ports(self) -> list[tuple[int, int]]:
+        """(HTTP port, metrics port) of each core instance."""
+        return [
+            (self.core_base_port + i, self.metrics_base_port + i)
+            for i in range(self.core_instances)
+        ]
+
+
+# --- development secrets ------------------------------------------------------------------------
+
+
+def ensure_keys(config: StackConfig) -> None:
+    """Generate the development JWT key pair and TLS certificate once."""
+    config.key_dir.mkdir(parents=True, exist_ok=True)
+    private_path, public_path = (
+        config.key_dir / "jwt-private.pem",
+        config.key_dir / "jwt-public.pem",
+    )
+    if not private_path.exists():
+        key = Ed25519PrivateKey.generate()
+        _write_secret(
+            private_path,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+        public_path.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    cert_path, cert_key_path = config.key_dir / "tls.crt", config.key_dir / "tls.key"
+    if not cert_path.exists():
+        tls_key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(tls_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    ]
+                ),
+                critical=False,
+            )
+            .sign(tls_key, hashes.SHA256())
+        )
+        _write_secret(
+            cert_key_path,
+            tls_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+# --- database -----------------------------------------------------------------------------------
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+async def ensure_database(config: StackConfig) -> None:
+    """Create the stack's role and database if they do not exist."""
+    for name in (config.database_user, config.database_name):
+        if not _IDENTIFIER.match(name):
+            raise SystemExit(f"not a safe PostgreSQL identifier: {name!r}")
+    conn = await asyncpg.connect(config.postgres_admin_url)
+    try:
+        if not await conn.fetchval(
+            "SELECT 1 FROM pg_roles WHERE rolname = $1", config.database_user
+        ):
+            password = config.database_password.replace("'", "''")
+            await conn.execute(f"CREATE ROLE {config.database_user} LOGIN PASSWORD '{password}'")
+        if not await conn.fetchval(
+            "SELECT 1 FROM pg_database WHERE datname = $1", config.database_name
+        ):
+            await conn.execute(
+                f"CREATE DATABASE {config.database_name} OWNER {config.database_user}"
+            )
+    finally:
+        await conn.close()
+
+
+async def drop_database(config: StackConfig) -> None:
+    """Drop the stack's database (for throwaway stacks in tests and benchmarks)."""
+    conn = await asyncpg.connect(config.postgres_admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{config.database_name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def _pid(path: Path) -> int | None:
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+    return pid
+
+
+def core_env(config: StackConfig, port: int, metrics_port: int) -> dict[str, str]:
+    """The environment of one core instance."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "HTTP_PORT": str(port),
+            "METRICS_PORT": str(metrics_port),
+            "DATABASE_URL": config.database_url,
+            "REDIS_URL": config.redis_url,
+            "REDIS_KEY_PREFIX": config.redis_key_prefix,
+            "JWT_PRIVATE_KEY_FILE": str(config.key_dir / "jwt-private.pem"),
+            "JWT_PUBLIC_KEY_FILE": str(config.key_dir / "jwt-public.pem"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def start_process(name: str, argv: list[str], env: dict[str, str], config: StackConfig) -> bool:
+    """Start a background process unless its PID file names a live one; True if started."""
+    pid_file = config.run_dir / f"{name}.pid"
+    if _pid(pid_file):
+        return False
+    log = open(config.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    process = subprocess.Popen(
+        argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    log.close()
+    pid_file.write_text(f"{process.pid}\n")
+    return True
+
+
+def render_nginx(config: StackConfig, upstreams: list[int]) -> Path:
+    """Write NGINX' config for this stack and return its path."""
+    servers = "\n".join(
+        f"        server 127.0.0.1:{port} max_fails=3 fail_timeout=10s;" for port in upstreams
+    )
+    values = {
+        "RUN_DIR": str(config.run_dir / "nginx"),
+        "LOG_DIR": str(config.log_dir),
+        "ACCESS_LOG": f"{config.log_dir / 'nginx-access.log'} relais_json"
+        if config.nginx_access_log
+        else "off",
+        "HTTP_PORT": str(config.nginx_port),
+        "TLS_PORT": str(config.nginx_tls_port),
+        "TLS_CERT": str(config.key_dir / "tls.crt"),
+        "TLS_KEY": str(config.key_dir / "tls.key"),
+        "RATE_LIMIT": str(config.nginx_rate_limit),
+        "RATE_BURST": str(config.nginx_rate_burst),
+        "CORE_SERVERS": servers,
+    }
+    text = re.sub(r"{{ (\w+) }}", lambda m: values[m.group(1)], TEMPLATE.read_text())
+    (config.run_dir / "nginx").mkdir(parents=True, exist_ok=True)
+    path = config.run_dir / "nginx" / "nginx.conf"
+    path.write_text(text)
+    return path
+
+
+def nginx_binary() -> str:
+    """The nginx executable (installed by `make up` when missing)."""
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if found is None:
+        raise SystemExit("nginx is not installed: run `make up`, which installs it")
+    return found
+
+
+def start_nginx(config: StackConfig, upstreams: list[int]) -> None:
+    """Start NGINX, or reload it with a freshly rendered config if it runs."""
+    conf = render_nginx(config, upstreams)
+    prefix = str(config.run_dir / "nginx")
+    base = [
+        nginx_binary(),
+        "-p",
+        prefix,
+        "-c",
+        str(conf),
+        "-e",
+        str(config.log_dir / "nginx-error.log"),
+    ]
+    subprocess.run([*base, "-t", "-q"], check=True)
+    if _pid(config.run_dir / "nginx" / "nginx.pid"):
+        subprocess.run([*base, "-s", "reload"], check=True)
+    else:
+        subprocess.run(base, check=True)
+
+
+def stop_pid_file(pid_file: Path, sig: signal.Signals = signal.SIGTERM) -> str | None:
+    """Signal the process a PID file names and wait for it to exit; its name if one ran."""
+    pid = _pid(pid_file)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return None
+    os.kill(pid, sig)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline and _pid(pid_file):
+        time.sleep(0.1)
+    if _pid(pid_file):
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    return pid_file.stem
+
+
+# --- readiness ----------------------------------------------------------------------------------
+
+
+def http_status(url: str) -> int | None:
+    """The status of a GET, or None if nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local URLs only
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def readiness(config: StackConfig) -> dict[str, int | None]:
+    """Each component's health URL and its status now."""
+    checks = {
+        f"http://127.0.0.1:{config.nginx_port}/healthz": http_status(
+            f"http://127.0.0.1:{config.nginx_port}/healthz"
+        )
+    }
+    for port, _ in config.core_ports():
+        url = f"http://127.0.0.1:{port}/health/ready"
+        checks[url] = http_status(url)
+    return checks
+
+
+def wait_ready(config: StackConfig, timeout: float = READY_TIMEOUT) -> None:
+    """Block until every component answers 200, or fail with the logs' tails."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        checks = readiness(config)
+        if all(status == 200 for status in checks.values()):
+            return
+        time.sleep(0.2)
+    for url, status in readiness(config).items():
+        print(f"not ready: {url} -> {status}", file=sys.stderr)
+    show_logs(config, lines=30)
+    raise SystemExit(1)
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def up(config: StackConfig) -> None:
+    """Bring the whole native stack up (idempotent)."""
+    for directory in (config.run_dir, config.log_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    ensure_keys(config)
+    asyncio.run(ensure_database(config))
+    upgrade(config.database_url, MIGRATIONS, "core")
+    for index, (port, metrics_port) in enumerate(config.core_ports(), start=1):
+        start_process(
+            f"core-{index}",
+            [sys.executable, "-m", "services.core"],
+            core_env(config, port, metrics_port),
+            config,
+        )
+    start_nginx(config, [port for port, _ in config.core_ports()])
+    wait_ready(config)
+    print(f"Relais is up ({config.core_instances} core instances)")
+    print(
+        f"  API        http://127.0.0.1:{config.nginx_port}/api/   https://127.0.0.1:{config.nginx_tls_port}/api/"
+    )
+    print(f"  API docs   http://127.0.0.1:{config.nginx_port}/api/docs")
+    for port, metrics_port in config.core_ports():
+        print(
+            f"  core       http://127.0.0.1:{port}/health/ready   metrics http://127.0.0.1:{metrics_port}/metrics"
+        )
+    print(f"  logs       {config.log_dir}  (make logs)")
+
+
+def down(config: StackConfig) -> None:
+    """Stop everything `up` started."""
+    stopped = []
+    nginx_pid = config.run_dir / "nginx" / "nginx.pid"
+    if stop_pid_file(nginx_pid, signal.SIGQUIT):
+        stopped.append("nginx")
+    for pid_file in sorted(config.run_dir.glob("*.pid")) if config.run_dir.exists() else []:
+        if name := stop_pid_file(pid_file):
+            stopped.append(name)
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def status(config: StackConfig) -> bool:
+    """Print each component's process and readiness; True if all are up."""
+    healthy = True
+    pid_files = [config.run_dir / "nginx" / "nginx.pid"] + [
+        config.run_dir / f"core-{i}.pid" for i in range(1, config.core_instances + 1)
+    ]
+    for pid_file in pid_files:
+        pid = _pid(pid_file)
+        healthy &= pid is not None
+        state = f"running pid {pid}" if pid else "stopped"
+        print(f"{pid_file.stem:<10} {state}")
+    for url, code in readiness(config).items():
+        healthy &= code == 200
+        print(f"{'ready' if code == 200 else 'NOT READY':<10} {url} -> {code}")
+    return healthy
+
+
+def show_logs(config: StackConfig, lines: int = 50) -> None:
+    """Print the last lines of every log file."""
+    for path in sorted(config.log_dir.glob("*.log")) if config.log_dir.exists() else []:
+        print(f"==> {path} <==")
+        print("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+
+
+def admin(config: StackConfig, email: str) -> int:
+    """Create or promote an admin in the stack's database (password from ADMIN_PASSWORD)."""
+    env = {**os.environ, "DATABASE_URL": config.database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "services.core.admin", "--email", email], env=env
+    ).returncode
+
+
+def main() -> None:
+    """Dispatch a stack command."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["up", "down", "status", "logs", "admin"])
+    parser.add_argument("--email", help="the account `admin` creates or promotes")
+    parser.add_argument("--lines", type=int, default=50, help="lines per file for `logs`")
+    args = parser.parse_args()
+    config = StackConfig()
+    if args.command == "up":
+        up(config)
+    elif args.command == "down":
+        down(config)
+    elif args.command == "admin":
+        sys.exit(admin(config, args.email))
+    elif args.command == "status":
+        sys.exit(0 if status(config) else 1)
+    else:
+        show_logs(config, args.lines)
+
+
+if __name__ == "__main__":
+    main()

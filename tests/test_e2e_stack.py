@@ -1,0 +1,272 @@
+"""`make up` → through NGINX to both core instances → `make down`, on a stack of the test's own."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from scripts.stack import StackConfig, drop_database
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+}
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def consecutive_free(count: int) -> int:
+    for _ in range(100):
+        base = free_ports(1)[0]
+        if base + count < 65535 and all(_free(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    run = uuid.uuid4().hex[:8]
+    nginx_port, tls_port = free_ports(2)
+    env = {
+        **os.environ,
+        "RELAIS_STATE_DIR": str(tmp_path_factory.mktemp("stack")),
+        "NGINX_PORT": str(nginx_port),
+        "NGINX_TLS_PORT": str(tls_port),
+        "CORE_BASE_PORT": str(consecutive_free(2)),
+        "METRICS_BASE_PORT": str(consecutive_free(2)),
+        "DATABASE_NAME": f"relais_e2e_{run}",
+        "REDIS_KEY_PREFIX": f"relais-e2e:{run}:",
+    }
+    for key in list(env):
+        if key in {"DATABASE_URL", "HTTP_PORT", "METRICS_PORT"}:
+            del env[key]
+
+    def make(*targets: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["make", "--no-print-directory", *targets],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=300,
+            check=check,
+        )
+
+    config = StackConfig(
+        state_dir=Path(env["RELAIS_STATE_DIR"]),
+        core_base_port=int(env["CORE_BASE_PORT"]),
+        metrics_base_port=int(env["METRICS_BASE_PORT"]),
+        nginx_port=nginx_port,
+        nginx_tls_port=tls_port,
+        database_name=env["DATABASE_NAME"],
+        redis_key_prefix=env["REDIS_KEY_PREFIX"],
+    )
+    try:
+        result = make("up", check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield {
+            "env": env,
+            "make": make,
+            "config": config,
+            "base": f"http://127.0.0.1:{nginx_port}",
+            "tls": f"https://127.0.0.1:{tls_port}",
+            "up_output": result.stdout,
+        }
+    finally:
+        make("down", check=False)
+        asyncio.run(drop_database(config))
+        asyncio.run(_clean_redis(env["REDIS_KEY_PREFIX"]))
+
+
+async def _clean_redis(prefix: str) -> None:
+    client = Redis.from_url("redis://127.0.0.1:6379/0")
+    async for key in client.scan_iter(match=prefix + "*"):
+        await client.delete(key)
+    await client.aclose()
+
+
+def upstreams(stack: dict[str, Any]) -> list[str]:
+    log = stack["config"].log_dir / "nginx-access.log"
+    return [
+        json.loads(line)["upstream_addr"] for line in log.read_text().splitlines() if line.strip()
+    ]
+
+
+async def test_make_up_prints_urls_and_status_passes(stack):
+    assert f"{stack['base']}/api/docs" in stack["up_output"]
+    assert stack["make"]("status").returncode == 0
+
+
+async def test_through_nginx_to_both_instances(stack):
+    base = stack["base"]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/healthz") as response:
+            assert response.status == 200
+            for name, value in SECURITY_HEADERS.items():
+                assert response.headers[name] == value
+        email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
+        async with http.post(
+            f"{base}/api/auth/register",
+            json={"email": email, "password": "e2e password", "name": "E2E"},
+        ) as response:
+            assert response.status == 201
+        # make admin, then the admin's catalog writes are seen at once on both instances
+        result = stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password")
+        assert "admin ready" in result.stdout
+        assert (
+            "admin ready"
+            in stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password").stdout
+        )
+        async with http.post(
+            f"{base}/api/auth/login", json={"email": email, "password": "e2e password"}
+        ) as r:
+            token = (await r.json())["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        async with http.post(
+            f"{base}/api/products",
+            headers=auth,
+            json={
+                "sku": f"E2E-{uuid.uuid4().hex[:8]}",
+                "name": "Kettle",
+                "price_cents": 3999,
+                "currency": "EUR",
+                "stock": 5,
+                "category": "kitchen",
+            },
+        ) as response:
+            assert response.status == 201
+            product = await response.json()
+        url = f"{base}/api/products/{product['id']}"
+        for _ in range(20):
+            async with http.get(url) as response:
+                assert (await response.json())["price_cents"] == 3999
+        for price in (4100, 4200, 4300):
+            async with http.patch(url, headers=auth, json={"price_cents": price}) as response:
+                assert response.status == 200
+            bodies = []
+            for _ in range(10):
+                async with http.get(url) as response:
+                    bodies.append((await response.json())["price_cents"])
+            assert bodies == [price] * 10
+    ports = {f"127.0.0.1:{port}" for port, _ in stack["config"].core_ports()}
+    assert ports <= set(upstreams(stack))
+
+
+async def test_edge_behaviour(stack):
+    base = stack["base"]
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{base}/api/auth/register",
+            data=io.BytesIO(b"x" * (1024 * 1024 + 10)),
+            headers={"Content-Type": "application/json"},
+        ) as response:
+            assert response.status == 413
+            assert response.content_type == "application/problem+json"
+        for path in ("/metrics", "/api/metrics", "/health/ready"):
+            async with http.get(f"{base}{path}") as response:
+                assert response.status == 404
+        async with http.get(
+            f"{base}/api/openapi.json", headers={"Accept-Encoding": "gzip"}
+        ) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert (await response.json())["openapi"].startswith("3.")
+        async with http.get(
+            f"{base}/api/nope", headers={"X-Request-ID": "e2e-trace-000001"}
+        ) as response:
+            assert response.status == 404
+            assert response.headers.getall("X-Request-ID") == ["e2e-trace-000001"]
+            assert (await response.json())["request_id"] == "e2e-trace-000001"
+        tls = ssl.create_default_context(cafile=str(stack["config"].key_dir / "tls.crt"))
+        async with http.get(f"{stack['tls']}/api/products", ssl=tls) as response:
+            assert response.status == 200
+            assert response.headers["X-Frame-Options"] == "DENY"
+    log_lines = (stack["config"].log_dir / "nginx-access.log").read_text().splitlines()
+    entry = json.loads(next(line for line in log_lines if "e2e-trace-000001" in line))
+    assert entry["request_id"] == "e2e-trace-000001" and "upstream_response_time" in entry
+
+
+async def test_make_up_twice_is_harmless(stack):
+    pids = sorted(p.read_text() for p in stack["config"].run_dir.glob("*.pid"))
+    result = stack["make"]("up")
+    assert "Relais is up" in result.stdout
+    assert sorted(p.read_text() for p in stack["config"].run_dir.glob("*.pid")) == pids
+
+
+async def test_killing_an_instance_fails_no_idempotent_request(stack):
+    base = stack["base"]
+    victim = stack["config"].run_dir / "core-1.pid"
+    os.kill(int(victim.read_text()), signal.SIGKILL)
+    async with aiohttp.ClientSession() as http:
+        statuses = []
+        for _ in range(60):
+            async with http.get(f"{base}/api/products?limit=5") as response:
+                statuses.append(response.status)
+    assert statuses == [200] * 60
+    assert stack["make"]("status", check=False).returncode != 0
+    # `make up` heals the stack by starting what is missing
+    stack["make"]("up")
+    assert stack["make"]("status").returncode == 0
+
+
+async def test_per_ip_rate_limit_answers_429(stack):
+    base = stack["base"]
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
+
+        async def hit() -> tuple[int, str | None, str]:
+            async with http.get(f"{base}/api/nothing-here") as response:
+                return response.status, response.headers.get("Retry-After"), response.content_type
+
+        results = await asyncio.gather(*(hit() for _ in range(1500)))
+    limited = [r for r in results if r[0] == 429]
+    assert limited, "no request was rate limited"
+    assert all(retry == "1" and kind == "application/problem+json" for _, retry, kind in limited)
+
+
+async def test_make_down_stops_everything(stack):
+    config = stack["config"]
+    pids = [int(p.read_text()) for p in config.run_dir.rglob("*.pid")]
+    assert len(pids) == 3
+    stack["make"]("down")
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with aiohttp.ClientSession() as http, http.get(f"{stack['base']}/healthz"):
+            pass
+    conn = await asyncpg.connect(config.postgres_admin_url)
+    await conn.close()
