@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import uvloop
 from aiohttp import web
 
-from chassis.keys import SETTINGS
-from chassis.logs import configure_logging
+from chassis.keys import ACCESS_LOG, SETTINGS
+from chassis.logs import AccessLog, configure_logging
 from chassis.metrics import setup_metrics
 from chassis.middleware import observe_middleware
 from chassis.problems import problem_middleware
@@ -28,8 +29,18 @@ def create_service_app(
         client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
+    app[ACCESS_LOG] = AccessLog(settings.service_name)
+    app.cleanup_ctx.append(_access_log_flusher)
     setup_metrics(app, settings.service_name)
     return app
+
+
+async def _access_log_flusher(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[ACCESS_LOG].run(), name="access-log")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def run_service(app: web.Application, settings: ServiceSettings) -> None:

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 if TYPE_CHECKING:  # forward references only: these modules import the keys
     from chassis.auth import Principal, TokenService  # noqa: F401
+    from chassis.logs import AccessLog  # noqa: F401
     from chassis.metrics import Metrics  # noqa: F401
     from chassis.near_cache import InvalidationBus  # noqa: F401
     from chassis.ratelimit import RateLimiter  # noqa: F401
@@ -19,6 +20,7 @@ SETTINGS = web.AppKey["ServiceSettings"]("settings")
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", Redis)
 METRICS = web.AppKey["Metrics"]("metrics")
+ACCESS_LOG = web.AppKey["AccessLog"]("access_log")
 TOKENS = web.AppKey["TokenService"]("tokens")
 RATE_LIMITER = web.AppKey["RateLimiter"]("rate_limiter")
 INVALIDATION_BUS = web.AppKey["InvalidationBus"]("invalidation_bus")

@@ -12,6 +12,8 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
+from chassis.ratelimit import SAFE_METHODS, write_limited
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Auth = Literal["public", "user", "admin"]
 Response = type[BaseModel] | str | None
@@ -71,6 +73,9 @@ class ApiRoutes:
     ) -> Callable[[Handler], Handler]:
         """Declare and document a handler for `method path`."""
 
+        if method not in SAFE_METHODS:
+            responses = {**responses, 429: None}
+
         def register(handler: Handler) -> Handler:
             self.operations.append(
                 Operation(
@@ -91,9 +96,10 @@ class ApiRoutes:
         return register
 
     def add_to(self, app: web.Application) -> None:
-        """Add every declared operation to the app's router."""
+        """Add every declared operation to the app's router; writes get the write rate limit."""
         for op in self.operations:
-            app.router.add_route(op.method, op.path, op.handler)
+            handler = op.handler if op.method in SAFE_METHODS else write_limited(op.handler)
+            app.router.add_route(op.method, op.path, handler)
 
 
 def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -65,9 +66,15 @@ def json_response(
     )
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def path_uuid(request: web.Request, name: str = "id") -> str:
     """A path parameter as a canonical UUID string; 404 when it is not a UUID."""
+    raw = request.match_info[name]
+    if _CANONICAL_UUID.fullmatch(raw):
+        return raw
     try:
-        return str(UUID(request.match_info[name]))
+        return str(UUID(raw))
     except ValueError as exc:
         raise NotFound("No such resource") from exc

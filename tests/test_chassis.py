@@ -13,7 +13,10 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from chassis.app import create_service_app
+from chassis.keys import ACCESS_LOG
+from chassis.logs import AccessLog
 from chassis.settings import ServiceSettings
+from services.core.app import create_app
 from services.core.settings import CoreSettings
 from tests.factories import register
 from tests.faults import TcpProxy
@@ -82,19 +85,24 @@ async def test_request_id_echoed_when_well_formed(client):
     assert (await errored.json())["request_id"] == "req-err-00001"
 
 
-async def test_access_log_line_per_request(client, caplog):
-    with caplog.at_level(logging.INFO, logger="relais.access"):
-        await client.get(
-            "/api/products/0b7f3a52-4d0a-4a55-9f6d-6a1e8a6f0e11",
-            headers={"X-Request-ID": "log-test-0001"},
-        )
-    records = [
-        r for r in caplog.records if r.name == "relais.access" and r.request_id == "log-test-0001"
-    ]
-    assert len(records) == 1
-    record = records[0]
-    assert (record.method, record.route, record.status) == ("GET", "/api/products/{id}", 404)
-    assert record.duration_ms >= 0
+async def test_access_log_line_per_request(aiohttp_client, settings):
+    app = create_app(settings)
+    lines = io.StringIO()
+    app[ACCESS_LOG] = AccessLog("core", lines)
+    client = await aiohttp_client(app)
+    await client.get(
+        "/api/products/0b7f3a52-4d0a-4a55-9f6d-6a1e8a6f0e11",
+        headers={"X-Request-ID": "log-test-0001"},
+    )
+    await client.get("/health/live")
+    app[ACCESS_LOG].flush()
+    entries = [json.loads(line) for line in lines.getvalue().splitlines()]
+    mine = [e for e in entries if e["request_id"] == "log-test-0001"]
+    assert len(mine) == 1
+    entry = mine[0]
+    assert (entry["method"], entry["route"], entry["status"]) == ("GET", "/api/products/{id}", 404)
+    assert entry["duration_ms"] >= 0 and entry["service"] == "core" and entry["ts"].endswith("Z")
+    assert [e["route"] for e in entries] == ["/api/products/{id}", "/health/live"]
 
 
 async def test_json_formatter_emits_fields():

@@ -14,7 +14,7 @@ from chassis.health import setup_health
 from chassis.keys import REDIS, TOKENS
 from chassis.near_cache import invalidation_bus, tiered_cache
 from chassis.openapi import ApiRoutes, openapi_document, setup_docs
-from chassis.ratelimit import rate_limiter, write_rate_limit_middleware
+from chassis.ratelimit import rate_limiter
 from chassis.resources import postgres_pool, redis_client
 from services.core.auth.service import Passwords
 from services.core.auth.views import routes as auth_routes
@@ -46,7 +46,7 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: CoreSettings) -> web.Application:
     """Assemble the core app: chassis resources, health, API routes and their docs."""
-    app = create_service_app(settings, middlewares=[write_rate_limit_middleware])
+    app = create_service_app(settings)
     app[CORE_SETTINGS] = settings
     app.cleanup_ctx.extend(
         [postgres_pool, redis_client, rate_limiter, invalidation_bus, core_state]

@@ -1,0 +1,192 @@
+"""`make bench`: cached product reads through NGINX against the baselines, side by side.
+
+Starts a throwaway stack (its own database, ports and key prefix) and a bare aiohttp hello app
+behind an NGINX of its own, loads each with wrk in turn, prints requests/s, p50 and p99 and the
+ratios between them, then tears everything down. Not a test: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+from redis.asyncio import Redis
+
+from scripts.stack import (
+    ROOT,
+    StackConfig,
+    down,
+    drop_database,
+    http_status,
+    start_nginx,
+    start_process,
+    up,
+)
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+
+
+@dataclass
+class Result:
+    """One wrk run."""
+
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def wrk(name: str, url: str, seconds: int = SECONDS) -> Result:
+    """Load `url` with wrk and parse its summary."""
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise SystemExit("wrk is not installed: `make bench` installs it")
+    out = subprocess.run(
+        [binary, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise SystemExit(f"{name}: {errors.group(1)} failed responses\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return Result(name, rps, _latency(out, "50%"), _latency(out, "99%"))
+
+
+def _latency(out: str, percentile: str) -> float:
+    match = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)\b", out)
+    assert match is not None, out
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+async def seed_product(config: StackConfig) -> str:
+    """Insert one product straight into the bench database; its id."""
+    conn = await asyncpg.connect(config.database_url, server_settings={"search_path": "core"})
+    try:
+        product_id = await conn.fetchval(
+            """INSERT INTO products (sku, name, description, price_cents, currency, stock, category)
+               VALUES ('BENCH-1', 'Benchmark kettle', 'A kettle that is read a lot', 3999, 'EUR',
+                       100, 'kitchen') RETURNING id"""
+        )
+    finally:
+        await conn.close()
+    return str(product_id)
+
+
+async def clean_redis(prefix: str) -> None:
+    """Delete the bench's keys."""
+    client = Redis.from_url(StackConfig().redis_url)
+    async for key in client.scan_iter(match=prefix + "*"):
+        await client.delete(key)
+    await client.aclose()
+
+
+def wait_for(url: str, timeout: float = 30) -> None:
+    """Block until `url` answers 200."""
+    deadline = time.monotonic() + timeout
+    while http_status(url) != 200:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url} never became ready")
+        time.sleep(0.1)
+
+
+def main() -> None:
+    """Run every measurement and print the table and ratios."""
+    run = uuid.uuid4().hex[:8]
+    state = ROOT / "var" / "bench"
+    core = StackConfig(
+        state_dir=state / "core",
+        core_base_port=18001,
+        metrics_base_port=19101,
+        nginx_port=18080,
+        nginx_tls_port=18443,
+        nginx_rate_limit=10_000_000,
+        nginx_rate_burst=10_000_000,
+        nginx_access_log=False,
+        database_name=f"relais_bench_{run}",
+        redis_key_prefix=f"relais-bench:{run}:",
+    )
+    hello = StackConfig(
+        state_dir=state / "hello",
+        core_base_port=18101,
+        nginx_port=18180,
+        nginx_tls_port=18543,
+        nginx_rate_limit=10_000_000,
+        nginx_rate_burst=10_000_000,
+        nginx_access_log=False,
+    )
+    hello_ports = [port for port, _ in hello.core_ports()]
+    try:
+        up(core)
+        for directory in (hello.run_dir, hello.log_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        hello.key_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("tls.crt", "tls.key"):
+            shutil.copy(core.key_dir / name, hello.key_dir / name)
+        for index, port in enumerate(hello_ports, start=1):
+            start_process(
+                f"hello-{index}",
+                [sys.executable, "-m", "scripts.hello", "--port", str(port)],
+                dict(os.environ),
+                hello,
+            )
+        start_nginx(hello, hello_ports)
+        for port in hello_ports:
+            wait_for(f"http://127.0.0.1:{port}/api/hello")
+        product_id = asyncio.run(seed_product(core))
+        product_path = f"/api/products/{product_id}"
+        wait_for(f"http://127.0.0.1:{core.nginx_port}{product_path}")
+
+        plan = [
+            ("product via nginx, 2 instances", f"http://127.0.0.1:{core.nginx_port}{product_path}"),
+            ("product direct, 1 instance", f"http://127.0.0.1:{core.core_base_port}{product_path}"),
+            ("hello via nginx, 2 instances", f"http://127.0.0.1:{hello.nginx_port}/api/hello"),
+            ("hello direct, 1 instance", f"http://127.0.0.1:{hello_ports[0]}/api/hello"),
+        ]
+        for _, url in plan:
+            wrk("warm-up", url, seconds=2)
+        results = {name: wrk(name, url) for name, url in plan}
+    finally:
+        down(core)
+        down(hello)
+        asyncio.run(drop_database(core))
+        asyncio.run(clean_redis(core.redis_key_prefix))
+
+    load = f"wrk -t{THREADS} -c{CONNECTIONS} -d{SECONDS}s"
+    print(f"\n{load} on {os.cpu_count()} cores, everything on 127.0.0.1")
+    print(f"{'measurement':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for result in results.values():
+        print(f"{result.name:<34}{result.rps:>10.0f}{result.p50_ms:>10.2f}{result.p99_ms:>10.2f}")
+    product_nginx = results["product via nginx, 2 instances"].rps
+    ratios = [
+        (
+            "product via nginx / hello via nginx",
+            product_nginx / results["hello via nginx, 2 instances"].rps,
+            0.6,
+        ),
+        (
+            "product via nginx / product direct",
+            product_nginx / results["product direct, 1 instance"].rps,
+            1.3,
+        ),
+    ]
+    print()
+    for name, ratio, target in ratios:
+        verdict = "meets" if ratio >= target else "MISSES"
+        print(f"{name:<40}{ratio:>6.2f}   target >= {target}  ({verdict})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The benchmark's baseline: a bare aiohttp app on the same settings as core (uvloop, orjson,
+no access log), answering `GET /api/hello`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import orjson
+import uvloop
+from aiohttp import web
+
+BODY = orjson.dumps({"message": "hello"})
+
+
+async def hello(request: web.Request) -> web.Response:
+    """The smallest JSON answer."""
+    return web.Response(body=BODY, content_type="application/json")
+
+
+def main() -> None:
+    """Serve on `--port`."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    app = web.Application()
+    app.router.add_get("/api/hello", hello)
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
