@@ -13,8 +13,7 @@ from aiohttp import web
 from chassis.keys import ACCESS_LOG, SETTINGS
 from chassis.logs import AccessLog, configure_logging
 from chassis.metrics import setup_metrics
-from chassis.middleware import observe_middleware
-from chassis.problems import problem_middleware
+from chassis.middleware import edge_middleware
 from chassis.settings import ServiceSettings
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -23,9 +22,9 @@ MAX_BODY_BYTES = 1024 * 1024
 def create_service_app(
     settings: ServiceSettings, *, middlewares: Iterable[Any] = ()
 ) -> web.Application:
-    """A bare service app: settings, metrics, and the observe and problem middlewares."""
+    """A bare service app: settings, metrics, access log and the edge middleware."""
     app = web.Application(
-        middlewares=[observe_middleware, problem_middleware, *middlewares],
+        middlewares=[edge_middleware, *middlewares],
         client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings

@@ -51,55 +51,53 @@ def configure_logging(*, service: str, level: str = "INFO") -> None:
 
 
 class AccessLog:
-    """One JSON line per request, batched: written every `interval` seconds or `batch` lines.
+    """One JSON line per request, batched: formatted and written every `interval` seconds.
 
-    The access line is the one log written on every request, so it skips the `logging` machinery
-    (record, formatter, a write per line) that costs a hot handler a third of its throughput.
+    The access line is the one log written on every request, so the request path only appends
+    a tuple; formatting and the write happen in one batch off that path. It skips the `logging`
+    machinery (record, formatter, a write per line) that cost a hot handler a third of its
+    throughput when measured.
     """
 
+    FIELDS = ("method", "route", "status", "duration_ms", "request_id")
+
     def __init__(
-        self,
-        service: str,
-        stream: TextIO | None = None,
-        *,
-        interval: float = 0.25,
-        batch: int = 512,
+        self, service: str, stream: TextIO | None = None, *, interval: float = 0.25
     ) -> None:
         self._service = service
         self._stream = stream
-        self._lines: list[bytes] = []
+        self._entries: list[tuple[float, str, str, int, float, str]] = []
         self._interval = interval
-        self._batch = batch
-        self._second = -1
-        self._stamp = ""
 
-    def write(self, fields: dict[str, Any]) -> None:
-        """Queue one access line."""
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        entry = {
-            "ts": f"{self._stamp}.{int((now - second) * 1000):03d}Z",
-            "level": "info",
-            "service": self._service,
-            "logger": "relais.access",
-            "msg": "request",
-            **fields,
-        }
-        self._lines.append(orjson.dumps(entry, default=str))
-        if len(self._lines) >= self._batch:
-            self.flush()
+    def write(self, method: str, route: str, status: int, duration: float, request_id: str) -> None:
+        """Queue the access line of one answered request (`duration` in seconds)."""
+        self._entries.append((time.time(), method, route, status, duration, request_id))
 
     def flush(self) -> None:
-        """Write the queued lines in one call."""
-        if not self._lines:
+        """Format and write the queued lines in one call."""
+        if not self._entries:
             return
+        entries, self._entries = self._entries, []
+        lines = []
+        for stamp, method, route, status, duration, request_id in entries:
+            second = int(stamp)
+            entry = {
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+                + f".{int((stamp - second) * 1000):03d}Z",
+                "level": "info",
+                "service": self._service,
+                "logger": "relais.access",
+                "msg": "request",
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration_ms": round(duration * 1000, 3),
+                "request_id": request_id,
+            }
+            lines.append(orjson.dumps(entry))
         stream = self._stream or sys.stderr
-        stream.write(b"\n".join(self._lines).decode() + "\n")
+        stream.write(b"\n".join(lines).decode() + "\n")
         stream.flush()
-        self._lines.clear()
 
     async def run(self) -> None:
         """Flush periodically until cancelled, then flush what is left."""

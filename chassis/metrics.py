@@ -13,6 +13,8 @@ from chassis.keys import DB_POOL, METRICS, SETTINGS
 # Few buckets: prometheus_client scans them linearly on every observation.
 # Any other method is counted as OTHER, so clients cannot mint label values.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Request observations are queued and applied in batches (at scrape, or at this many).
+PENDING_LIMIT = 4096
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -63,19 +65,35 @@ class Metrics:
         self.in_flight_now = 0
         self.in_flight.labels(service).set_function(lambda: self.in_flight_now)
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._pending: list[tuple[str, str, int, float]] = []
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one finished request (labelled children cached: `labels()` is slow)."""
-        method = method if method in KNOWN_METHODS else "OTHER"
-        key = (method, route, status // 100)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                self.requests.labels(self.service, method, route, f"{status // 100}xx"),
-                self.latency.labels(self.service, method, route),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        """Count one finished request: queued here, applied in a batch by `drain()`."""
+        self._pending.append((method, route, status, seconds))
+        if len(self._pending) >= PENDING_LIMIT:
+            self.drain()
+
+    def drain(self) -> None:
+        """Apply the queued observations (every scrape calls this first)."""
+        pending, self._pending = self._pending, []
+        for method, route, status, seconds in pending:
+            if method not in KNOWN_METHODS:
+                method = "OTHER"
+            key = (method, route, status // 100)
+            children = self._children.get(key)
+            if children is None:  # `labels()` is slow: keep each labelled child
+                children = self._children[key] = (
+                    self.requests.labels(self.service, method, route, f"{status // 100}xx"),
+                    self.latency.labels(self.service, method, route),
+                )
+            children[0].inc()
+            children[1].observe(seconds)
+
+    def expose(self, accept: str) -> tuple[bytes, str]:
+        """The current metrics in the format `accept` asks for, and its content type."""
+        self.drain()
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
 
 
 def setup_metrics(app: web.Application, service: str) -> None:
@@ -99,11 +117,11 @@ async def _metrics_server(app: web.Application) -> AsyncIterator[None]:
     if not settings.metrics_port:
         yield
         return
-    registry = app[METRICS].registry
+    metrics = app[METRICS]
 
     async def expose(request: web.Request) -> web.Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return web.Response(body=encoder(registry), headers={"Content-Type": content_type})
+        body, content_type = metrics.expose(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     metrics_app = web.Application()
     metrics_app.router.add_get("/metrics", expose)

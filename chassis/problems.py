@@ -142,13 +142,12 @@ _HTTP_SLUGS = {
 }
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Render every error path as problem+json; never leak a stack trace."""
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except DomainError as exc:
+def problem_for(request: web.Request, exc: Exception) -> web.Response:
+    """The problem+json answer to an exception a handler raised; never a stack trace.
+
+    A `web.HTTPException` below 400 (a redirect, a 304) is not an error: it is re-raised.
+    """
+    if isinstance(exc, DomainError):
         return problem_response(
             request,
             status=exc.status,
@@ -158,9 +157,9 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
             headers=exc.headers,
             extra=exc.extra,
         )
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         phrase = HTTPStatus(exc.status).phrase
         detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else phrase
         headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}}
@@ -172,12 +171,11 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
             detail=detail,
             headers=headers,
         )
-    except Exception:
-        log.exception("unhandled error", extra={"path": request.path})
-        return problem_response(
-            request,
-            status=500,
-            slug="internal-error",
-            title="Internal server error",
-            detail="An unexpected error occurred; quote the request id when reporting it",
-        )
+    log.error("unhandled error", exc_info=exc, extra={"path": request.path})
+    return problem_response(
+        request,
+        status=500,
+        slug="internal-error",
+        title="Internal server error",
+        detail="An unexpected error occurred; quote the request id when reporting it",
+    )

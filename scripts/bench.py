@@ -31,7 +31,8 @@ from scripts.stack import (
     up,
 )
 
-SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 
@@ -62,6 +63,11 @@ def wrk(name: str, url: str, seconds: int = SECONDS) -> Result:
         raise SystemExit(f"{name}: {errors.group(1)} failed responses\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     return Result(name, rps, _latency(out, "50%"), _latency(out, "99%"))
+
+
+def _median(results: list[Result]) -> Result:
+    ordered = sorted(results, key=lambda result: result.rps)
+    return ordered[len(ordered) // 2]
 
 
 def _latency(out: str, percentile: str) -> float:
@@ -157,14 +163,19 @@ def main() -> None:
         ]
         for _, url in plan:
             wrk("warm-up", url, seconds=2)
-        results = {name: wrk(name, url) for name, url in plan}
+        # Interleaved rounds, median per measurement: a noisy moment hits every measurement alike.
+        runs: dict[str, list[Result]] = {name: [] for name, _ in plan}
+        for _ in range(ROUNDS):
+            for name, url in plan:
+                runs[name].append(wrk(name, url))
+        results = {name: _median(found) for name, found in runs.items()}
     finally:
         down(core)
         down(hello)
         asyncio.run(drop_database(core))
         asyncio.run(clean_redis(core.redis_key_prefix))
 
-    load = f"wrk -t{THREADS} -c{CONNECTIONS} -d{SECONDS}s"
+    load = f"median of {ROUNDS} interleaved runs of wrk -t{THREADS} -c{CONNECTIONS} -d{SECONDS}s"
     print(f"\n{load} on {os.cpu_count()} cores, everything on 127.0.0.1")
     print(f"{'measurement':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for result in results.values():
