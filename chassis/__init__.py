@@ -1,8 +1,8 @@
 """The Relais chassis: what every service is built on.
 
-Modules: `settings` (environment), `app` (factory helpers, entry point), `keys` (typed app and
-request keys), `problems` (RFC 9457 errors), `middleware` (the edge: request id, errors, access
-log, RED metrics), `metrics`, `health`, `resources` (PostgreSQL and Redis as `cleanup_ctx`), `auth` (JWT),
+Modules: `settings` (environment), `app` (factory helpers, entry point), `keys` (typed app
+and request keys), `problems` (RFC 9457 errors), `middleware` (the edge: request id, errors,
+access log, RED metrics), `metrics`, `health`, `resources` (PostgreSQL and Redis as `cleanup_ctx`), `auth` (JWT),
 `ratelimit`, `near_cache` (two-tier cache), `payloads` (JSON in and out), `pagination`,
 `openapi`, `migrations`.
 
