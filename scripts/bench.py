@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
@@ -35,6 +36,14 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+
+
+# Both NGINXes: the same edge, with no per-address limit and no access log in the way.
+UNLIMITED_EDGE: dict[str, Any] = {
+    "nginx_rate_limit": 10_000_000,
+    "nginx_rate_burst": 10_000_000,
+    "nginx_access_log": False,
+}
 
 
 @dataclass
@@ -118,20 +127,16 @@ def main() -> None:
         metrics_base_port=19101,
         nginx_port=18080,
         nginx_tls_port=18443,
-        nginx_rate_limit=10_000_000,
-        nginx_rate_burst=10_000_000,
-        nginx_access_log=False,
         database_name=f"relais_bench_{run}",
         redis_key_prefix=f"relais-bench:{run}:",
+        **UNLIMITED_EDGE,
     )
     hello = StackConfig(
         state_dir=state / "hello",
         core_base_port=18101,
         nginx_port=18180,
         nginx_tls_port=18543,
-        nginx_rate_limit=10_000_000,
-        nginx_rate_burst=10_000_000,
-        nginx_access_log=False,
+        **UNLIMITED_EDGE,
     )
     hello_ports = [port for port, _ in hello.core_ports()]
     try:
