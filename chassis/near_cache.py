@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import unquote, urlparse
@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlparse
 import hiredis
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from chassis.keys import INVALIDATION_BUS, METRICS, REDIS, SETTINGS
 from chassis.metrics import Metrics
@@ -233,6 +234,7 @@ class NearCache:
 class TieredCache:
     """Cache-aside over Redis with a near cache in front, for one namespace of keys."""
 
+    RETRY_INTERVAL = 0.5
     LOCK_TTL_MS = 2_000
     WAIT_POLL = 0.005
     WAIT_LIMIT = 1.0
@@ -260,6 +262,7 @@ class TieredCache:
         bus.register(namespace, self.near)
         self._fill = redis.register_script(_FILL_IF_LEASED)
         self._inflight: dict[str, asyncio.Future[CachedBody | None]] = {}
+        self._unsent: set[str] = set()
         self._reads = {
             source: metrics.cache.labels(metrics.service, namespace, source)
             for source in ("near", "redis", "database")
@@ -291,15 +294,51 @@ class TieredCache:
             del self._inflight[key]
 
     async def invalidate(self, *keys: str) -> None:
-        """Delete keys and their leases from Redis and tell every instance to drop them."""
+        """Delete keys and their leases from Redis and tell every instance to drop them.
+
+        The caller's write has committed: if Redis cannot be reached now, the keys are kept and
+        sent again by `keep_invalidating` (meanwhile every near cache is bypassed, since no bus
+        is connected while Redis is away).
+        """
+        for key in keys:
+            self.near.invalidate(key)
+        try:
+            await self._send_invalidations(keys)
+        except RedisError as exc:
+            self._unsent.update(keys)
+            log.warning("invalidation of %d %s keys deferred: %r", len(keys), self.namespace, exc)
+
+    async def _send_invalidations(self, keys: Iterable[str]) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             for key in keys:
-                self.near.invalidate(key)
                 pipe.delete(self._prefix + key, self._prefix + key + ":lease")
                 pipe.publish(self._bus.channel, f"{self.namespace}:{key}")
             await pipe.execute()
 
+    async def keep_invalidating(self) -> None:
+        """Resend deferred invalidations until they reach Redis (runs for the app's life)."""
+        while True:
+            await asyncio.sleep(self.RETRY_INTERVAL)
+            if not self._unsent:
+                continue
+            keys, self._unsent = self._unsent, set()
+            try:
+                await self._send_invalidations(keys)
+            except RedisError:
+                self._unsent |= keys
+            else:
+                log.info("sent %d deferred %s invalidations", len(keys), self.namespace)
+
     async def _fetch(self, key: str, loader: Loader) -> bytes | None:
+        try:
+            return await self._fetch_through_redis(key, loader)
+        except RedisError as exc:
+            # Degrade to the database rather than fail the read; nothing is cached meanwhile.
+            log.warning("cache %s unavailable, reading through: %r", self.namespace, exc)
+            self._reads["database"].inc()
+            return await loader()
+
+    async def _fetch_through_redis(self, key: str, loader: Loader) -> bytes | None:
         redis_key = self._prefix + key
         lease_key = redis_key + ":lease"
         deadline = time.monotonic() + self.WAIT_LIMIT

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import orjson
+import redis.exceptions
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -16,6 +18,16 @@ from chassis.keys import REQUEST_ID
 log = logging.getLogger("relais.errors")
 
 PROBLEM_JSON = "application/problem+json"
+# A database or cache that cannot be reached is a 503 to retry, not a 500 to report.
+DEPENDENCY_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    ConnectionError,
+    TimeoutError,
+)
 PROBLEM_BASE = "https://relais.dev/problems/"
 
 
@@ -170,6 +182,16 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             title=phrase,
             detail=detail,
             headers=headers,
+        )
+    if isinstance(exc, DEPENDENCY_DOWN):
+        log.warning("dependency unavailable: %r", exc, extra={"path": request.path})
+        return problem_response(
+            request,
+            status=503,
+            slug="service-unavailable",
+            title="Service unavailable",
+            detail="A dependency of this service is unavailable; retry shortly",
+            headers={"Retry-After": "1"},
         )
     log.error("unhandled error", exc_info=exc, extra={"path": request.path})
     return problem_response(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,10 +13,12 @@ from aiohttp import web
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.exceptions import RedisError
 
 from chassis.keys import RATE_LIMITER, SETTINGS
 from chassis.problems import TooManyRequests
 
+log = logging.getLogger("relais.ratelimit")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -98,7 +101,11 @@ def write_limited(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def limited(request: web.Request) -> web.StreamResponse:
         limit = request.app[SETTINGS].write_rate_limit
-        await request.app[RATE_LIMITER].enforce(limit, "write", client_address(request))
+        try:
+            await request.app[RATE_LIMITER].enforce(limit, "write", client_address(request))
+        except RedisError as exc:
+            # Fail open: a missing shared counter must not stop every write; NGINX still limits.
+            log.warning("write rate limit unavailable, request let through: %r", exc)
         return await handler(request)
 
     return limited

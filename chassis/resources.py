@@ -45,7 +45,13 @@ async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
 
 async def redis_client(app: web.Application) -> AsyncIterator[None]:
     """Open the Redis client; fail startup if Redis does not answer."""
-    client: Redis = Redis.from_url(app[SETTINGS].redis_url)
+    settings = app[SETTINGS]
+    # Bounded waits: a read that finds Redis unresponsive falls back instead of hanging.
+    client: Redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+    )
     await client.ping()
     app[REDIS] = client
     yield

@@ -32,6 +32,7 @@ class ServiceSettings(BaseSettings):
     db_pool_max: int = Field(10, ge=1)
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "relais:"
+    redis_timeout: float = Field(1.0, gt=0)
     trusted_proxies: list[str] = ["127.0.0.1/32", "::1/128"]
     write_rate_limit: str = "300/minute"
 

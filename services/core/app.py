@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -41,7 +43,11 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
     app[PRODUCT_CACHE] = tiered_cache(
         app, "product", ttl=settings.product_cache_ttl, absent_ttl=settings.product_absent_ttl
     )
+    retries = asyncio.create_task(app[PRODUCT_CACHE].keep_invalidating(), name="invalidations")
     yield
+    retries.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await retries
 
 
 def create_app(settings: CoreSettings) -> web.Application:
