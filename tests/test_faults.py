@@ -21,7 +21,7 @@ async def redis_proxy():
 
 async def eventually(check) -> None:
     async with asyncio.timeout(5):
-        while not await check():
+        while not await check():  # noqa: ASYNC110 - polls state outside this process
             await asyncio.sleep(0.05)
 
 
