@@ -98,8 +98,11 @@ class ApiRoutes:
     def add_to(self, app: web.Application) -> None:
         """Add every declared operation to the app's router; writes get the write rate limit."""
         for op in self.operations:
-            handler = op.handler if op.method in SAFE_METHODS else write_limited(op.handler)
-            app.router.add_route(op.method, op.path, handler)
+            if op.method == "GET":
+                app.router.add_get(op.path, op.handler)  # answers HEAD too
+            else:
+                handler = op.handler if op.method in SAFE_METHODS else write_limited(op.handler)
+                app.router.add_route(op.method, op.path, handler)
 
 
 def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -> dict[str, Any]:

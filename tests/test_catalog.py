@@ -35,6 +35,8 @@ async def test_create_and_read_product(client, admin_account):
     assert response.status == 200
     assert await response.json() == product
     assert response.headers["ETag"].startswith('"')
+    head = await client.head(f"/api/products/{product['id']}")
+    assert head.status == 200 and head.headers["ETag"] == response.headers["ETag"]
 
 
 async def test_create_requires_admin(client, db):

@@ -139,7 +139,10 @@ async def test_ready_names_the_failed_dependency(make_client):
     proxy = TcpProxy("127.0.0.1", 6379)
     await proxy.start()
     client = await make_client(redis_url=f"redis://127.0.0.1:{proxy.port}/0")
-    assert (await client.get("/health/ready")).status == 200
+    assert (await client.get("/health/live")).status == 200
+    ready = await client.get("/health/ready")
+    assert ready.status == 200
+    assert (await ready.json())["checks"] == {"postgres": "ok", "redis": "ok"}
     await proxy.cut()
     body = await assert_problem(await client.get("/health/ready"), 503)
     assert body["checks"]["redis"].startswith("down")
