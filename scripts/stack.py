@@ -57,6 +57,7 @@ class StackConfig:
     metrics_base_port: int = field(default_factory=lambda: int(_env("METRICS_BASE_PORT", "9101")))
     nginx_port: int = field(default_factory=lambda: int(_env("NGINX_PORT", "8080")))
     nginx_tls_port: int = field(default_factory=lambda: int(_env("NGINX_TLS_PORT", "8443")))
+    nginx_workers: str = field(default_factory=lambda: _env("NGINX_WORKERS", "auto"))
     nginx_rate_limit: int = field(default_factory=lambda: int(_env("NGINX_RATE_LIMIT", "200")))
     nginx_rate_burst: int = field(default_factory=lambda: int(_env("NGINX_RATE_BURST", "400")))
     nginx_access_log: bool = field(default_factory=lambda: _env("NGINX_ACCESS_LOG", "on") == "on")
@@ -255,6 +256,7 @@ def render_nginx(config: StackConfig, upstreams: list[int]) -> Path:
         f"        server 127.0.0.1:{port} max_fails=3 fail_timeout=10s;" for port in upstreams
     )
     values = {
+        "WORKERS": config.nginx_workers,
         "RUN_DIR": str(config.run_dir / "nginx"),
         "LOG_DIR": str(config.log_dir),
         "ACCESS_LOG": f"{config.log_dir / 'nginx-access.log'} relais_json"
