@@ -62,8 +62,10 @@ class _Subscriber(asyncio.Protocol):
         self._bus = bus
         self._reader = hiredis.Reader()
         self.transport: asyncio.Transport | None = None
-        self.subscribed = asyncio.get_running_loop().create_future()
-        self.lost = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.subscribed = loop.create_future()
+        self.lost = loop.create_future()
+        self.last_heard = loop.time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
@@ -71,6 +73,7 @@ class _Subscriber(asyncio.Protocol):
         self.transport.write(self._bus.handshake())
 
     def data_received(self, data: bytes) -> None:
+        self.last_heard = asyncio.get_running_loop().time()
         self._reader.feed(data)
         while (reply := self._reader.gets()) is not False:
             if isinstance(reply, hiredis.ReplyError):
@@ -97,6 +100,9 @@ class InvalidationBus:
     """One Redis pub/sub subscription per process that fans invalidations out to near caches."""
 
     RECONNECT_DELAY = 0.5
+    # A silent peer (a half-open connection) is found by PINGs; no answer in time drops it.
+    HEARTBEAT = 2.0
+    HEARTBEAT_TIMEOUT = 5.0
 
     def __init__(self, redis_url: str, channel: str) -> None:
         self._url = urlparse(redis_url)
@@ -160,7 +166,7 @@ class InvalidationBus:
     async def _keep_alive(self) -> None:
         while True:
             assert self._protocol is not None
-            await self._protocol.lost
+            await self._until_lost(self._protocol)
             self._set_connected(False)
             log.warning("invalidation subscription lost; near caches bypassed until it is back")
             while not self.connected:
@@ -169,6 +175,19 @@ class InvalidationBus:
                     await self._connect()
                 except (OSError, ConnectionError, TimeoutError) as exc:
                     log.warning("invalidation subscription retry failed: %s", exc)
+
+    async def _until_lost(self, protocol: _Subscriber) -> None:
+        loop = asyncio.get_running_loop()
+        while not protocol.lost.done():
+            await asyncio.wait([protocol.lost], timeout=self.HEARTBEAT)
+            if protocol.lost.done() or protocol.transport is None:
+                return
+            if loop.time() - protocol.last_heard > self.HEARTBEAT_TIMEOUT:
+                log.warning("invalidation subscription silent; dropping it")
+                protocol.transport.abort()
+                await protocol.lost
+                return
+            protocol.transport.write(_command("PING"))
 
     def _set_connected(self, connected: bool) -> None:
         self.connected = connected

@@ -1,4 +1,4 @@
-"""A TCP proxy a test can cut and restore, to take a real dependency away from a service."""
+"""A TCP proxy a test can cut, freeze and restore, to take a real dependency from a service."""
 
 from __future__ import annotations
 
@@ -15,11 +15,16 @@ class TcpProxy:
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
+        self.frozen = False
 
     async def start(self) -> None:
         """Listen (on the same port after a cut)."""
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    def freeze(self) -> None:
+        """Keep every connection open but drop every byte: a silent, half-open network."""
+        self.frozen = True
 
     async def cut(self) -> None:
         """Stop listening and close every proxied connection."""
@@ -47,8 +52,9 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
+                if not self.frozen:
+                    writer.write(data)
+                    await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
