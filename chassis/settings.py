@@ -53,10 +53,13 @@ class ServiceSettings(BaseSettings):
         problems = []
         if f":{DEV_DATABASE_PASSWORD}@" in self.database_url:
             problems.append("DATABASE_URL still holds the development password")
-        for name in ("jwt_private_key_file", "jwt_public_key_file"):
-            path = getattr(self, name)
-            if path is not None and Path(DEV_KEY_DIR) in (path, *path.parents):
-                problems.append(f"{name.upper()} points at the generated development key")
+        for kind in ("private", "public"):
+            path = getattr(self, f"jwt_{kind}_key_file")
+            inline = getattr(self, f"jwt_{kind}_key")
+            if not inline and path is not None and Path(DEV_KEY_DIR) in (path, *path.parents):
+                problems.append(
+                    f"JWT_{kind.upper()}_KEY_FILE points at the generated development key"
+                )
         if self.jwt_public_key is None and self.jwt_public_key_file is None:
             problems.append("no JWT public key is configured")
         if problems:

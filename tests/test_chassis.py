@@ -198,6 +198,12 @@ async def test_production_refuses_development_secrets(monkeypatch):
         jwt_private_key_file="/etc/relais/jwt-private.pem",
     )
     assert ok.relais_env == "production"
+    inline = ServiceSettings(
+        database_url="postgresql://relais:s3cret@db/relais",
+        jwt_public_key="-----BEGIN PUBLIC KEY-----...",
+        jwt_private_key="-----BEGIN PRIVATE KEY-----...",
+    )
+    assert inline.jwt_public_pem().startswith("-----BEGIN PUBLIC KEY")
 
 
 async def test_settings_come_from_environment(monkeypatch):
