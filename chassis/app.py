@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -14,6 +13,7 @@ from chassis.keys import ACCESS_LOG, SETTINGS
 from chassis.logs import AccessLog, configure_logging
 from chassis.metrics import setup_metrics
 from chassis.middleware import edge_middleware
+from chassis.resources import background
 from chassis.settings import ServiceSettings
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -35,11 +35,8 @@ def create_service_app(
 
 
 async def _access_log_flusher(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(app[ACCESS_LOG].run(), name="access-log")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with background(app[ACCESS_LOG].run(), "access-log"):
+        yield
 
 
 def run_service(app: web.Application, settings: ServiceSettings) -> None:

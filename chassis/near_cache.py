@@ -15,7 +15,6 @@ write cannot store the old value afterwards.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -33,6 +32,7 @@ from redis.exceptions import RedisError
 
 from chassis.keys import INVALIDATION_BUS, METRICS, REDIS, SETTINGS
 from chassis.metrics import Metrics
+from chassis.resources import background
 
 log = logging.getLogger("relais.cache")
 
@@ -109,7 +109,6 @@ class InvalidationBus:
         self.channel = channel
         self._caches: dict[str, NearCache] = {}
         self._protocol: _Subscriber | None = None
-        self._task: asyncio.Task[None] | None = None
         self.connected = False
 
     def handshake(self) -> bytes:
@@ -131,17 +130,12 @@ class InvalidationBus:
         if cache is not None:
             cache.invalidate(key)
 
-    async def start(self) -> None:
-        """Subscribe (failing loudly if Redis is unreachable), then keep the subscription up."""
+    async def connect(self) -> None:
+        """Subscribe, failing loudly if Redis is unreachable."""
         await self._connect()
-        self._task = asyncio.create_task(self._keep_alive(), name="invalidation-bus")
 
-    async def stop(self) -> None:
+    def close(self) -> None:
         """Close the subscription."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()
         self._set_connected(False)
@@ -163,7 +157,8 @@ class InvalidationBus:
         self._protocol = protocol
         self._set_connected(True)
 
-    async def _keep_alive(self) -> None:
+    async def keep_alive(self) -> None:
+        """Reconnect whenever the subscription is lost (runs for the app's life)."""
         while True:
             assert self._protocol is not None
             await self._until_lost(self._protocol)
@@ -384,10 +379,11 @@ async def invalidation_bus(app: web.Application) -> AsyncIterator[None]:
     """The process' invalidation subscription as a `cleanup_ctx` resource."""
     settings = app[SETTINGS]
     bus = InvalidationBus(settings.redis_url, settings.redis_key_prefix + "invalidate")
-    await bus.start()
+    await bus.connect()
     app[INVALIDATION_BUS] = bus
-    yield
-    await bus.stop()
+    async with background(bus.keep_alive(), "invalidation-bus"):
+        yield
+    bus.close()
 
 
 def tiered_cache(

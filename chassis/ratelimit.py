@@ -26,10 +26,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class RateLimiter:
     """Moving-window limits keyed by a name and an identity (account, client address)."""
 
-    def __init__(self, redis_url: str, key_prefix: str) -> None:
+    def __init__(self, redis_url: str, key_prefix: str, *, timeout: float) -> None:
         scheme, sep, rest = redis_url.partition("://")
         self._storage = RedisStorage(
-            f"async+{scheme}{sep}{rest}", implementation="redispy", key_prefix=key_prefix
+            f"async+{scheme}{sep}{rest}",
+            implementation="redispy",
+            key_prefix=key_prefix,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
         self._strategy = MovingWindowRateLimiter(self._storage)
 
@@ -38,16 +42,6 @@ class RateLimiter:
         item = parse(limit)
         if not await self._strategy.hit(item, *identity):
             await self._refuse(item, identity)
-
-    async def check(self, limit: str, *identity: str) -> None:
-        """Raise 429 if the limit is exhausted, without counting a hit."""
-        item = parse(limit)
-        if not await self._strategy.test(item, *identity):
-            await self._refuse(item, identity)
-
-    async def count(self, limit: str, *identity: str) -> None:
-        """Count one hit (a failed login) without refusing anything."""
-        await self._strategy.hit(parse(limit), *identity)
 
     async def clear(self, limit: str, *identity: str) -> None:
         """Forget the hits counted for this identity."""
@@ -86,7 +80,9 @@ def _is_trusted(peer: str, trusted: list[str]) -> bool:
 async def rate_limiter(app: web.Application) -> AsyncIterator[None]:
     """The shared limiter as a `cleanup_ctx` resource."""
     settings = app[SETTINGS]
-    limiter = RateLimiter(settings.redis_url, settings.redis_key_prefix + "limits")
+    limiter = RateLimiter(
+        settings.redis_url, settings.redis_key_prefix + "limits", timeout=settings.redis_timeout
+    )
     app[RATE_LIMITER] = limiter
     yield
     await limiter.close()

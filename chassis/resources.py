@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -15,6 +18,18 @@ from chassis.metrics import bind_pool_gauges
 # What a repository function runs SQL on: one connection (in a transaction) or the pool.
 Conn = asyncpg.Connection | PoolConnectionProxy
 Db = asyncpg.Pool | Conn
+
+
+@contextlib.asynccontextmanager
+async def background(coroutine: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """Run `coroutine` as a task for the block's duration, then cancel it and wait for it."""
+    task = asyncio.create_task(coroutine, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def fetch_returned(db: Db, query: str, *args: object) -> asyncpg.Record:

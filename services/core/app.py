@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from chassis.keys import REDIS, TOKENS
 from chassis.near_cache import invalidation_bus, tiered_cache
 from chassis.openapi import ApiRoutes, openapi_document, setup_docs
 from chassis.ratelimit import rate_limiter
-from chassis.resources import postgres_pool, redis_client
+from chassis.resources import background, postgres_pool, redis_client
 from services.core.auth.service import Passwords
 from services.core.auth.views import routes as auth_routes
 from services.core.catalog.views import routes as catalog_routes
@@ -43,11 +41,8 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
     app[PRODUCT_CACHE] = tiered_cache(
         app, "product", ttl=settings.product_cache_ttl, absent_ttl=settings.product_absent_ttl
     )
-    retries = asyncio.create_task(app[PRODUCT_CACHE].keep_invalidating(), name="invalidations")
-    yield
-    retries.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await retries
+    async with background(app[PRODUCT_CACHE].keep_invalidating(), "invalidations"):
+        yield
 
 
 def create_app(settings: CoreSettings) -> web.Application:
