@@ -1,0 +1,123 @@
+"""Process-level behaviour: NGINX' retry policy and a core instance's graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from scripts.stack import ROOT, StackConfig, ensure_keys, http_status, start_nginx, stop_pid_file
+from tests.factories import PASSWORD, unique_email
+from tests.test_e2e_stack import free_ports
+
+pytestmark = pytest.mark.e2e
+
+
+class HangUp:
+    """An upstream that reads a request, then closes the connection without answering."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+        self.server: asyncio.Server | None = None
+
+    async def start(self, port: int) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        if line:
+            self.seen[line.split(b" ")[0].decode()] += 1
+        writer.close()
+
+
+async def test_nginx_retries_only_idempotent_methods(tmp_path: Path):
+    hang_port, ok_port, nginx_port, tls_port = free_ports(4)
+    hang_up = HangUp()
+    await hang_up.start(hang_port)
+    answered: Counter[str] = Counter()
+
+    async def ok(request: web.Request) -> web.Response:
+        answered[request.method] += 1
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/api/{tail:.*}", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", ok_port).start()
+    config = StackConfig(state_dir=tmp_path, nginx_port=nginx_port, nginx_tls_port=tls_port)
+    for directory in (config.run_dir, config.log_dir):
+        directory.mkdir(parents=True)
+    ensure_keys(config)
+    nginx_pid = config.run_dir / "nginx" / "nginx.pid"
+    base = f"http://127.0.0.1:{nginx_port}/api/x"
+    try:
+        # A fresh NGINX per method: after max_fails it would stop choosing the hanging instance.
+        start_nginx(config, [hang_port, ok_port])
+        async with aiohttp.ClientSession() as http:
+            gets = [await http.get(base) for _ in range(20)]
+        stop_pid_file(nginx_pid, signal.SIGQUIT)
+        start_nginx(config, [hang_port, ok_port])
+        async with aiohttp.ClientSession() as http:
+            posts = [await http.post(base, json={}) for _ in range(20)]
+        assert [r.status for r in gets] == [200] * 20  # a failed GET went on to the next instance
+        assert hang_up.seen["GET"] > 0
+        failed = [r for r in posts if r.status != 200]
+        assert hang_up.seen["POST"] > 0
+        # each POST the hanging instance received failed: none was sent a second time
+        assert len(failed) == hang_up.seen["POST"]
+        assert answered["POST"] == 20 - len(failed)
+        assert all(r.content_type == "application/problem+json" for r in failed)
+    finally:
+        stop_pid_file(nginx_pid, signal.SIGQUIT)
+        await runner.cleanup()
+        assert hang_up.server is not None
+        hang_up.server.close()
+
+
+async def test_sigterm_lets_in_flight_requests_finish(database_url, redis_prefix, key_pair):
+    port, metrics_port = free_ports(2)
+    env = {
+        **os.environ,
+        "HTTP_PORT": str(port),
+        "METRICS_PORT": str(metrics_port),
+        "DATABASE_URL": database_url,
+        "REDIS_KEY_PREFIX": redis_prefix,
+        "JWT_PRIVATE_KEY": key_pair[0],
+        "JWT_PUBLIC_KEY": key_pair[1],
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.core",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        if await asyncio.to_thread(http_status, f"{url}/health/ready") == 200:
+            break
+        await asyncio.sleep(0.1)
+    async with aiohttp.ClientSession() as http:
+
+        async def register() -> int:
+            body = {"email": unique_email(), "password": PASSWORD, "name": "Shutdown"}
+            async with http.post(f"{url}/api/auth/register", json=body) as response:
+                return response.status
+
+        # argon2 keeps each registration busy for tens of milliseconds: they are in flight
+        in_flight = [asyncio.create_task(register()) for _ in range(8)]
+        await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        statuses = await asyncio.gather(*in_flight)
+    assert statuses == [201] * 8
+    assert await asyncio.wait_for(process.wait(), timeout=15) == 0
