@@ -154,6 +154,10 @@ _HTTP_SLUGS = {
 }
 
 
+def _context(request: web.Request) -> dict[str, Any]:
+    return {"method": request.method, "path": request.path, "request_id": request.get(REQUEST_ID)}
+
+
 def problem_for(request: web.Request, exc: Exception) -> web.Response:
     """The problem+json answer to an exception a handler raised; never a stack trace.
 
@@ -184,7 +188,7 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             headers=headers,
         )
     if isinstance(exc, DEPENDENCY_DOWN):
-        log.warning("dependency unavailable: %r", exc, extra={"path": request.path})
+        log.warning("dependency unavailable: %r", exc, extra=_context(request))
         return problem_response(
             request,
             status=503,
@@ -193,7 +197,7 @@ def problem_for(request: web.Request, exc: Exception) -> web.Response:
             detail="A dependency of this service is unavailable; retry shortly",
             headers={"Retry-After": "1"},
         )
-    log.error("unhandled error", exc_info=exc, extra={"path": request.path})
+    log.error("unhandled error", exc_info=exc, extra=_context(request))
     return problem_response(
         request,
         status=500,

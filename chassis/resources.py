@@ -50,6 +50,8 @@ async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
         server_settings={
             "search_path": settings.database_schema,
             "application_name": settings.service_name,
+            # A runaway query frees its connection instead of starving the pool.
+            "statement_timeout": str(settings.db_statement_timeout_ms),
         },
     )
     app[DB_POOL] = pool

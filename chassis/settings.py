@@ -30,6 +30,7 @@ class ServiceSettings(BaseSettings):
     database_schema: str = "core"
     db_pool_min: int = Field(2, ge=1)
     db_pool_max: int = Field(10, ge=1)
+    db_statement_timeout_ms: int = Field(5000, ge=0)
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "relais:"
     redis_timeout: float = Field(1.0, gt=0)

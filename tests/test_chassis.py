@@ -7,13 +7,14 @@ import io
 import json
 import logging
 
+import asyncpg
 import pytest
 from aiohttp import web
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from chassis.app import create_service_app
-from chassis.keys import ACCESS_LOG
+from chassis.keys import ACCESS_LOG, DB_POOL
 from chassis.logs import AccessLog
 from chassis.settings import ServiceSettings
 from services.core.app import create_app
@@ -67,11 +68,13 @@ async def test_unexpected_error_is_500_problem_without_trace(aiohttp_client, set
     app.router.add_get("/boom", boom)
     client = await aiohttp_client(app)
     with caplog.at_level(logging.ERROR):
-        response = await client.get("/boom")
+        response = await client.get("/boom", headers={"X-Request-ID": "boom-00000001"})
     text = await response.text()
     await assert_problem(response, 500)
     assert "secret internals" not in text and "Traceback" not in text
     assert "secret internals" in caplog.text
+    [record] = [r for r in caplog.records if r.name == "relais.errors"]
+    assert (record.request_id, record.path) == ("boom-00000001", "/boom")
 
 
 async def test_request_id_echoed_when_well_formed(client):
@@ -234,3 +237,11 @@ async def test_password_hashing_does_not_block_the_loop(client):
         task.cancel()
     # a blocked loop would let the ticker run only between hashes
     assert ticks >= elapsed / 0.005 * 0.3
+
+
+async def test_statement_timeout_cancels_runaway_queries(make_client):
+    client = await make_client(db_statement_timeout_ms=200)
+    pool = client.app[DB_POOL]
+    with pytest.raises(asyncpg.exceptions.QueryCanceledError):
+        await pool.fetchval("SELECT pg_sleep(2)")
+    assert await pool.fetchval("SELECT 1") == 1

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from services.core.orders.repository import delete_expired_keys
 from tests.factories import admin, create_product, register
 
 
@@ -267,3 +268,20 @@ async def test_cancel_paid_order_conflicts(client, admin_account, db):
     response = await client.post(f"/api/orders/{order['id']}/cancel", headers=owner.auth)
     assert response.status == 409
     assert await stock(db, product["id"]) == 4
+
+
+async def test_expired_idempotency_keys_are_purged(client, admin_account, db):
+    product = await create_product(client, admin_account, stock=5)
+    customer = await register(client)
+    body = {"items": [{"product_id": product["id"], "quantity": 1}]}
+    for key in ("old-key", "new-key"):
+        headers = {**customer.auth, "Idempotency-Key": key}
+        assert (await client.post("/api/orders", json=body, headers=headers)).status == 201
+    await db.execute(
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours'"
+        " WHERE user_id = $1::uuid AND key = 'old-key'",
+        customer.id,
+    )
+    assert await delete_expired_keys(db, retention_hours=24) >= 1
+    left = await db.fetch("SELECT key FROM idempotency_keys WHERE user_id = $1::uuid", customer.id)
+    assert [row["key"] for row in left] == ["new-key"]

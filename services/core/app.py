@@ -11,7 +11,7 @@ from aiohttp import web
 from chassis.app import create_service_app
 from chassis.auth import TokenService
 from chassis.health import setup_health
-from chassis.keys import REDIS, TOKENS
+from chassis.keys import DB_POOL, REDIS, TOKENS
 from chassis.near_cache import invalidation_bus, tiered_cache
 from chassis.openapi import ApiRoutes, openapi_document, setup_docs
 from chassis.ratelimit import rate_limiter
@@ -20,6 +20,7 @@ from services.core.auth.service import Passwords
 from services.core.auth.views import routes as auth_routes
 from services.core.catalog.views import routes as catalog_routes
 from services.core.keys import CORE_SETTINGS, PASSWORDS, PRODUCT_CACHE
+from services.core.orders.service import purge_idempotency_keys
 from services.core.orders.views import routes as order_routes
 from services.core.settings import CoreSettings
 from services.core.users.views import routes as user_routes
@@ -41,7 +42,13 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
     app[PRODUCT_CACHE] = tiered_cache(
         app, "product", ttl=settings.product_cache_ttl, absent_ttl=settings.product_absent_ttl
     )
-    async with background(app[PRODUCT_CACHE].keep_invalidating(), "invalidations"):
+    purge = purge_idempotency_keys(
+        pool=app[DB_POOL], retention_hours=settings.idempotency_retention_hours, every=3600
+    )
+    async with (
+        background(app[PRODUCT_CACHE].keep_invalidating(), "invalidations"),
+        background(purge, "idempotency-purge"),
+    ):
         yield
 
 

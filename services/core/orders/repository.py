@@ -57,6 +57,15 @@ async def store_response(
     )
 
 
+async def delete_expired_keys(pool: Db, *, retention_hours: int) -> int:
+    """Forget idempotency keys older than the retention; how many were deleted."""
+    status = await pool.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)",
+        retention_hours,
+    )
+    return int(status.split()[-1])
+
+
 async def lock_products(
     conn: Conn, product_ids: list[Any], *, live_only: bool
 ) -> list[asyncpg.Record]:

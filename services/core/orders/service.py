@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 from collections import defaultdict
 from typing import Any
 
@@ -17,6 +19,7 @@ from chassis.problems import Conflict, NotFound, Unprocessable
 from services.core.orders import repository
 from services.core.orders.schemas import OrderItemIn
 
+log = logging.getLogger("relais.orders")
 CANCELLABLE = frozenset({"pending_payment", "payment_failed"})
 
 
@@ -96,6 +99,19 @@ async def create_order(
             )
     await cache.invalidate(*(str(pid) for pid in product_ids))
     return result, False
+
+
+async def purge_idempotency_keys(*, pool: asyncpg.Pool, retention_hours: int, every: float) -> None:
+    """Delete expired idempotency keys every `every` seconds (runs for the app's life)."""
+    while True:
+        try:
+            deleted = await repository.delete_expired_keys(pool, retention_hours=retention_hours)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("idempotency key purge failed: %r", exc)
+        else:
+            if deleted:
+                log.info("purged %d expired idempotency keys", deleted)
+        await asyncio.sleep(every)
 
 
 def _check_orderable(lines: list[OrderItemIn], products: dict[Any, asyncpg.Record]) -> None:
