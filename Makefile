@@ -38,7 +38,7 @@ status: deps
 	$(PY) -m scripts.stack status
 
 logs: deps
-	$(PY) -m scripts.stack logs
+	$(PY) -m scripts.stack logs $(if $(FOLLOW),--follow)
 
 admin: deps
 	@test -n "$(EMAIL)" -a -n "$(PASSWORD)" || { echo "usage: make admin EMAIL=... PASSWORD=..."; exit 2; }

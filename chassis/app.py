@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -16,6 +17,7 @@ from chassis.middleware import edge_middleware
 from chassis.resources import background
 from chassis.settings import ServiceSettings
 
+log = logging.getLogger("relais.service")
 MAX_BODY_BYTES = 1024 * 1024
 
 
@@ -42,6 +44,20 @@ async def _access_log_flusher(app: web.Application) -> AsyncIterator[None]:
 def run_service(app: web.Application, settings: ServiceSettings) -> None:
     """Serve `app` on uvloop until SIGINT/SIGTERM, then shut down gracefully."""
     configure_logging(service=settings.service_name, level=settings.log_level)
+    where = {
+        "host": settings.http_host,
+        "port": settings.http_port,
+        "metrics_port": settings.metrics_port,
+    }
+
+    async def announce(app: web.Application) -> None:
+        log.info("serving", extra=where)
+
+    async def farewell(app: web.Application) -> None:
+        log.info("stopping", extra=where)
+
+    app.on_startup.append(announce)
+    app.on_shutdown.append(farewell)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(
         app,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import os
@@ -424,6 +425,12 @@ def status(config: StackConfig) -> bool:
     return healthy
 
 
+def follow_logs(config: StackConfig) -> None:
+    """Follow every log file until interrupted."""
+    with contextlib.suppress(KeyboardInterrupt):
+        subprocess.run(["tail", "-n", "20", "-F", *map(str, sorted(config.log_dir.glob("*.log")))])
+
+
 def show_logs(config: StackConfig, lines: int = 50) -> None:
     """Print the last lines of every log file."""
     for path in sorted(config.log_dir.glob("*.log")) if config.log_dir.exists() else []:
@@ -447,6 +454,7 @@ def main() -> None:
     parser.add_argument("command", choices=["up", "down", "status", "logs", "admin"])
     parser.add_argument("--email", help="the account `admin` creates or promotes")
     parser.add_argument("--lines", type=int, default=50, help="lines per file for `logs`")
+    parser.add_argument("--follow", action="store_true", help="`logs`: keep following")
     args = parser.parse_args()
     config = StackConfig()
     if args.command == "up":
@@ -457,6 +465,8 @@ def main() -> None:
         sys.exit(admin(config, args.email))
     elif args.command == "status":
         sys.exit(0 if status(config) else 1)
+    elif args.follow:
+        follow_logs(config)
     else:
         show_logs(config, args.lines)
 
