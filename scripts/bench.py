@@ -33,7 +33,7 @@ from scripts.stack import (
 )
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 # One wrk thread drives ~19k req/s through NGINX here (as many as two), while leaving more of
 # the two shared cores to what is measured.
