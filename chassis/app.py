@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -19,6 +21,7 @@ from chassis.settings import ServiceSettings
 
 log = logging.getLogger("relais.service")
 MAX_BODY_BYTES = 1024 * 1024
+BACKLOG = 1024
 
 
 def create_service_app(
@@ -59,11 +62,23 @@ def run_service(app: web.Application, settings: ServiceSettings) -> None:
     app.on_startup.append(announce)
     app.on_shutdown.append(farewell)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    sockets = [unix_socket(settings.http_unix_socket)] if settings.http_unix_socket else None
     web.run_app(
         app,
         host=settings.http_host,
         port=settings.http_port,
+        sock=sockets,
+        backlog=BACKLOG,
         access_log=None,
         shutdown_timeout=settings.shutdown_timeout,
         print=None,
     )
+
+
+def unix_socket(path: Path) -> socket.socket:
+    """A listening-ready Unix socket at `path` that a proxy running as another user may use."""
+    path.unlink(missing_ok=True)  # a stale socket of an earlier run
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    path.chmod(0o666)  # NGINX workers started by root run as an unprivileged user
+    return sock

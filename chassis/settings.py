@@ -16,13 +16,17 @@ DEV_KEY_DIR = "var/keys"
 class ServiceSettings(BaseSettings):
     """Base settings: every service's `Settings` class derives from this one."""
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+    # An empty variable means "unset", not an empty path or string.
+    model_config = SettingsConfigDict(
+        env_prefix="", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     relais_env: Literal["development", "test", "production"] = "development"
     service_name: str = "relais"
     http_host: str = "127.0.0.1"
     http_port: int = Field(8001, ge=0, le=65535)
     metrics_port: int = Field(9101, ge=0, le=65535)
+    http_unix_socket: Path | None = None
     shutdown_timeout: float = Field(10.0, gt=0)
     log_level: str = "INFO"
 

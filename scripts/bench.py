@@ -27,6 +27,7 @@ from scripts.stack import (
     down,
     drop_database,
     http_status,
+    prepare_dirs,
     start_nginx,
     start_process,
     up,
@@ -144,19 +145,19 @@ def main() -> None:
     hello_ports = [port for port, _ in hello.core_ports()]
     try:
         up(core)
-        for directory in (hello.run_dir, hello.log_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+        prepare_dirs(hello)
         hello.key_dir.mkdir(parents=True, exist_ok=True)
         for name in ("tls.crt", "tls.key"):
             shutil.copy(core.key_dir / name, hello.key_dir / name)
+        upstreams = []
         for index, port in enumerate(hello_ports, start=1):
-            start_process(
-                f"hello-{index}",
-                [sys.executable, "-m", "scripts.hello", "--port", str(port)],
-                dict(os.environ),
-                hello,
-            )
-        start_nginx(hello, hello_ports)
+            name = f"hello-{index}"
+            argv = [sys.executable, "-m", "scripts.hello", "--port", str(port)]
+            if hello.nginx_upstream == "unix":
+                argv += ["--unix", str(hello.unix_socket(name))]
+            start_process(name, argv, dict(os.environ), hello)
+            upstreams.append(hello.upstream(name, port))
+        start_nginx(hello, upstreams)
         for port in hello_ports:
             wait_for(f"http://127.0.0.1:{port}/api/hello")
         product_id = asyncio.run(seed_product(core))

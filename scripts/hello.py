@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 import orjson
 import uvloop
 from aiohttp import web
+
+from chassis.app import BACKLOG, unix_socket
 
 BODY = orjson.dumps({"message": "hello"})
 
@@ -22,11 +25,20 @@ def main() -> None:
     """Serve on `--port`."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--unix", type=Path, help="also listen on this Unix socket")
     args = parser.parse_args()
     app = web.Application()
     app.router.add_get("/api/hello", hello)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        sock=[unix_socket(args.unix)] if args.unix else None,
+        backlog=BACKLOG,
+        access_log=None,
+        print=None,
+    )
 
 
 if __name__ == "__main__":

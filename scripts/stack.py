@@ -59,6 +59,8 @@ class StackConfig:
     nginx_port: int = field(default_factory=lambda: int(_env("NGINX_PORT", "8080")))
     nginx_tls_port: int = field(default_factory=lambda: int(_env("NGINX_TLS_PORT", "8443")))
     nginx_workers: str = field(default_factory=lambda: _env("NGINX_WORKERS", "auto"))
+    # NGINX reaches co-located instances over Unix sockets (no TCP stack on that hop) or TCP.
+    nginx_upstream: str = field(default_factory=lambda: _env("NGINX_UPSTREAM", "unix"))
     nginx_rate_limit: int = field(default_factory=lambda: int(_env("NGINX_RATE_LIMIT", "200")))
     nginx_rate_burst: int = field(default_factory=lambda: int(_env("NGINX_RATE_BURST", "400")))
     nginx_access_log: bool = field(default_factory=lambda: _env("NGINX_ACCESS_LOG", "on") == "on")
@@ -96,6 +98,22 @@ class StackConfig:
     def key_dir(self) -> Path:
         """The generated development JWT key pair and TLS certificate."""
         return self.state_dir / "keys"
+
+    def unix_socket(self, name: str) -> Path:
+        """Where the process `name` listens for NGINX when upstreams are Unix sockets."""
+        return self.run_dir / f"{name}.sock"
+
+    def upstream(self, name: str, port: int) -> str:
+        """NGINX' address for the process `name`, which also serves TCP on `port`."""
+        if self.nginx_upstream == "unix":
+            return f"unix:{self.unix_socket(name)}"
+        return f"127.0.0.1:{port}"
+
+    def core_upstreams(self) -> list[str]:
+        """NGINX' address of every core instance."""
+        return [
+            self.upstream(f"core-{i}", port) for i, (port, _) in enumerate(self.core_ports(), 1)
+        ]
 
     def core_ports(self) -> list[tuple[int, int]]:
         """(HTTP port, metrics port) of each core instance."""
@@ -210,6 +228,14 @@ async def drop_database(config: StackConfig) -> None:
 # --- processes ----------------------------------------------------------------------------------
 
 
+def prepare_dirs(config: StackConfig) -> None:
+    """Create the state folders; NGINX workers (maybe another user) must reach the sockets."""
+    for directory in (config.state_dir, config.run_dir, config.log_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    for directory in (config.state_dir, config.run_dir):
+        directory.chmod(0o755)
+
+
 def _pid(path: Path) -> int | None:
     try:
         pid = int(path.read_text().strip())
@@ -219,7 +245,7 @@ def _pid(path: Path) -> int | None:
     return pid
 
 
-def core_env(config: StackConfig, port: int, metrics_port: int) -> dict[str, str]:
+def core_env(config: StackConfig, name: str, port: int, metrics_port: int) -> dict[str, str]:
     """The environment of one core instance."""
     env = dict(os.environ)
     env.update(
@@ -234,6 +260,9 @@ def core_env(config: StackConfig, port: int, metrics_port: int) -> dict[str, str
             "PYTHONUNBUFFERED": "1",
         }
     )
+    env.pop("HTTP_UNIX_SOCKET", None)
+    if config.nginx_upstream == "unix":
+        env["HTTP_UNIX_SOCKET"] = str(config.unix_socket(name))
     return env
 
 
@@ -251,10 +280,10 @@ def start_process(name: str, argv: list[str], env: dict[str, str], config: Stack
     return True
 
 
-def render_nginx(config: StackConfig, upstreams: list[int]) -> Path:
-    """Write NGINX' config for this stack and return its path."""
+def render_nginx(config: StackConfig, upstreams: list[str]) -> Path:
+    """Write NGINX' config for this stack (upstreams: `host:port` or `unix:/path`)."""
     servers = "\n".join(
-        f"        server 127.0.0.1:{port} max_fails=3 fail_timeout=10s;" for port in upstreams
+        f"        server {address} max_fails=3 fail_timeout=10s;" for address in upstreams
     )
     values = {
         "WORKERS": config.nginx_workers,
@@ -288,7 +317,7 @@ def nginx_binary() -> str:
     return found
 
 
-def start_nginx(config: StackConfig, upstreams: list[int]) -> None:
+def start_nginx(config: StackConfig, upstreams: list[str]) -> None:
     """Start NGINX, or reload it with a freshly rendered config if it runs."""
     conf = render_nginx(config, upstreams)
     prefix = str(config.run_dir / "nginx")
@@ -370,19 +399,19 @@ def wait_ready(config: StackConfig, timeout: float = READY_TIMEOUT) -> None:
 
 def up(config: StackConfig) -> None:
     """Bring the whole native stack up (idempotent)."""
-    for directory in (config.run_dir, config.log_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+    prepare_dirs(config)
     ensure_keys(config)
     asyncio.run(ensure_database(config))
     upgrade(config.database_url, MIGRATIONS, "core")
     for index, (port, metrics_port) in enumerate(config.core_ports(), start=1):
+        name = f"core-{index}"
         start_process(
-            f"core-{index}",
+            name,
             [sys.executable, "-m", "services.core"],
-            core_env(config, port, metrics_port),
+            core_env(config, name, port, metrics_port),
             config,
         )
-    start_nginx(config, [port for port, _ in config.core_ports()])
+    start_nginx(config, config.core_upstreams())
     wait_ready(config)
     print(f"Relais is up ({config.core_instances} core instances)")
     print(

@@ -6,10 +6,12 @@ import asyncio
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,12 +61,14 @@ def _free(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def stack() -> Iterator[dict[str, Any]]:
     run = uuid.uuid4().hex[:8]
     nginx_port, tls_port = free_ports(2)
+    # Not under pytest's 0700 folders: NGINX workers (another user under root) use its sockets.
+    state_dir = tempfile.mkdtemp(prefix="relais-e2e-")
     env = {
         **os.environ,
-        "RELAIS_STATE_DIR": str(tmp_path_factory.mktemp("stack")),
+        "RELAIS_STATE_DIR": state_dir,
         "NGINX_PORT": str(nginx_port),
         "NGINX_TLS_PORT": str(tls_port),
         "CORE_BASE_PORT": str(consecutive_free(2)),
@@ -111,6 +115,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         make("down", check=False)
         asyncio.run(drop_database(config))
         asyncio.run(_clean_redis(env["REDIS_KEY_PREFIX"]))
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 async def _clean_redis(prefix: str) -> None:
@@ -183,8 +188,9 @@ async def test_through_nginx_to_both_instances(stack):
                 async with http.get(url) as response:
                     bodies.append((await response.json())["price_cents"])
             assert bodies == [price] * 10
-    ports = {f"127.0.0.1:{port}" for port, _ in stack["config"].core_ports()}
-    assert ports <= set(upstreams(stack))
+    instances = set(stack["config"].core_upstreams())
+    assert len(instances) == 2
+    assert instances <= set(upstreams(stack))
 
 
 async def test_edge_behaviour(stack):

@@ -60,11 +60,11 @@ async def test_nginx_retries_only_idempotent_methods(tmp_path: Path):
     base = f"http://127.0.0.1:{nginx_port}/api/x"
     try:
         # A fresh NGINX per method: after max_fails it would stop choosing the hanging instance.
-        start_nginx(config, [hang_port, ok_port])
+        start_nginx(config, [f"127.0.0.1:{hang_port}", f"127.0.0.1:{ok_port}"])
         async with aiohttp.ClientSession() as http:
             gets = [await http.get(base) for _ in range(20)]
         stop_pid_file(nginx_pid, signal.SIGQUIT)
-        start_nginx(config, [hang_port, ok_port])
+        start_nginx(config, [f"127.0.0.1:{hang_port}", f"127.0.0.1:{ok_port}"])
         async with aiohttp.ClientSession() as http:
             posts = [await http.post(base, json={}) for _ in range(20)]
         assert [r.status for r in gets] == [200] * 20  # a failed GET went on to the next instance
