@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
+from chassis.auth import Principal, admin, authenticated
 from chassis.ratelimit import SAFE_METHODS, write_limited
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -75,6 +77,8 @@ class ApiRoutes:
 
         if method not in SAFE_METHODS:
             responses = {**responses, 429: None}
+        if auth != "public":
+            responses = {401: None, **({403: None} if auth == "admin" else {}), **responses}
 
         def register(handler: Handler) -> Handler:
             self.operations.append(
@@ -96,13 +100,30 @@ class ApiRoutes:
         return register
 
     def add_to(self, app: web.Application) -> None:
-        """Add every declared operation to the app's router; writes get the write rate limit."""
+        """Add every declared operation to the app's router, enforcing what it declares.
+
+        `auth` is checked before the handler runs (the handler reads the cached principal), and
+        state-changing operations pass the write rate limit first.
+        """
         for op in self.operations:
+            handler = op.handler if op.auth == "public" else _guarded(op.handler, _GUARDS[op.auth])
             if op.method == "GET":
-                app.router.add_get(op.path, op.handler)  # answers HEAD too
+                app.router.add_get(op.path, handler)  # answers HEAD too
             else:
-                handler = op.handler if op.method in SAFE_METHODS else write_limited(op.handler)
-                app.router.add_route(op.method, op.path, handler)
+                limited = handler if op.method in SAFE_METHODS else write_limited(handler)
+                app.router.add_route(op.method, op.path, limited)
+
+
+_GUARDS = {"user": authenticated, "admin": admin}
+
+
+def _guarded(handler: Handler, guard: Callable[[web.Request], Awaitable[Principal]]) -> Handler:
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        await guard(request)
+        return await handler(request)
+
+    return checked
 
 
 def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -> dict[str, Any]:

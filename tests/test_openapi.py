@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 from openapi_spec_validator import validate
+
+from tests.factories import register
 
 API_METHODS = {"GET", "POST", "PATCH", "DELETE", "PUT"}
 
@@ -44,3 +48,23 @@ async def test_docs_page_and_assets(client):
     assert asset.status == 200
     assert len(await asset.read()) > 100_000
     assert "/api/openapi.json" in await (await client.get("/api/docs/static/init.js")).text()
+
+
+async def test_every_protected_operation_enforces_its_declared_role(client):
+    document = await (await client.get("/api/openapi.json")).json()
+    customer = await register(client)
+    checked = 0
+    for path, operations in document["paths"].items():
+        url = path.replace("{id}", str(uuid.uuid4()))
+        for method, spec in operations.items():
+            if "security" not in spec:
+                continue
+            anonymous = await client.request(method.upper(), url, json={})
+            assert anonymous.status == 401, (method, path)
+            if "403" in spec["responses"]:
+                as_customer = await client.request(
+                    method.upper(), url, json={}, headers=customer.auth
+                )
+                assert as_customer.status == 403, (method, path)
+            checked += 1
+    assert checked >= 10

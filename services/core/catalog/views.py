@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from chassis.auth import admin
 from chassis.keys import DB_POOL
 from chassis.openapi import ApiRoutes
 from chassis.payloads import json_body, json_response, path_uuid, query_params
@@ -31,7 +30,6 @@ WRITE_ERRORS = {400: None, 401: None, 403: None, 404: None, 409: None, 415: None
     responses={201: ProductOut, **WRITE_ERRORS},
 )
 async def create_product(request: web.Request) -> web.Response:
-    await admin(request)
     data = await json_body(request, ProductIn)
     product = await service.create_product(
         pool=request.app[DB_POOL], cache=request.app[PRODUCT_CACHE], fields=data.model_dump()
@@ -81,7 +79,6 @@ async def get_product(request: web.Request) -> web.Response:
     responses={200: ProductOut, **WRITE_ERRORS},
 )
 async def update_product(request: web.Request) -> web.Response:
-    await admin(request)
     product_id = path_uuid(request)
     data = await json_body(request, ProductPatch)
     product = await service.update_product(
@@ -101,7 +98,6 @@ async def update_product(request: web.Request) -> web.Response:
     responses={204: None, 401: None, 403: None, 404: None},
 )
 async def delete_product(request: web.Request) -> web.Response:
-    await admin(request)
     await service.delete_product(
         pool=request.app[DB_POOL], cache=request.app[PRODUCT_CACHE], product_id=path_uuid(request)
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from chassis.auth import admin, authenticated
+from chassis.auth import authenticated
 from chassis.keys import DB_POOL
 from chassis.openapi import ApiRoutes
 from chassis.payloads import json_response, query_params
@@ -36,7 +36,6 @@ async def me(request: web.Request) -> web.Response:
     responses={200: UserPage, 401: None, 403: None, 422: None},
 )
 async def list_users(request: web.Request) -> web.Response:
-    await admin(request)
     query = query_params(request, PageQuery)
     result = await service.list_users(
         pool=request.app[DB_POOL], limit=query.limit, cursor=query.cursor
