@@ -5,7 +5,7 @@ and request keys), `problems` (RFC 9457 errors), `middleware` (the edge: request
 access log, RED metrics), `metrics`, `health`, `resources` (PostgreSQL and Redis as
 `cleanup_ctx`), `auth` (JWT),
 `ratelimit`, `near_cache` (two-tier cache), `payloads` (JSON in and out), `pagination`,
-`openapi`, `migrations`.
+`routes` (declared, enforced and documented operations), `openapi`, `migrations`.
 
 Exceptions a handler raises to answer a client (all render as problem+json)::
 

@@ -13,9 +13,10 @@ from chassis.auth import TokenService
 from chassis.health import setup_health
 from chassis.keys import DB_POOL, REDIS, TOKENS
 from chassis.near_cache import invalidation_bus, tiered_cache
-from chassis.openapi import ApiRoutes, openapi_document, setup_docs
+from chassis.openapi import openapi_document, setup_docs
 from chassis.ratelimit import rate_limiter
 from chassis.resources import background, postgres_pool, redis_client
+from chassis.routes import ApiRoutes
 from services.core.auth.service import Passwords
 from services.core.auth.views import routes as auth_routes
 from services.core.catalog.views import routes as catalog_routes

@@ -6,8 +6,8 @@ from aiohttp import web
 
 from chassis.auth import authenticated
 from chassis.keys import DB_POOL, RATE_LIMITER, TOKENS
-from chassis.openapi import ApiRoutes
 from chassis.payloads import json_body, json_response
+from chassis.routes import ApiRoutes
 from services.core.auth import service
 from services.core.auth.schemas import AuthOut, LoginIn, LogoutIn, RefreshIn, RegisterIn
 from services.core.keys import CORE_SETTINGS, PASSWORDS

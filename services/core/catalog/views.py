@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from chassis.keys import DB_POOL
-from chassis.openapi import ApiRoutes
 from chassis.payloads import json_body, json_response, path_uuid, query_params
+from chassis.routes import ApiRoutes
 from services.core.catalog import service
 from services.core.catalog.schemas import (
     ProductIn,

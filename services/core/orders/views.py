@@ -8,9 +8,9 @@ from aiohttp import web
 
 from chassis.auth import authenticated
 from chassis.keys import DB_POOL
-from chassis.openapi import ApiRoutes
 from chassis.payloads import json_body, json_response, path_uuid, query_params
 from chassis.problems import BadRequest
+from chassis.routes import ApiRoutes
 from services.core.keys import CORE_SETTINGS, PRODUCT_CACHE
 from services.core.orders import service
 from services.core.orders.schemas import OrderIn, OrderOut, OrderPage

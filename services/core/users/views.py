@@ -6,8 +6,8 @@ from aiohttp import web
 
 from chassis.auth import authenticated
 from chassis.keys import DB_POOL
-from chassis.openapi import ApiRoutes
 from chassis.payloads import json_response, query_params
+from chassis.routes import ApiRoutes
 from services.core.auth.schemas import UserOut
 from services.core.users import service
 from services.core.users.schemas import PageQuery, UserPage
