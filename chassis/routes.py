@@ -11,9 +11,8 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from chassis.auth import Principal, admin, authenticated
-from chassis.ratelimit import SAFE_METHODS, write_limited
+from chassis.ratelimit import SAFE_METHODS, Handler, write_limited
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Auth = Literal["public", "user", "admin"]
 Response = type[BaseModel] | str | None
 
