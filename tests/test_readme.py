@@ -1,0 +1,29 @@
+"""The README's configuration tables name every variable the code reads."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from services.core.settings import CoreSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def documented() -> set[str]:
+    rows = [
+        line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `")
+    ]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
+
+
+def test_every_service_setting_is_documented():
+    missing = {name.upper() for name in CoreSettings.model_fields} - documented()
+    assert not missing, f"README lacks {sorted(missing)}"
+
+
+def test_every_stack_variable_is_documented():
+    used = set(re.findall(r'_env\("([A-Z0-9_]+)"', (ROOT / "scripts" / "stack.py").read_text()))
+    assert len(used) > 10
+    missing = used - documented()
+    assert not missing, f"README lacks {sorted(missing)}"
