@@ -54,10 +54,19 @@ class ApiRoutes:
     ) -> Callable[[Handler], Handler]:
         """Declare and document a handler for `method path`."""
 
-        if method not in SAFE_METHODS:
-            responses = {**responses, 429: None}
+        # What the declaration itself can answer is documented here, once, for every route.
+        implied: dict[int, Response] = {}
         if auth != "public":
-            responses = {401: None, **({403: None} if auth == "admin" else {}), **responses}
+            implied[401] = None
+        if auth == "admin":
+            implied[403] = None
+        if body is not None:
+            implied.update({400: None, 413: None, 415: None, 422: None})
+        if query is not None:
+            implied[422] = None
+        if method not in SAFE_METHODS:
+            implied[429] = None
+        responses = {**implied, **responses}
 
         def register(handler: Handler) -> Handler:
             self.operations.append(

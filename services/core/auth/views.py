@@ -20,7 +20,7 @@ routes = ApiRoutes("auth")
     "/api/auth/register",
     summary="Create an account and log in",
     body=RegisterIn,
-    responses={201: AuthOut, 400: None, 409: None, 415: None, 422: None},
+    responses={201: AuthOut, 409: None},
 )
 async def register(request: web.Request) -> web.Response:
     data = await json_body(request, RegisterIn)
@@ -40,7 +40,7 @@ async def register(request: web.Request) -> web.Response:
     "/api/auth/login",
     summary="Log in with email and password",
     body=LoginIn,
-    responses={200: AuthOut, 400: None, 401: None, 422: None, 429: None},
+    responses={200: AuthOut, 401: None},
 )
 async def login(request: web.Request) -> web.Response:
     data = await json_body(request, LoginIn)
@@ -61,7 +61,7 @@ async def login(request: web.Request) -> web.Response:
     "/api/auth/refresh",
     summary="Trade a refresh token for a new pair",
     body=RefreshIn,
-    responses={200: AuthOut, 400: None, 401: None, 422: None},
+    responses={200: AuthOut, 401: None},
 )
 async def refresh(request: web.Request) -> web.Response:
     data = await json_body(request, RefreshIn)
@@ -77,7 +77,7 @@ async def refresh(request: web.Request) -> web.Response:
     summary="Revoke this login's tokens",
     auth="user",
     body=LogoutIn,
-    responses={204: None, 401: None, 422: None},
+    responses={204: None},
 )
 async def logout(request: web.Request) -> web.Response:
     principal = await authenticated(request)

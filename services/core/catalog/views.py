@@ -18,7 +18,6 @@ from services.core.catalog.schemas import (
 from services.core.keys import PRODUCT_CACHE
 
 routes = ApiRoutes("catalog")
-WRITE_ERRORS = {400: None, 401: None, 403: None, 404: None, 409: None, 415: None, 422: None}
 
 
 @routes.route(
@@ -27,7 +26,7 @@ WRITE_ERRORS = {400: None, 401: None, 403: None, 404: None, 409: None, 415: None
     summary="Add a product (admin)",
     auth="admin",
     body=ProductIn,
-    responses={201: ProductOut, **WRITE_ERRORS},
+    responses={201: ProductOut, 409: None},
 )
 async def create_product(request: web.Request) -> web.Response:
     data = await json_body(request, ProductIn)
@@ -44,7 +43,7 @@ async def create_product(request: web.Request) -> web.Response:
     "/api/products",
     summary="Search the catalog (keyset-paginated)",
     query=ProductQuery,
-    responses={200: ProductPage, 422: None},
+    responses={200: ProductPage},
 )
 async def list_products(request: web.Request) -> web.Response:
     query = query_params(request, ProductQuery)
@@ -76,7 +75,7 @@ async def get_product(request: web.Request) -> web.Response:
     summary="Change a product (admin)",
     auth="admin",
     body=ProductPatch,
-    responses={200: ProductOut, **WRITE_ERRORS},
+    responses={200: ProductOut, 404: None, 409: None},
 )
 async def update_product(request: web.Request) -> web.Response:
     product_id = path_uuid(request)
@@ -95,7 +94,7 @@ async def update_product(request: web.Request) -> web.Response:
     "/api/products/{id}",
     summary="Retire a product (admin)",
     auth="admin",
-    responses={204: None, 401: None, 403: None, 404: None},
+    responses={204: None, 404: None},
 )
 async def delete_product(request: web.Request) -> web.Response:
     await service.delete_product(

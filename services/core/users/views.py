@@ -20,7 +20,7 @@ routes = ApiRoutes("users")
     "/api/users/me",
     summary="The caller's account",
     auth="user",
-    responses={200: UserOut, 401: None},
+    responses={200: UserOut},
 )
 async def me(request: web.Request) -> web.Response:
     principal = await authenticated(request)
@@ -33,7 +33,7 @@ async def me(request: web.Request) -> web.Response:
     summary="Every account (admin)",
     auth="admin",
     query=PageQuery,
-    responses={200: UserPage, 401: None, 403: None, 422: None},
+    responses={200: UserPage},
 )
 async def list_users(request: web.Request) -> web.Response:
     query = query_params(request, PageQuery)
