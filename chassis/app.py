@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import uvloop
 from aiohttp import web
@@ -24,12 +23,10 @@ MAX_BODY_BYTES = 1024 * 1024
 BACKLOG = 1024
 
 
-def create_service_app(
-    settings: ServiceSettings, *, middlewares: Iterable[Any] = ()
-) -> web.Application:
+def create_service_app(settings: ServiceSettings) -> web.Application:
     """A bare service app: settings, metrics, access log and the edge middleware."""
     app = web.Application(
-        middlewares=[edge_middleware, *middlewares],
+        middlewares=[edge_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings

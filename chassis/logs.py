@@ -14,6 +14,13 @@ import orjson
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
+def timestamp(created: float) -> str:
+    """RFC 3339 UTC with milliseconds, as every log line carries it."""
+    second = int(created)
+    millis = int((created - second) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + f".{millis:03d}Z"
+
+
 class JsonFormatter(logging.Formatter):
     """Format a record as one JSON line carrying every `extra` field."""
 
@@ -24,8 +31,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as a JSON object."""
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": timestamp(record.created),
             "level": record.levelname.lower(),
             "service": self.service,
             "logger": record.name,
@@ -59,8 +65,6 @@ class AccessLog:
     throughput when measured.
     """
 
-    FIELDS = ("method", "route", "status", "duration_ms", "request_id")
-
     def __init__(
         self, service: str, stream: TextIO | None = None, *, interval: float = 0.25
     ) -> None:
@@ -80,10 +84,8 @@ class AccessLog:
         entries, self._entries = self._entries, []
         lines = []
         for stamp, method, route, status, duration, request_id in entries:
-            second = int(stamp)
             entry = {
-                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-                + f".{int((stamp - second) * 1000):03d}Z",
+                "ts": timestamp(stamp),
                 "level": "info",
                 "service": self._service,
                 "logger": "relais.access",
