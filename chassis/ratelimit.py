@@ -13,9 +13,10 @@ from aiohttp import web
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from chassis.keys import RATE_LIMITER, SETTINGS
+from chassis.keys import RATE_LIMITER, REDIS, SETTINGS
 from chassis.problems import TooManyRequests
 
 log = logging.getLogger("relais.ratelimit")
@@ -26,14 +27,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class RateLimiter:
     """Moving-window limits keyed by a name and an identity (account, client address)."""
 
-    def __init__(self, redis_url: str, key_prefix: str, *, timeout: float) -> None:
-        scheme, sep, rest = redis_url.partition("://")
+    def __init__(self, redis: Redis, key_prefix: str) -> None:
+        # The app's connection pool (and its timeouts) serve the limits too: one pool a process.
         self._storage = RedisStorage(
-            f"async+{scheme}{sep}{rest}",
+            "async+redis://",
             implementation="redispy",
             key_prefix=key_prefix,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
+            connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # taken by its redispy bridge
         )
         self._strategy = MovingWindowRateLimiter(self._storage)
 
@@ -51,12 +51,6 @@ class RateLimiter:
         stats = await self._strategy.get_window_stats(item, *identity)
         retry_after = math.ceil(stats.reset_time - time.time())
         raise TooManyRequests("Rate limit exceeded; retry later", retry_after=retry_after)
-
-    async def close(self) -> None:
-        """Release the storage's connections."""
-        pool = getattr(self._storage.bridge, "storage", None)
-        if pool is not None:
-            await pool.aclose()
 
 
 def client_address(request: web.Request) -> str:
@@ -80,12 +74,8 @@ def _is_trusted(peer: str, trusted: list[str]) -> bool:
 async def rate_limiter(app: web.Application) -> AsyncIterator[None]:
     """The shared limiter as a `cleanup_ctx` resource."""
     settings = app[SETTINGS]
-    limiter = RateLimiter(
-        settings.redis_url, settings.redis_key_prefix + "limits", timeout=settings.redis_timeout
-    )
-    app[RATE_LIMITER] = limiter
+    app[RATE_LIMITER] = RateLimiter(app[REDIS], settings.redis_key_prefix + "limits")
     yield
-    await limiter.close()
 
 
 def write_limited(handler: Handler) -> Handler:
