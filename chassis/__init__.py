@@ -5,7 +5,8 @@ and request keys), `problems` (RFC 9457 errors), `middleware` (the edge: request
 access log, RED metrics), `metrics`, `health`, `resources` (PostgreSQL and Redis as
 `cleanup_ctx`), `auth` (JWT),
 `ratelimit`, `near_cache` (two-tier cache), `payloads` (JSON in and out), `pagination`,
-`routes` (declared, enforced and documented operations), `openapi`, `migrations`.
+`routes` (declared, enforced and documented operations), `openapi`, `migrations`,
+`contracts` (message models), `amqp` (RabbitMQ), `consumer`, `outbox`, `listen`, `rpc`.
 
 Exceptions a handler raises to answer a client (all render as problem+json)::
 
@@ -18,7 +19,8 @@ Exceptions a handler raises to answer a client (all render as problem+json)::
     ├── UnsupportedMediaType    415
     ├── Unprocessable           422  invalid fields (with `errors`)
     ├── TooManyRequests         429  with Retry-After
-    └── ServiceUnavailable      503
+    ├── ServiceUnavailable      503  dependency down, no worker for an RPC
+    └── GatewayTimeout          504  a worker missed the RPC deadline
 """
 
 from chassis.problems import (
@@ -26,6 +28,7 @@ from chassis.problems import (
     Conflict,
     DomainError,
     Forbidden,
+    GatewayTimeout,
     NotFound,
     ServiceUnavailable,
     TooManyRequests,
@@ -39,6 +42,7 @@ __all__ = [
     "Conflict",
     "DomainError",
     "Forbidden",
+    "GatewayTimeout",
     "NotFound",
     "ServiceUnavailable",
     "TooManyRequests",

@@ -9,7 +9,9 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 if TYPE_CHECKING:  # forward references only: these modules import the keys
+    from chassis.amqp import Broker  # noqa: F401
     from chassis.auth import Principal, TokenService  # noqa: F401
+    from chassis.listen import PgListener  # noqa: F401
     from chassis.logs import AccessLog  # noqa: F401
     from chassis.metrics import Metrics  # noqa: F401
     from chassis.near_cache import InvalidationBus  # noqa: F401
@@ -24,6 +26,8 @@ ACCESS_LOG = web.AppKey["AccessLog"]("access_log")
 TOKENS = web.AppKey["TokenService"]("tokens")
 RATE_LIMITER = web.AppKey["RateLimiter"]("rate_limiter")
 INVALIDATION_BUS = web.AppKey["InvalidationBus"]("invalidation_bus")
+BROKER = web.AppKey["Broker"]("broker")
+PG_LISTENER = web.AppKey["PgListener"]("pg_listener")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 PRINCIPAL = web.RequestKey["Principal"]("principal")

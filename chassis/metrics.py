@@ -60,6 +60,49 @@ class Metrics:
             ["service", "cache", "source"],
             registry=self.registry,
         )
+        self.messages_consumed = Counter(
+            "relais_messages_consumed_total",
+            "Messages received from RabbitMQ, by queue and contract type.",
+            ["service", "queue", "type"],
+            registry=self.registry,
+        )
+        self.messages_redelivered = Counter(
+            "relais_messages_redelivered_total",
+            "Messages the broker delivered again (an earlier delivery was not acked).",
+            ["service", "queue"],
+            registry=self.registry,
+        )
+        self.messages_failed = Counter(
+            "relais_messages_failed_total",
+            "Messages whose handling raised (then retried or dead-lettered).",
+            ["service", "queue", "type"],
+            registry=self.registry,
+        )
+        self.messages_dead_lettered = Counter(
+            "relais_messages_dead_lettered_total",
+            "Messages sent to a dead-letter queue by a consumer, by reason.",
+            ["service", "queue", "reason"],
+            registry=self.registry,
+        )
+        self.message_latency = Histogram(
+            "relais_message_handling_seconds",
+            "Time to handle one message, from delivery to ack.",
+            ["service", "queue", "type"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.outbox_lag = Gauge(
+            "relais_outbox_lag_seconds",
+            "Age of the oldest outbox row not yet published (0 when drained).",
+            ["service"],
+            registry=self.registry,
+        )
+        self.outbox_published = Counter(
+            "relais_outbox_published_total",
+            "Outbox rows published with a broker confirm.",
+            ["service"],
+            registry=self.registry,
+        )
         self.service = service
         # A plain int read at scrape time: two lock round trips per request otherwise.
         self.in_flight_now = 0
@@ -88,6 +131,24 @@ class Metrics:
                 )
             children[0].inc()
             children[1].observe(seconds)
+
+    def consumed(self, queue: str, kind: str, *, redelivered: bool) -> None:
+        """Count a delivery."""
+        self.messages_consumed.labels(self.service, queue, kind).inc()
+        if redelivered:
+            self.messages_redelivered.labels(self.service, queue).inc()
+
+    def message_failed(self, queue: str, kind: str) -> None:
+        """Count a delivery whose handling raised."""
+        self.messages_failed.labels(self.service, queue, kind).inc()
+
+    def dead_lettered(self, queue: str, reason: str) -> None:
+        """Count a message a consumer dead-lettered."""
+        self.messages_dead_lettered.labels(self.service, queue, reason).inc()
+
+    def handled(self, queue: str, kind: str, seconds: float) -> None:
+        """Record how long a message took to handle."""
+        self.message_latency.labels(self.service, queue, kind).observe(seconds)
 
     def expose(self, accept: str) -> tuple[bytes, str]:
         """The current metrics in the format `accept` asks for, and its content type."""

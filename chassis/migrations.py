@@ -27,11 +27,24 @@ def upgrade(database_url: str, script_location: Path, schema: str, revision: str
     command.upgrade(alembic_config(database_url, script_location, schema), revision)
 
 
+def statements(script: str) -> list[str]:
+    """A SQL script's statements: each ends with `;` at the end of a line, outside `$$` bodies."""
+    found, pending = [], ""
+    for piece in script.split(";\n"):
+        pending = f"{pending};\n{piece}" if pending else piece
+        if pending.count("$$") % 2 == 0:  # not inside a dollar-quoted function body
+            if pending.strip():
+                found.append(pending)
+            pending = ""
+    if pending.strip():
+        found.append(pending)
+    return found
+
+
 def execute_script(op: Any, script: str) -> None:
-    """Run a SQL script one statement at a time (asyncpg prepares each; `;` ends a line)."""
-    for statement in script.split(";\n"):
-        if statement.strip():
-            op.execute(statement)
+    """Run a SQL script one statement at a time (asyncpg prepares each one)."""
+    for statement in statements(script):
+        op.execute(statement)
 
 
 def run_env(context: Any) -> None:

@@ -109,6 +109,12 @@ class ServiceUnavailable(DomainError):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
 
 
+class GatewayTimeout(DomainError):
+    """A worker did not answer before the deadline."""
+
+    status, slug, title = 504, "gateway-timeout", "Gateway timeout"
+
+
 def problem_response(
     request: web.Request,
     *,

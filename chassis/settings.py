@@ -38,6 +38,13 @@ class ServiceSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "relais:"
     redis_timeout: float = Field(1.0, gt=0)
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    amqp_prefetch: int = Field(100, ge=1)
+    amqp_delivery_limit: int = Field(10, ge=1)
+    amqp_retry_delays: list[float] = [0.5, 2.0, 8.0]
+    outbox_batch: int = Field(200, ge=1)
+    outbox_poll_interval: float = Field(1.0, gt=0)
+    outbox_retention_hours: int = Field(24, gt=0)
     trusted_proxies: list[str] = ["127.0.0.1/32", "::1/128"]
     write_rate_limit: str = "300/minute"
 
@@ -58,6 +65,8 @@ class ServiceSettings(BaseSettings):
         problems = []
         if f":{DEV_DATABASE_PASSWORD}@" in self.database_url:
             problems.append("DATABASE_URL still holds the development password")
+        if "//guest:guest@" in self.amqp_url:
+            problems.append("AMQP_URL still uses RabbitMQ's guest account")
         for kind in ("private", "public"):
             path = getattr(self, f"jwt_{kind}_key_file")
             inline = getattr(self, f"jwt_{kind}_key")

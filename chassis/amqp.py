@@ -1,0 +1,208 @@
+"""RabbitMQ through aio-pika: one robust connection per process, confirmed publishes, topology.
+
+Exchanges (declared by whoever connects, idempotently):
+
+    relais.commands  direct  commands to a worker, routing key = contract type
+    relais.events    topic   domain events, routing key = contract type
+    relais.rpc       direct  RPC requests, routing key = method
+    relais.dlx       direct  dead letters, routing key = the queue they died in
+
+A work queue `q` is a quorum queue dead-lettering into `relais.dlx` after `delivery_limit`
+deliveries, with `q.dlq` bound there, and retry queues `q.retry.N` whose messages wait out a
+back-off delay and then return to `q`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    HeadersType,
+)
+from aiohttp import web
+
+from chassis.contracts import Contract
+from chassis.keys import BROKER, SETTINGS
+
+log = logging.getLogger("relais.amqp")
+
+COMMANDS = "relais.commands"
+EVENTS = "relais.events"
+RPC = "relais.rpc"
+DEAD_LETTERS = "relais.dlx"
+EXCHANGES = {
+    COMMANDS: aio_pika.ExchangeType.DIRECT,
+    EVENTS: aio_pika.ExchangeType.TOPIC,
+    RPC: aio_pika.ExchangeType.DIRECT,
+    DEAD_LETTERS: aio_pika.ExchangeType.DIRECT,
+}
+DEFAULT_EXCHANGE = ""
+PUBLISH_TIMEOUT = 10.0
+# Headers our consumers read and write.
+ATTEMPT_HEADER = "x-relais-attempt"
+REASON_HEADER = "x-relais-reason"
+QUEUE_HEADER = "x-relais-queue"
+
+# Quorum queues dead-letter at least once only with reject-publish overflow.
+_QUORUM = {
+    "x-queue-type": "quorum",
+    "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
+
+
+def dead_letter_queue(queue: str) -> str:
+    """Where `queue`'s dead letters wait."""
+    return f"{queue}.dlq"
+
+
+def retry_queue(queue: str, attempt: int) -> str:
+    """Where a message of `queue` waits before its `attempt`-th retry (1-based)."""
+    return f"{queue}.retry.{attempt}"
+
+
+def message_for(
+    contract: Contract,
+    *,
+    message_id: str | None = None,
+    headers: HeadersType | None = None,
+    persistent: bool = True,
+    **properties: Any,
+) -> aio_pika.Message:
+    """A message carrying `contract`, its type in the AMQP `type` property too."""
+    return aio_pika.Message(
+        contract.encode(),
+        message_id=message_id or str(uuid.uuid4()),
+        type=contract.type,
+        content_type="application/json",
+        delivery_mode=(
+            aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
+        ),
+        timestamp=time.time(),
+        headers=headers or {},
+        **properties,
+    )
+
+
+class Broker:
+    """The process's robust connection and its confirming publisher channel."""
+
+    def __init__(
+        self, connection: AbstractRobustConnection, channel: AbstractRobustChannel
+    ) -> None:
+        self.connection = connection
+        self.channel = channel
+        self._exchanges: dict[str, AbstractExchange] = {}
+
+    @classmethod
+    async def connect(cls, url: str, *, name: str) -> Broker:
+        """Connect (retrying in the background after a loss) and declare the exchanges."""
+        connection = await aio_pika.connect_robust(
+            url, reconnect_interval=1.0, client_properties={"connection_name": name}
+        )
+        # Unroutable publishes raise instead of vanishing; every publish awaits its confirm.
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        broker = cls(connection, channel)
+        for exchange, kind in EXCHANGES.items():
+            broker._exchanges[exchange] = await channel.declare_exchange(
+                exchange, kind, durable=True
+            )
+        broker._exchanges[DEFAULT_EXCHANGE] = channel.default_exchange
+        return broker
+
+    async def publish(
+        self, exchange: str, routing_key: str, message: aio_pika.abc.AbstractMessage
+    ) -> None:
+        """Publish and wait for the broker's confirm; raise if unroutable, refused or lost."""
+        await self._exchanges[exchange].publish(
+            message, routing_key, mandatory=True, timeout=PUBLISH_TIMEOUT
+        )
+
+    async def declare_work_queue(
+        self,
+        name: str,
+        bindings: Sequence[tuple[str, str]],
+        *,
+        delivery_limit: int,
+        retry_delays: Sequence[float],
+    ) -> None:
+        """Declare a quorum work queue, its dead-letter queue and its retry queues."""
+        channel = self.channel
+        dlq = await channel.declare_queue(
+            dead_letter_queue(name), durable=True, arguments=dict(_QUORUM)
+        )
+        await dlq.bind(DEAD_LETTERS, routing_key=name)
+        queue = await channel.declare_queue(
+            name,
+            durable=True,
+            arguments={
+                **_QUORUM,
+                "x-dead-letter-exchange": DEAD_LETTERS,
+                "x-dead-letter-routing-key": name,
+                "x-delivery-limit": delivery_limit,
+            },
+        )
+        for exchange, key in bindings:
+            await queue.bind(exchange, routing_key=key)
+        for attempt, delay in enumerate(retry_delays, start=1):
+            # Expired messages dead-letter through the default exchange back into `name`.
+            await channel.declare_queue(
+                retry_queue(name, attempt),
+                durable=True,
+                arguments={
+                    **_QUORUM,
+                    "x-message-ttl": int(delay * 1000),
+                    "x-dead-letter-exchange": DEFAULT_EXCHANGE,
+                    "x-dead-letter-routing-key": name,
+                },
+            )
+
+    async def ready(self) -> None:
+        """Wait until the connection is (back) up."""
+        await self.channel.ready()
+
+    async def close(self) -> None:
+        """Close the connection; no reconnection follows."""
+        await self.connection.close()
+
+
+def republished(
+    message: aio_pika.abc.AbstractIncomingMessage, headers: Mapping[str, Any]
+) -> aio_pika.Message:
+    """A copy of a received message, persistent, with `headers` added."""
+    return aio_pika.Message(
+        message.body,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        type=message.type,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        timestamp=message.timestamp,
+        headers={**(message.headers or {}), **headers},
+    )
+
+
+async def amqp_broker(app: web.Application) -> AsyncIterator[None]:
+    """Open the process's broker connection for the app's life."""
+    settings = app[SETTINGS]
+    broker = await Broker.connect(settings.amqp_url, name=settings.service_name)
+    app[BROKER] = broker
+    yield
+    await broker.close()
+
+
+async def broker_ready(app: web.Application) -> object:
+    """Health check: the connection is open now."""
+    broker = app[BROKER]
+    if broker.connection.is_closed:
+        raise ConnectionError("RabbitMQ connection is closed")
+    return await asyncio.wait_for(broker.ready(), 1.0)

@@ -1,0 +1,177 @@
+"""The consumer base: decode, handle, ack after the effect; retry, dead-letter, stop gracefully.
+
+A handler receives the decoded contract and the message. It commits its effect (and records the
+message as processed in the same transaction, see `chassis.outbox.first_delivery`) before it
+returns; the ack follows. Its failures are sorted:
+
+- `UnknownContract` or `Poison`: the message can never succeed; it goes to the dead-letter queue
+  at once, with the reason in a header.
+- anything else: the message waits in the next retry queue (back-off), and goes to the
+  dead-letter queue with the last error once the retries are spent.
+
+A message that crashes the process is redelivered by the broker until the queue's delivery
+limit, after which the broker itself dead-letters it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+
+from chassis.amqp import (
+    ATTEMPT_HEADER,
+    DEAD_LETTERS,
+    DEFAULT_EXCHANGE,
+    QUEUE_HEADER,
+    REASON_HEADER,
+    Broker,
+    republished,
+    retry_queue,
+)
+from chassis.contracts import Contract, UnknownContract, decode
+from chassis.metrics import Metrics
+
+log = logging.getLogger("relais.consumer")
+
+Handler = Callable[[Contract, AbstractIncomingMessage], Awaitable[None]]
+
+
+class Poison(Exception):
+    """A message that no retry can make succeed."""
+
+
+def attempt_of(message: AbstractIncomingMessage) -> int:
+    """How many retries this message has had."""
+    value = (message.headers or {}).get(ATTEMPT_HEADER, 0)
+    return value if isinstance(value, int) else 0
+
+
+class Consumer:
+    """Consumes one work queue with manual acks, `prefetch` messages in flight."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        queue: str,
+        handler: Handler,
+        *,
+        metrics: Metrics,
+        prefetch: int,
+        retry_delays: Sequence[float],
+    ) -> None:
+        self.broker = broker
+        self.queue_name = queue
+        self.handler = handler
+        self.metrics = metrics
+        self.prefetch = prefetch
+        self.retry_delays = list(retry_delays)
+        self._channel: AbstractRobustChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Open a channel of its own and start consuming."""
+        channel = await self.broker.connection.channel()
+        await channel.set_qos(prefetch_count=self.prefetch)
+        self._channel = channel
+        self._queue = await channel.get_queue(self.queue_name, ensure=False)
+        self._tag = await self._queue.consume(self._on_message)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking messages, let those in flight finish, then close the channel."""
+        if self._queue is not None and self._tag is not None:
+            try:
+                await self._queue.cancel(self._tag)
+            except Exception as exc:  # a lost connection has cancelled it already
+                log.warning("cancelling consumer of %s failed: %r", self.queue_name, exc)
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=grace)
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            await self._process(message)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        queue, kind = self.queue_name, message.type or "unknown"
+        started = time.perf_counter()
+        self.metrics.consumed(queue, kind, redelivered=bool(message.redelivered))
+        try:
+            contract = decode(message.body)
+            await self.handler(contract, message)
+        except (UnknownContract, Poison) as exc:
+            self.metrics.message_failed(queue, kind)
+            await self._dead_letter(message, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            self.metrics.message_failed(queue, kind)
+            await self._retry_or_dead_letter(message, exc)
+        else:
+            await _settle(message.ack())
+        self.metrics.handled(queue, kind, time.perf_counter() - started)
+
+    async def _retry_or_dead_letter(self, message: AbstractIncomingMessage, exc: Exception) -> None:
+        attempt = attempt_of(message) + 1
+        if attempt > len(self.retry_delays):
+            await self._dead_letter(message, f"retries exhausted: {exc!r}")
+            return
+        log.warning(
+            "handling %s %s failed (%r); retry %d in %.1fs",
+            message.type,
+            message.message_id,
+            exc,
+            attempt,
+            self.retry_delays[attempt - 1],
+        )
+        await self._forward(
+            message,
+            DEFAULT_EXCHANGE,
+            retry_queue(self.queue_name, attempt),
+            {ATTEMPT_HEADER: attempt},
+        )
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        log.error("dead-lettering %s %s: %s", message.type, message.message_id, reason)
+        self.metrics.dead_lettered(self.queue_name, reason.split(":", 1)[0])
+        await self._forward(
+            message,
+            DEAD_LETTERS,
+            self.queue_name,
+            {REASON_HEADER: reason[:1000], QUEUE_HEADER: self.queue_name},
+        )
+
+    async def _forward(
+        self,
+        message: AbstractIncomingMessage,
+        exchange: str,
+        routing_key: str,
+        headers: dict[str, str | int],
+    ) -> None:
+        """Publish a copy (confirmed), then ack the original; if the copy fails, requeue."""
+        try:
+            await self.broker.publish(exchange, routing_key, republished(message, headers))
+        except Exception as exc:
+            log.warning("forwarding %s failed (%r); requeued", message.message_id, exc)
+            await _settle(message.nack(requeue=True))
+            return
+        await _settle(message.ack())
+
+
+async def _settle(outcome: Awaitable[None]) -> None:
+    # A lost channel has already returned the message to the queue: nothing left to settle.
+    try:
+        await outcome
+    except aio_pika.exceptions.CONNECTION_EXCEPTIONS as exc:
+        log.warning("settling a message failed: %r", exc)

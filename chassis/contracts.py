@@ -1,0 +1,185 @@
+"""Message contracts shared by producers and consumers: one model per (`type`, `version`).
+
+A message body is the JSON of its model, and carries its `type` and `version`. A consumer that
+meets a pair it does not know refuses the message (`UnknownContract`), which dead-letters it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, ClassVar, Literal
+from uuid import UUID
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Cents = Annotated[int, Field(strict=True, gt=0)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+class UnknownContract(ValueError):
+    """A message whose `type`/`version` no contract describes, or whose body does not fit it."""
+
+
+class Contract(BaseModel):
+    """Base of every message: immutable, no unknown fields, `type` and `version` in the body."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    registry: ClassVar[dict[tuple[str, int], type[Contract]]] = {}
+
+    type: str
+    version: int
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: object) -> None:
+        fields = cls.model_fields
+        key = (fields["type"].default, fields["version"].default)
+        if key in Contract.registry:
+            raise TypeError(f"two contracts claim {key}")
+        Contract.registry[key] = cls
+
+    def encode(self) -> bytes:
+        """The message body."""
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+def decode(body: bytes) -> Contract:
+    """The contract a message body holds; `UnknownContract` if none fits."""
+    try:
+        data = orjson.loads(body)
+        key = (data["type"], data["version"])
+    except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+        raise UnknownContract(f"not a contract envelope: {exc}") from exc
+    model = Contract.registry.get(key)
+    if model is None:
+        raise UnknownContract(f"unknown message type {key[0]!r} version {key[1]!r}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise UnknownContract(f"invalid {key[0]} v{key[1]}: {exc.errors()[0]['msg']}") from exc
+
+
+# Commands to the payments worker (exchange `relais.commands`, routing key = type).
+
+
+class ChargePayment(Contract):
+    """Charge an order's amount with a payment method; our payment id is the provider's key."""
+
+    type: Literal["payment.charge"] = "payment.charge"
+    version: Literal[1] = 1
+    payment_id: UUID
+    order_id: UUID
+    user_id: UUID
+    amount_cents: Cents
+    currency: Currency
+    payment_method: str
+
+
+class RefundPayment(Contract):
+    """Refund part or all of a captured payment."""
+
+    type: Literal["payment.refund"] = "payment.refund"
+    version: Literal[1] = 1
+    refund_id: UUID
+    payment_id: UUID
+    amount_cents: Cents
+
+
+class ProviderEvent(Contract):
+    """A verified provider webhook, forwarded by core to the worker that owns payments."""
+
+    type: Literal["payment.provider_event"] = "payment.provider_event"
+    version: Literal[1] = 1
+    provider: str
+    event_id: str
+    event_type: str
+    payment_id: UUID | None
+    provider_payment_id: str | None
+    failure_code: str | None = None
+
+
+# Events of the payments worker (exchange `relais.events`, routing key = type).
+
+
+class PaymentSucceeded(Contract):
+    """Money moved: the order is paid."""
+
+    type: Literal["payment.succeeded"] = "payment.succeeded"
+    version: Literal[1] = 1
+    payment_id: UUID
+    order_id: UUID
+    user_id: UUID
+    amount_cents: int
+    currency: str
+
+
+class PaymentFailed(Contract):
+    """The provider refused the charge; no money moved."""
+
+    type: Literal["payment.failed"] = "payment.failed"
+    version: Literal[1] = 1
+    payment_id: UUID
+    order_id: UUID
+    user_id: UUID
+    failure_code: str
+
+
+class PaymentRefunded(Contract):
+    """A refund went through; `refunded_cents` is the payment's total refunded so far."""
+
+    type: Literal["payment.refunded"] = "payment.refunded"
+    version: Literal[1] = 1
+    payment_id: UUID
+    order_id: UUID
+    user_id: UUID
+    refund_id: UUID
+    amount_cents: int
+    refunded_cents: int
+    fully_refunded: bool
+
+
+class RefundFailed(Contract):
+    """The provider refused a refund; its amount is refundable again."""
+
+    type: Literal["payment.refund_failed"] = "payment.refund_failed"
+    version: Literal[1] = 1
+    payment_id: UUID
+    refund_id: UUID
+    failure_code: str
+
+
+# RPCs answered by the payments worker (exchange `relais.rpc`, routing key = method).
+
+
+class DailyReportRequest(Contract):
+    """Ask for one UTC day's ledger totals."""
+
+    type: Literal["payments.report.daily"] = "payments.report.daily"
+    version: Literal[1] = 1
+    day: date
+
+
+class CurrencyTotals(BaseModel):
+    currency: str
+    captured_cents: int
+    refunded_cents: int
+    net_cents: int
+    count: int
+
+
+class DailyReport(Contract):
+    """One UTC day's ledger totals, per currency."""
+
+    type: Literal["payments.report.daily.reply"] = "payments.report.daily.reply"
+    version: Literal[1] = 1
+    day: date
+    currencies: list[CurrencyTotals]
+
+
+class RpcError(Contract):
+    """An RPC server's refusal: the caller raises it as a problem with this status."""
+
+    type: Literal["rpc.error"] = "rpc.error"
+    version: Literal[1] = 1
+    status: int
+    detail: str

@@ -1,0 +1,211 @@
+"""Transactional outbox and idempotent consumption, in each service's own schema.
+
+A service writes its change and the message announcing it in one transaction (`enqueue`); the
+`OutboxRelay` publishes unsent rows with confirms and marks them sent. Several relays share the
+table: each claims rows with `FOR UPDATE SKIP LOCKED`, so no row is published twice at once.
+A consumer records each message id in `processed_messages` in the transaction of its effect
+(`first_delivery`), so a redelivered message has no second effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import asyncpg
+import orjson
+from aiohttp import web
+
+from chassis.amqp import Broker
+from chassis.contracts import Contract
+from chassis.keys import BROKER, DB_POOL, METRICS, PG_LISTENER, SETTINGS
+from chassis.metrics import Metrics
+from chassis.resources import Conn, background
+
+log = logging.getLogger("relais.outbox")
+
+# Part of every service's first migration: the outbox, its wake-up, the processed messages.
+SCHEMA_SQL = """
+    CREATE TABLE outbox (
+        id bigserial PRIMARY KEY,
+        message_id uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
+        exchange text NOT NULL,
+        routing_key text NOT NULL,
+        type text NOT NULL,
+        body bytea NOT NULL,
+        headers jsonb NOT NULL DEFAULT '{}',
+        created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        sent_at timestamptz
+    );
+    CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL;
+    CREATE INDEX outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL;
+    CREATE FUNCTION outbox_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify(TG_TABLE_SCHEMA || '_outbox', '');
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER outbox_wake AFTER INSERT ON outbox
+        FOR EACH STATEMENT EXECUTE FUNCTION outbox_wake();
+    CREATE TABLE processed_messages (
+        consumer text NOT NULL,
+        message_id text NOT NULL,
+        processed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (consumer, message_id)
+    );
+"""
+
+
+def wake_channel(schema: str) -> str:
+    """The NOTIFY channel an insert into `schema`'s outbox signals."""
+    return f"{schema}_outbox"
+
+
+async def enqueue(
+    conn: Conn,
+    contract: Contract,
+    *,
+    exchange: str,
+    routing_key: str | None = None,
+    message_id: str | None = None,
+) -> None:
+    """Add a message to the outbox, in the caller's transaction (an id makes it idempotent)."""
+    await conn.execute(
+        """INSERT INTO outbox (message_id, exchange, routing_key, type, body)
+           VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5)
+           ON CONFLICT (message_id) DO NOTHING""",
+        message_id,
+        exchange,
+        routing_key or contract.type,
+        contract.type,
+        contract.encode(),
+    )
+
+
+async def first_delivery(conn: Conn, *, consumer: str, message_id: str | None) -> bool:
+    """Record a message as processed by `consumer`; False if it already was (skip the effect)."""
+    if not message_id:
+        raise ValueError("a message without message_id cannot be consumed idempotently")
+    inserted = await conn.fetchval(
+        """INSERT INTO processed_messages (consumer, message_id) VALUES ($1, $2)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        consumer,
+        message_id,
+    )
+    return bool(inserted)
+
+
+class OutboxRelay:
+    """Publishes a schema's outbox rows in id order, `batch` at a time, with confirms."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        broker: Broker,
+        metrics: Metrics,
+        *,
+        batch: int,
+        poll_interval: float,
+        retention_hours: int,
+    ) -> None:
+        self.pool = pool
+        self.broker = broker
+        self.metrics = metrics
+        self.batch = batch
+        self.poll_interval = poll_interval
+        self.retention_hours = retention_hours
+        self.wake = asyncio.Event()
+        self._lag = metrics.outbox_lag.labels(metrics.service)
+        self._published = metrics.outbox_published.labels(metrics.service)
+
+    def notify(self, payload: str = "") -> None:
+        """Wake the relay: rows were committed."""
+        self.wake.set()
+
+    async def run(self) -> None:
+        """Relay for the app's life; woken by NOTIFY, polling as a fallback."""
+        purged_at = 0.0
+        while True:
+            self.wake.clear()
+            try:
+                published = await self.relay_once()
+                if time.monotonic() - purged_at > 3600:
+                    await self.purge_sent()
+                    purged_at = time.monotonic()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("outbox relay: database unavailable (%r)", exc)
+                published = 0
+            if published < self.batch:  # drained (or failing): wait for news
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.poll_interval)
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unsent rows; how many were confirmed."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT id, message_id, exchange, routing_key, type, body, headers, created_at
+                   FROM outbox WHERE sent_at IS NULL ORDER BY id
+                   LIMIT $1 FOR UPDATE SKIP LOCKED""",
+                self.batch,
+            )
+            if not rows:
+                self._lag.set(0)
+                return 0
+            self._lag.set((datetime.now(UTC) - rows[0]["created_at"]).total_seconds())
+            # Confirms awaited together: one broker round trip for the batch, not one per row.
+            outcomes = await asyncio.gather(
+                *(self._publish(row) for row in rows), return_exceptions=True
+            )
+            sent = [row["id"] for row, outcome in zip(rows, outcomes, strict=True) if not outcome]
+            failed = [outcome for outcome in outcomes if outcome]
+            if failed:
+                log.warning("outbox relay: %d unconfirmed, first: %r", len(failed), failed[0])
+            if sent:
+                await conn.execute(
+                    "UPDATE outbox SET sent_at = clock_timestamp() WHERE id = ANY($1::bigint[])",
+                    sent,
+                )
+        self._published.inc(len(sent))
+        return len(sent) if not failed else 0
+
+    async def _publish(self, row: asyncpg.Record) -> BaseException | None:
+        headers: dict[str, Any] = orjson.loads(row["headers"]) if row["headers"] else {}
+        message = aio_pika.Message(
+            row["body"],
+            message_id=str(row["message_id"]),
+            type=row["type"],
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            timestamp=row["created_at"],
+            headers=headers,
+        )
+        await self.broker.publish(row["exchange"], row["routing_key"], message)
+        return None
+
+    async def purge_sent(self) -> None:
+        """Forget rows sent longer ago than the retention."""
+        await self.pool.execute(
+            "DELETE FROM outbox WHERE sent_at < now() - make_interval(hours => $1)",
+            self.retention_hours,
+        )
+
+
+async def outbox_relay(app: web.Application) -> AsyncIterator[None]:
+    """Run the service's outbox relay for the app's life."""
+    settings = app[SETTINGS]
+    relay = OutboxRelay(
+        app[DB_POOL],
+        app[BROKER],
+        app[METRICS],
+        batch=settings.outbox_batch,
+        poll_interval=settings.outbox_poll_interval,
+        retention_hours=settings.outbox_retention_hours,
+    )
+    app[PG_LISTENER].subscribe(wake_channel(settings.database_schema), relay.notify)
+    async with background(relay.run(), "outbox-relay"):
+        yield

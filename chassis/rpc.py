@@ -1,0 +1,146 @@
+"""Request/reply over RabbitMQ, bounded by a deadline.
+
+The client publishes to `relais.rpc` with `reply_to` and `correlation_id`. A server's request
+queue is auto-deleted with its last consumer, so with no server running the publish is
+unroutable and the call fails at once (503) instead of waiting out its deadline (504).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+from aio_pika.exceptions import PublishError
+
+from chassis.amqp import DEFAULT_EXCHANGE, RPC, Broker, message_for
+from chassis.contracts import Contract, RpcError, UnknownContract, decode
+from chassis.problems import DomainError, GatewayTimeout, ServiceUnavailable
+
+log = logging.getLogger("relais.rpc")
+R = TypeVar("R", bound=Contract)
+RpcHandler = Callable[[Contract], Awaitable[Contract]]
+
+
+def request_queue(method: str) -> str:
+    """The queue a method's servers share."""
+    return f"rpc.{method}"
+
+
+class RpcClient:
+    """Calls methods served elsewhere; one exclusive reply queue per process."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._pending: dict[str, asyncio.Future[Contract]] = {}
+        self._channel: AbstractRobustChannel | None = None
+        self._replies: AbstractQueue | None = None
+
+    async def start(self) -> None:
+        """Open the reply queue."""
+        channel = await self.broker.connection.channel()
+        self._channel = channel
+        self._replies = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await self._replies.consume(self._on_reply, no_ack=True)
+
+    async def stop(self) -> None:
+        """Close the reply channel; pending calls time out."""
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self._pending.get(message.correlation_id or "")
+        if future is None or future.done():
+            return  # a reply that arrived after its deadline
+        try:
+            future.set_result(decode(message.body))
+        except UnknownContract as exc:
+            future.set_exception(exc)
+
+    async def call(self, method: str, request: Contract, reply: type[R], *, deadline: float) -> R:
+        """Send `request` to `method`, wait at most `deadline` seconds for a reply of `reply`."""
+        if self._replies is None:
+            raise RuntimeError("RpcClient.start() was not awaited")
+        correlation_id = uuid.uuid4().hex
+        future: asyncio.Future[Contract] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        try:
+            message = message_for(
+                request,
+                persistent=False,
+                correlation_id=correlation_id,
+                reply_to=self._replies.name,
+                expiration=deadline,  # a server does not start on a request nobody awaits
+            )
+            try:
+                await self.broker.publish(RPC, method, message)
+            except PublishError as exc:
+                raise ServiceUnavailable(f"no worker serves {method}") from exc
+            try:
+                answer = await asyncio.wait_for(future, deadline)
+            except TimeoutError as exc:
+                raise GatewayTimeout(f"{method} did not answer within {deadline:g} s") from exc
+        finally:
+            self._pending.pop(correlation_id, None)
+        if isinstance(answer, RpcError):
+            raise RemoteError(answer)
+        if not isinstance(answer, reply):
+            raise TypeError(f"{method} answered {answer.type}, expected {reply.__name__}")
+        return answer
+
+
+class RemoteError(DomainError):
+    """The server refused the request; rendered with the server's status."""
+
+    slug, title = "remote-error", "The worker refused the request"
+
+    def __init__(self, error: RpcError) -> None:
+        super().__init__(error.detail)
+        self.status = error.status
+
+
+class RpcServer:
+    """Serves one method from its shared, auto-deleted request queue."""
+
+    def __init__(self, broker: Broker, method: str, handler: RpcHandler, *, prefetch: int) -> None:
+        self.broker = broker
+        self.method = method
+        self.handler = handler
+        self.prefetch = prefetch
+        self._channel: AbstractRobustChannel | None = None
+
+    async def start(self) -> None:
+        """Declare the request queue, bind it and consume."""
+        channel = await self.broker.connection.channel()
+        self._channel = channel
+        await channel.set_qos(prefetch_count=self.prefetch)
+        queue = await channel.declare_queue(
+            request_queue(self.method), durable=False, auto_delete=True
+        )
+        await queue.bind(RPC, routing_key=self.method)
+        await queue.consume(self._on_request)
+
+    async def stop(self) -> None:
+        """Stop serving (the queue goes with the last server)."""
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def _on_request(self, message: AbstractIncomingMessage) -> None:
+        answer: Contract
+        try:
+            answer = await self.handler(decode(message.body))
+        except (UnknownContract, ValueError) as exc:
+            answer = RpcError(status=400, detail=str(exc))
+        except Exception:
+            log.exception("%s failed", self.method)
+            answer = RpcError(status=500, detail=f"{self.method} failed")
+        if message.reply_to:
+            reply = message_for(answer, persistent=False, correlation_id=message.correlation_id)
+            try:
+                await self.broker.publish(DEFAULT_EXCHANGE, message.reply_to, reply)
+            except PublishError:
+                log.info("%s: the caller's reply queue is gone", self.method)
+        await message.ack()

@@ -1,0 +1,189 @@
+"""Payment providers behind one interface, and the guard every call to one passes through.
+
+`Provider.charge` and `Provider.refund` carry our idempotency key (the payment's or the refund's
+id), so a retried call never moves money twice. Their answers:
+
+    ProviderError            the call's outcome is unknown: retry later with the same key
+    ├── ProviderTimeout      no answer within the timeout (money may have moved)
+    └── ProviderUnavailable  connection refused, 5xx, 429, key in use, circuit open
+    an `Outcome`             succeeded, failed (with a code: no money moved) or processing
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Literal, Protocol
+
+import orjson
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+from redis.asyncio import Redis
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+Status = Literal["succeeded", "failed", "processing"]
+
+
+class ProviderError(Exception):
+    """The provider's answer is unknown; the same call may be retried with the same key."""
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer in time."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider could not take the call now."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    provider_ref: str | None = None
+    failure_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Charge:
+    key: str
+    amount_cents: int
+    currency: str
+    payment_method: str
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Refund:
+    key: str
+    provider_ref: str
+    amount_cents: int
+
+
+class Provider(Protocol):
+    name: str
+
+    async def charge(self, charge: Charge) -> Outcome:
+        """Charge once per key; a repeated key replays the first outcome."""
+        ...
+
+    async def refund(self, refund: Refund) -> Outcome:
+        """Refund once per key."""
+        ...
+
+
+# Stripe's test tokens and what the sandbox does with them.
+SANDBOX_TOKENS: dict[str, Outcome] = {
+    "tok_visa": Outcome("succeeded"),
+    "tok_chargeDeclined": Outcome("failed", failure_code="card_declined"),
+    "tok_insufficientFunds": Outcome("failed", failure_code="insufficient_funds"),
+    "tok_timeout": Outcome("succeeded"),  # charged, but the answer never comes
+}
+HANG_SECONDS = 3600.0
+
+
+class SandboxProvider:
+    """A simulated provider whose books live in Redis, so they outlive a worker's crash."""
+
+    name = "sandbox"
+
+    def __init__(
+        self, redis: Redis, *, prefix: str, latency: float = 0.0, failure_rate: float = 0.0
+    ) -> None:
+        self.redis = redis
+        self.charges_key = f"{prefix}sandbox:charges"
+        self.refunds_key = f"{prefix}sandbox:refunds"
+        self.latency = latency
+        self.failure_rate = failure_rate
+
+    async def _simulate(self) -> None:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if self.failure_rate and random.random() < self.failure_rate:  # noqa: S311
+            raise ProviderUnavailable("sandbox: simulated outage")
+
+    async def _book(self, books: str, key: str, outcome: Outcome) -> Outcome:
+        """Record the outcome under `key` unless one is recorded; the recorded one wins."""
+        if not await self.redis.hsetnx(books, key, orjson.dumps(asdict(outcome))):
+            stored = await self.redis.hget(books, key)
+            return Outcome(**orjson.loads(stored)) if stored else outcome
+        return outcome
+
+    async def charge(self, charge: Charge) -> Outcome:
+        await self._simulate()
+        planned = SANDBOX_TOKENS.get(
+            charge.payment_method, Outcome("failed", failure_code="invalid_payment_method")
+        )
+        ref = f"pi_sandbox_{charge.key.replace('-', '')}"
+        outcome = await self._book(
+            self.charges_key, charge.key, Outcome(planned.status, ref, planned.failure_code)
+        )
+        if charge.payment_method == "tok_timeout":
+            await asyncio.sleep(HANG_SECONDS)
+        return outcome
+
+    async def refund(self, refund: Refund) -> Outcome:
+        await self._simulate()
+        ref = f"re_sandbox_{refund.key.replace('-', '')}"
+        return await self._book(self.refunds_key, refund.key, Outcome("succeeded", ref))
+
+    async def charges(self) -> dict[str, Outcome]:
+        """Every charge the sandbox has booked, by idempotency key."""
+        books = await self.redis.hgetall(self.charges_key)
+        return {
+            key.decode() if isinstance(key, bytes) else key: Outcome(**orjson.loads(value))
+            for key, value in books.items()
+        }
+
+
+class GuardedProvider:
+    """A provider behind a timeout, retries with back-off and a circuit breaker."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        timeout: float,
+        attempts: int,
+        breaker_threshold: int,
+        breaker_reset: float,
+    ) -> None:
+        self.provider = provider
+        self.name = provider.name
+        self.timeout = timeout
+        self.attempts = attempts
+        self.breakers = AsyncCircuitBreakerFactory(
+            default_threshold=breaker_threshold, default_ttl=breaker_reset
+        )
+
+    async def _guarded(self, call: str, make: Callable[[], Awaitable[Outcome]]) -> Outcome:
+        # Transient refusals are retried here; a timeout is not (the slot would be held for
+        # attempts x timeout): the consumer retries it later from a retry queue.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(ProviderUnavailable),
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential_jitter(initial=0.1, max=2.0),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    breaker = await self.breakers.get_breaker(f"{self.name}.{call}")
+                    async with breaker, asyncio.timeout(self.timeout):
+                        return await make()
+                except TimeoutError as exc:
+                    raise ProviderTimeout(f"{self.name} {call}: no answer in time") from exc
+                except OpenedState as exc:
+                    raise ProviderUnavailable(f"{self.name} {call}: circuit open") from exc
+        raise AssertionError("unreachable")
+
+    async def charge(self, charge: Charge) -> Outcome:
+        return await self._guarded("charge", lambda: self.provider.charge(charge))
+
+    async def refund(self, refund: Refund) -> Outcome:
+        return await self._guarded("refund", lambda: self.provider.refund(refund))

@@ -1,0 +1,168 @@
+"""SQL of the payments worker: payments, refunds and the ledger."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import asyncpg
+
+from chassis.contracts import ChargePayment, RefundPayment
+from chassis.resources import Conn, Db, fetch_returned
+
+PAYMENT_COLUMNS = (
+    "id, order_id, user_id, amount_cents, currency, status, refunded_cents, payment_method, "
+    "provider, provider_ref, failure_code, created_at, updated_at"
+)
+# The two accounts of a card payment: what the provider owes us, and what we earned.
+RECEIVABLE = "psp_receivable"
+SALES = "sales"
+
+
+async def ensure_payment(conn: Conn, command: ChargePayment, provider: str) -> asyncpg.Record:
+    """The payment a charge command describes, inserted as `processing` on first sight."""
+    await conn.execute(
+        """INSERT INTO payments
+               (id, order_id, user_id, amount_cents, currency, status, payment_method, provider)
+           VALUES ($1, $2, $3, $4, $5, 'processing', $6, $7) ON CONFLICT (id) DO NOTHING""",
+        command.payment_id,
+        command.order_id,
+        command.user_id,
+        command.amount_cents,
+        command.currency,
+        command.payment_method,
+        provider,
+    )
+    return await fetch_returned(
+        conn, f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1", command.payment_id
+    )
+
+
+async def payment_for_update(
+    conn: Conn, *, payment_id: Any = None, provider_ref: str | None = None
+) -> asyncpg.Record | None:
+    """A payment found by our id or the provider's, locked for the transaction."""
+    return await conn.fetchrow(
+        f"""SELECT {PAYMENT_COLUMNS} FROM payments
+            WHERE ($1::uuid IS NOT NULL AND id = $1) OR ($1::uuid IS NULL AND provider_ref = $2)
+            LIMIT 1 FOR UPDATE""",
+        payment_id,
+        provider_ref,
+    )
+
+
+async def update_payment(
+    conn: Conn,
+    payment_id: Any,
+    *,
+    status: str,
+    provider_ref: str | None = None,
+    failure_code: str | None = None,
+    refunded_cents: int | None = None,
+) -> asyncpg.Record:
+    """Change a payment's state (a missing reference or refund total keeps the stored one)."""
+    return await fetch_returned(
+        conn,
+        f"""UPDATE payments SET status = $2, provider_ref = coalesce($3, provider_ref),
+                failure_code = $4, refunded_cents = coalesce($5, refunded_cents),
+                updated_at = clock_timestamp()
+            WHERE id = $1 RETURNING {PAYMENT_COLUMNS}""",
+        payment_id,
+        status,
+        provider_ref,
+        failure_code,
+        refunded_cents,
+    )
+
+
+async def ensure_refund(conn: Conn, command: RefundPayment) -> asyncpg.Record:
+    """The refund a command describes, inserted as `pending` on first sight."""
+    await conn.execute(
+        """INSERT INTO refunds (id, payment_id, amount_cents, status)
+           VALUES ($1, $2, $3, 'pending') ON CONFLICT (id) DO NOTHING""",
+        command.refund_id,
+        command.payment_id,
+        command.amount_cents,
+    )
+    return await fetch_returned(
+        conn, "SELECT id, amount_cents, status FROM refunds WHERE id = $1", command.refund_id
+    )
+
+
+async def pending_refunds_cents(conn: Conn, payment_id: Any, *, besides: Any) -> int:
+    """What other refunds of this payment, not yet settled, will take."""
+    return int(
+        await conn.fetchval(
+            """SELECT coalesce(sum(amount_cents), 0) FROM refunds
+               WHERE payment_id = $1 AND status = 'pending' AND id <> $2""",
+            payment_id,
+            besides,
+        )
+    )
+
+
+async def refund_for_update(conn: Conn, refund_id: Any) -> asyncpg.Record | None:
+    """A refund, locked for the transaction."""
+    return await conn.fetchrow(
+        "SELECT id, payment_id, amount_cents, status FROM refunds WHERE id = $1 FOR UPDATE",
+        refund_id,
+    )
+
+
+async def settle_refund_row(
+    conn: Conn, refund_id: Any, *, status: str, provider_ref: str | None, failure_code: str | None
+) -> None:
+    """Record a refund's outcome."""
+    await conn.execute(
+        """UPDATE refunds SET status = $2, provider_ref = $3, failure_code = $4,
+               updated_at = clock_timestamp() WHERE id = $1""",
+        refund_id,
+        status,
+        provider_ref,
+        failure_code,
+    )
+
+
+async def post_transaction(
+    conn: Conn,
+    *,
+    kind: str,
+    reference: str,
+    payment_id: Any,
+    currency: str,
+    entries: list[tuple[str, int]],
+) -> bool:
+    """Append a ledger transaction and its entries; False if `reference` is already posted."""
+    transaction_id = await conn.fetchval(
+        """INSERT INTO ledger_transactions (kind, reference, payment_id, currency)
+           VALUES ($1, $2, $3, $4) ON CONFLICT (reference) DO NOTHING RETURNING id""",
+        kind,
+        reference,
+        payment_id,
+        currency,
+    )
+    if transaction_id is None:
+        return False
+    await conn.executemany(
+        "INSERT INTO ledger_entries (transaction_id, account, amount_cents) VALUES ($1, $2, $3)",
+        [(transaction_id, account, amount) for account, amount in entries],
+    )
+    return True
+
+
+async def daily_totals(db: Db, day: date) -> list[asyncpg.Record]:
+    """Per currency, one UTC day's captured and refunded amounts and charge count."""
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    return await db.fetch(
+        """SELECT t.currency,
+                  coalesce(sum(e.amount_cents) FILTER (WHERE t.kind = 'charge'), 0) AS captured,
+                  coalesce(-sum(e.amount_cents) FILTER (WHERE t.kind = 'refund'), 0) AS refunded,
+                  count(*) FILTER (WHERE t.kind = 'charge') AS count
+           FROM ledger_transactions t
+           JOIN ledger_entries e ON e.transaction_id = t.id AND e.account = $3
+           WHERE t.created_at >= $1 AND t.created_at < $2
+           GROUP BY t.currency ORDER BY t.currency""",
+        start,
+        start + timedelta(days=1),
+        RECEIVABLE,
+    )

@@ -1,0 +1,22 @@
+"""The worker's database role: it may write payments, but only append to the ledger."""
+
+from __future__ import annotations
+
+from chassis.resources import Conn
+
+SCHEMA = "payments"
+# No UPDATE, DELETE or TRUNCATE on the ledger: entries are facts, corrections are new entries.
+GRANTS = """
+    GRANT USAGE ON SCHEMA {schema} TO {role};
+    GRANT SELECT, INSERT, UPDATE ON {schema}.payments, {schema}.refunds TO {role};
+    GRANT SELECT, INSERT ON {schema}.ledger_transactions, {schema}.ledger_entries TO {role};
+    GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.outbox, {schema}.processed_messages TO {role};
+    GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}
+"""
+
+
+async def grant_worker_role(conn: Conn, role: str, schema: str = SCHEMA) -> None:
+    """Give the worker's role exactly what it needs on its schema (idempotent)."""
+    quoted = '"' + role.replace('"', '""') + '"'
+    for statement in GRANTS.format(schema=schema, role=quoted).split(";"):
+        await conn.execute(statement)

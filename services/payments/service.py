@@ -1,0 +1,266 @@
+"""The payments worker's logic: charge, refund, settle from webhooks, report from the ledger.
+
+Every effect commits with the message's id in `processed_messages` and the event announcing it
+in the outbox. A provider call sits between two transactions and carries our key (the payment's
+or the refund's id), so a message redelivered after a crash asks the provider again and gets
+the first answer back: the provider moves money once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import asyncpg
+
+from chassis.amqp import EVENTS
+from chassis.contracts import (
+    ChargePayment,
+    Contract,
+    CurrencyTotals,
+    DailyReport,
+    DailyReportRequest,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentSucceeded,
+    ProviderEvent,
+    RefundFailed,
+    RefundPayment,
+)
+from chassis.outbox import enqueue, first_delivery
+from chassis.resources import Conn
+from services.payments import repository
+from services.payments.providers import Charge, Outcome, Provider, Refund
+
+log = logging.getLogger("relais.payments")
+CONSUMER = "payments"
+EVENT_IDS = uuid.UUID("5d0a4a8e-2f0b-4e1b-9c55-6a1f1f1f0001")
+# Webhook event types and the outcome they announce.
+PROVIDER_OUTCOMES = {
+    "payment_intent.succeeded": "succeeded",
+    "payment_intent.payment_failed": "failed",
+}
+
+
+class UnknownPayment(LookupError):
+    """A message about a payment this worker has not recorded (yet): retried, then dead."""
+
+
+def event_id(kind: str, subject: Any) -> str:
+    """A deterministic message id, so an event enqueued twice is published once."""
+    return str(uuid.uuid5(EVENT_IDS, f"{kind}:{subject}"))
+
+
+async def charge(
+    *, pool: asyncpg.Pool, provider: Provider, command: ChargePayment, message_id: str
+) -> None:
+    """Charge the payment once at the provider and record the outcome."""
+    async with pool.acquire() as conn:
+        payment = await repository.ensure_payment(conn, command, provider.name)
+    if payment["status"] != "processing":
+        return  # settled by an earlier delivery or a webhook; its event went out then
+    outcome = await provider.charge(
+        Charge(
+            key=str(command.payment_id),
+            amount_cents=command.amount_cents,
+            currency=command.currency,
+            payment_method=command.payment_method,
+            metadata={"payment_id": str(command.payment_id), "order_id": str(command.order_id)},
+        )
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        if await first_delivery(conn, consumer=CONSUMER, message_id=message_id):
+            await settle_charge(conn, command.payment_id, outcome)
+
+
+async def settle_charge(conn: Conn, payment_id: Any, outcome: Outcome) -> None:
+    """Apply a charge's outcome: a success posts to the ledger; a late failure changes nothing."""
+    payment = await repository.payment_for_update(conn, payment_id=payment_id)
+    if payment is None:
+        raise UnknownPayment(f"no payment {payment_id}")
+    status = payment["status"]
+    if outcome.status == "succeeded" and status in ("processing", "failed"):
+        payment = await repository.update_payment(
+            conn, payment["id"], status="succeeded", provider_ref=outcome.provider_ref
+        )
+        amount = payment["amount_cents"]
+        await repository.post_transaction(
+            conn,
+            kind="charge",
+            reference=f"charge:{payment['id']}",
+            payment_id=payment["id"],
+            currency=payment["currency"],
+            entries=[(repository.RECEIVABLE, amount), (repository.SALES, -amount)],
+        )
+        await _announce(
+            conn,
+            PaymentSucceeded(
+                payment_id=payment["id"],
+                order_id=payment["order_id"],
+                user_id=payment["user_id"],
+                amount_cents=amount,
+                currency=payment["currency"],
+            ),
+            subject=payment["id"],
+        )
+    elif outcome.status == "failed" and status == "processing":
+        code = outcome.failure_code or "payment_failed"
+        payment = await repository.update_payment(
+            conn,
+            payment["id"],
+            status="failed",
+            provider_ref=outcome.provider_ref,
+            failure_code=code,
+        )
+        await _announce(
+            conn,
+            PaymentFailed(
+                payment_id=payment["id"],
+                order_id=payment["order_id"],
+                user_id=payment["user_id"],
+                failure_code=code,
+            ),
+            subject=payment["id"],
+        )
+    elif outcome.status == "processing" and outcome.provider_ref:
+        await repository.update_payment(
+            conn, payment["id"], status=status, provider_ref=outcome.provider_ref
+        )
+    else:
+        log.info("payment %s is %s; %s outcome ignored", payment["id"], status, outcome.status)
+
+
+async def refund(
+    *, pool: asyncpg.Pool, provider: Provider, command: RefundPayment, message_id: str
+) -> None:
+    """Refund at the provider once and post the reversing entries."""
+    async with pool.acquire() as conn, conn.transaction():
+        payment = await repository.payment_for_update(conn, payment_id=command.payment_id)
+        if payment is None:
+            raise UnknownPayment(f"no payment {command.payment_id}")
+        row = await repository.ensure_refund(conn, command)
+        if row["status"] != "pending":
+            return
+        others = await repository.pending_refunds_cents(conn, payment["id"], besides=row["id"])
+        remaining = payment["amount_cents"] - payment["refunded_cents"] - others
+        refusal = None
+        if payment["status"] not in ("succeeded", "partially_refunded"):
+            refusal = f"payment_{payment['status']}"
+        elif command.amount_cents > remaining:
+            refusal = "amount_exceeds_remaining"
+        if refusal is not None:
+            if await first_delivery(conn, consumer=CONSUMER, message_id=message_id):
+                await settle_refund(conn, command.refund_id, Outcome("failed", None, refusal))
+            return
+        provider_ref = payment["provider_ref"] or ""
+    outcome = await provider.refund(
+        Refund(
+            key=str(command.refund_id), provider_ref=provider_ref, amount_cents=command.amount_cents
+        )
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        if await first_delivery(conn, consumer=CONSUMER, message_id=message_id):
+            await settle_refund(conn, command.refund_id, outcome)
+
+
+async def settle_refund(conn: Conn, refund_id: Any, outcome: Outcome) -> None:
+    """Apply a refund's outcome: reversing entries and `payment.refunded`, or `refund_failed`."""
+    row = await repository.refund_for_update(conn, refund_id)
+    if row is None or row["status"] != "pending" or outcome.status == "processing":
+        return
+    payment = await repository.payment_for_update(conn, payment_id=row["payment_id"])
+    if payment is None:
+        raise UnknownPayment(f"no payment {row['payment_id']}")
+    await repository.settle_refund_row(
+        conn,
+        refund_id,
+        status=outcome.status,
+        provider_ref=outcome.provider_ref,
+        failure_code=outcome.failure_code,
+    )
+    if outcome.status == "failed":
+        await _announce(
+            conn,
+            RefundFailed(
+                payment_id=payment["id"],
+                refund_id=refund_id,
+                failure_code=outcome.failure_code or "refund_failed",
+            ),
+            subject=refund_id,
+        )
+        return
+    amount = row["amount_cents"]
+    refunded = payment["refunded_cents"] + amount
+    full = refunded == payment["amount_cents"]
+    await repository.update_payment(
+        conn,
+        payment["id"],
+        status="refunded" if full else "partially_refunded",
+        refunded_cents=refunded,
+    )
+    await repository.post_transaction(
+        conn,
+        kind="refund",
+        reference=f"refund:{refund_id}",
+        payment_id=payment["id"],
+        currency=payment["currency"],
+        entries=[(repository.RECEIVABLE, -amount), (repository.SALES, amount)],
+    )
+    await _announce(
+        conn,
+        PaymentRefunded(
+            payment_id=payment["id"],
+            order_id=payment["order_id"],
+            user_id=payment["user_id"],
+            refund_id=refund_id,
+            amount_cents=amount,
+            refunded_cents=refunded,
+            fully_refunded=full,
+        ),
+        subject=refund_id,
+    )
+
+
+async def provider_event(*, pool: asyncpg.Pool, event: ProviderEvent, message_id: str) -> None:
+    """Settle a payment from a verified webhook; events of other kinds are recorded only."""
+    outcome_status = PROVIDER_OUTCOMES.get(event.event_type)
+    async with pool.acquire() as conn, conn.transaction():
+        if not await first_delivery(conn, consumer=CONSUMER, message_id=message_id):
+            return
+        if outcome_status is None:
+            log.info("webhook %s of type %s ignored", event.event_id, event.event_type)
+            return
+        payment = await repository.payment_for_update(
+            conn, payment_id=event.payment_id, provider_ref=event.provider_payment_id
+        )
+        if payment is None:
+            raise UnknownPayment(f"webhook {event.event_id} names an unknown payment")
+        outcome = Outcome(
+            "succeeded" if outcome_status == "succeeded" else "failed",
+            event.provider_payment_id,
+            event.failure_code,
+        )
+        await settle_charge(conn, payment["id"], outcome)
+
+
+async def daily_report(*, pool: asyncpg.Pool, request: DailyReportRequest) -> DailyReport:
+    """One UTC day's totals per currency, from the ledger."""
+    rows = await repository.daily_totals(pool, request.day)
+    return DailyReport(
+        day=request.day,
+        currencies=[
+            CurrencyTotals(
+                currency=row["currency"],
+                captured_cents=row["captured"],
+                refunded_cents=row["refunded"],
+                net_cents=row["captured"] - row["refunded"],
+                count=row["count"],
+            )
+            for row in rows
+        ],
+    )
+
+
+async def _announce(conn: Conn, event: Contract, *, subject: Any) -> None:
+    await enqueue(conn, event, exchange=EVENTS, message_id=event_id(event.type, subject))

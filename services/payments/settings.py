@@ -1,0 +1,42 @@
+"""Settings of the payments worker."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from chassis.settings import ServiceSettings
+
+
+class PaymentsSettings(ServiceSettings):
+    """The worker's settings: the chassis' plus its provider and how calls to it are guarded."""
+
+    service_name: str = "payments"
+    http_port: int = Field(8201, ge=0, le=65535)
+    metrics_port: int = Field(9201, ge=0, le=65535)
+    database_url: str = "postgresql://relais_payments:relais@127.0.0.1:5432/relais"
+    database_schema: str = "payments"
+    db_pool_max: int = Field(10, ge=1)
+
+    # `stripe` when a secret key is set, else the built-in `sandbox`.
+    payment_provider: Literal["sandbox", "stripe"] | None = None
+    stripe_secret_key: str | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    provider_timeout: float = Field(5.0, gt=0)
+    provider_attempts: int = Field(3, ge=1)
+    breaker_threshold: int = Field(5, ge=1)
+    breaker_reset_seconds: float = Field(30.0, gt=0)
+    sandbox_latency_ms: float = Field(0.0, ge=0)
+    sandbox_failure_rate: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _choose_provider(self) -> PaymentsSettings:
+        if self.payment_provider is None:
+            chosen = "stripe" if self.stripe_secret_key else "sandbox"
+            object.__setattr__(self, "payment_provider", chosen)
+        if self.payment_provider == "stripe" and not self.stripe_secret_key:
+            raise ValueError("PAYMENT_PROVIDER=stripe needs STRIPE_SECRET_KEY")
+        if self.relais_env == "production" and self.payment_provider == "sandbox":
+            raise ValueError("refusing to start in production with the sandbox provider")
+        return self
