@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +20,9 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="", extra="ignore", frozen=True, env_ignore_empty=True
     )
+
+    # Services that neither sign nor verify tokens skip the JWT key checks.
+    uses_jwt: ClassVar[bool] = True
 
     relais_env: Literal["development", "test", "production"] = "development"
     service_name: str = "relais"
@@ -67,14 +70,14 @@ class ServiceSettings(BaseSettings):
             problems.append("DATABASE_URL still holds the development password")
         if "//guest:guest@" in self.amqp_url:
             problems.append("AMQP_URL still uses RabbitMQ's guest account")
-        for kind in ("private", "public"):
+        for kind in ("private", "public") if self.uses_jwt else ():
             path = getattr(self, f"jwt_{kind}_key_file")
             inline = getattr(self, f"jwt_{kind}_key")
             if not inline and path is not None and Path(DEV_KEY_DIR) in (path, *path.parents):
                 problems.append(
                     f"JWT_{kind.upper()}_KEY_FILE points at the generated development key"
                 )
-        if self.jwt_public_key is None and self.jwt_public_key_file is None:
+        if self.uses_jwt and self.jwt_public_key is None and self.jwt_public_key_file is None:
             problems.append("no JWT public key is configured")
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))

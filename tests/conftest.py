@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -17,6 +19,10 @@ from redis.asyncio import Redis
 from chassis.migrations import upgrade
 from services.core.app import MIGRATIONS, create_app
 from services.core.settings import CoreSettings
+from services.payments.app import MIGRATIONS as PAYMENTS_MIGRATIONS
+from services.payments.app import create_app as create_payments_app
+from services.payments.roles import grant_worker_role
+from services.payments.settings import PaymentsSettings
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -35,16 +41,54 @@ async def _admin_sql(sql: str) -> None:
         await conn.close()
 
 
+DATABASE = f"relais_test_{RUN_ID}"
+PAYMENTS_ROLE = f"relais_test_{RUN_ID}_payments"
+
+
+async def _grant_payments_role() -> None:
+    conn = await asyncpg.connect(_dsn(DATABASE))
+    try:
+        await grant_worker_role(conn, PAYMENTS_ROLE)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    """A fresh database with the core schema migrated, dropped after the run."""
-    name = f"relais_test_{RUN_ID}"
-    asyncio.run(_admin_sql(f'CREATE DATABASE "{name}"'))
+    """A fresh database with the core and payments schemas migrated, dropped after the run."""
+    asyncio.run(_admin_sql(f'CREATE DATABASE "{DATABASE}"'))
+    asyncio.run(_admin_sql(f'CREATE ROLE "{PAYMENTS_ROLE}" LOGIN'))
     try:
-        upgrade(_dsn(name), MIGRATIONS, "core")
-        yield _dsn(name)
+        upgrade(_dsn(DATABASE), MIGRATIONS, "core")
+        upgrade(_dsn(DATABASE), PAYMENTS_MIGRATIONS, "payments")
+        asyncio.run(_grant_payments_role())
+        yield _dsn(DATABASE)
     finally:
-        asyncio.run(_admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(_admin_sql(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+        asyncio.run(_admin_sql(f'DROP ROLE IF EXISTS "{PAYMENTS_ROLE}"'))
+
+
+@pytest.fixture(scope="session")
+def payments_database_url(database_url: str) -> str:
+    """This run's database as the payments worker's own role sees it."""
+    return f"postgresql://{PAYMENTS_ROLE}@127.0.0.1:5432/{DATABASE}"
+
+
+def rabbitmqctl(*args: str) -> None:
+    """Run a RabbitMQ admin command on the local broker."""
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """A RabbitMQ vhost of this run's own, deleted afterwards."""
+    vhost = f"relais_test_{RUN_ID}"
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture(scope="session")
@@ -80,12 +124,16 @@ def redis_prefix() -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(database_url: str, redis_prefix: str, key_pair: tuple[str, str]) -> CoreSettings:
-    """Core settings pointing at this run's database, key prefix and keys."""
+def settings(
+    database_url: str, redis_prefix: str, key_pair: tuple[str, str], amqp_url: str
+) -> CoreSettings:
+    """Core settings pointing at this run's database, key prefix, vhost and keys."""
     private, public = key_pair
     return CoreSettings(
         relais_env="test",
         database_url=database_url,
+        amqp_url=amqp_url,
+        amqp_retry_delays=[0.2, 0.5, 1.0],
         redis_url=REDIS_URL,
         redis_key_prefix=redis_prefix,
         jwt_private_key=private,
@@ -115,6 +163,52 @@ async def make_client(aiohttp_client: Any, settings: CoreSettings) -> ClientFact
 async def client(make_client: ClientFactory) -> TestClient[Any, Any]:
     """One core instance."""
     return await make_client()
+
+
+@pytest.fixture
+def payments_settings(
+    payments_database_url: str, redis_prefix: str, amqp_url: str
+) -> PaymentsSettings:
+    """Payments worker settings for this run: its own role, the sandbox provider."""
+    return PaymentsSettings(
+        relais_env="test",
+        database_url=payments_database_url,
+        redis_url=REDIS_URL,
+        redis_key_prefix=redis_prefix,
+        amqp_url=amqp_url,
+        amqp_retry_delays=[0.2, 0.5, 1.0],
+        metrics_port=0,
+        provider_timeout=1.0,
+    )
+
+
+WorkerFactory = Callable[..., Awaitable[web.Application]]
+
+
+@pytest.fixture
+async def make_worker(
+    payments_settings: PaymentsSettings,
+) -> AsyncIterator[WorkerFactory]:
+    """Start payments workers in this process (settings overridable); stopped after the test."""
+    runners: list[web.AppRunner] = []
+
+    async def start(**overrides: Any) -> web.Application:
+        worker_settings = payments_settings.model_copy(update=overrides)
+        app = create_payments_app(worker_settings)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        runners.append(runner)
+        return app
+
+    yield start
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def worker(make_worker: WorkerFactory) -> web.Application:
+    """One payments worker."""
+    return await make_worker()
 
 
 @pytest.fixture

@@ -85,3 +85,39 @@ async def create_product(
     assert response.status == 201, await response.text()
     product: dict[str, Any] = await response.json()
     return product
+
+
+async def place_order(
+    client: TestClient[Any, Any], customer: Account, product: dict[str, Any], quantity: int = 1
+) -> dict[str, Any]:
+    """Order `quantity` of a product."""
+    response = await client.post(
+        "/api/orders",
+        json={"items": [{"product_id": product["id"], "quantity": quantity}]},
+        headers=customer.auth,
+    )
+    assert response.status == 201, await response.text()
+    order: dict[str, Any] = await response.json()
+    return order
+
+
+async def pay(
+    client: TestClient[Any, Any],
+    customer: Account,
+    order_id: str,
+    payment_method: str = "tok_visa",
+    *,
+    key: str | None = None,
+    wait: int | None = 10,
+) -> tuple[int, dict[str, Any]]:
+    """Pay for an order (waiting up to `wait` seconds for the outcome): (status, body)."""
+    headers = {**customer.auth, "Idempotency-Key": key or f"pay-{uuid.uuid4()}"}
+    if wait is not None:
+        headers["Prefer"] = f"wait={wait}"
+    response = await client.post(
+        f"/api/orders/{order_id}/payments",
+        json={"payment_method": payment_method},
+        headers=headers,
+    )
+    body: dict[str, Any] = await response.json()
+    return response.status, body

@@ -19,6 +19,7 @@ from chassis.logs import AccessLog
 from chassis.settings import ServiceSettings
 from services.core.app import create_app
 from services.core.settings import CoreSettings
+from services.payments.settings import PaymentsSettings
 from tests.factories import register
 from tests.faults import TcpProxy
 
@@ -145,7 +146,7 @@ async def test_ready_names_the_failed_dependency(make_client):
     assert (await client.get("/health/live")).status == 200
     ready = await client.get("/health/ready")
     assert ready.status == 200
-    assert (await ready.json())["checks"] == {"postgres": "ok", "redis": "ok"}
+    assert (await ready.json())["checks"] == {"postgres": "ok", "redis": "ok", "rabbitmq": "ok"}
     await proxy.cut()
     body = await assert_problem(await client.get("/health/ready"), 503)
     assert body["checks"]["redis"].startswith("down")
@@ -195,12 +196,27 @@ async def test_production_refuses_development_secrets(monkeypatch):
         CoreSettings()
     with pytest.raises(ValidationError, match="generated development key"):
         ServiceSettings(database_url="postgresql://relais:s3cret@db/relais")
+    with pytest.raises(ValidationError, match="guest account"):
+        ServiceSettings(
+            database_url="postgresql://relais:s3cret@db/relais",
+            jwt_public_key_file="/etc/relais/jwt-public.pem",
+            jwt_private_key_file="/etc/relais/jwt-private.pem",
+        )
+    monkeypatch.setenv("AMQP_URL", "amqp://relais:s3cret@mq:5672/relais")
     ok = ServiceSettings(
         database_url="postgresql://relais:s3cret@db/relais",
         jwt_public_key_file="/etc/relais/jwt-public.pem",
         jwt_private_key_file="/etc/relais/jwt-private.pem",
     )
     assert ok.relais_env == "production"
+    with pytest.raises(ValidationError, match="PAYMENTS_WEBHOOK_SECRET"):
+        CoreSettings(
+            database_url="postgresql://relais:s3cret@db/relais",
+            jwt_public_key_file="/etc/relais/jwt-public.pem",
+            jwt_private_key_file="/etc/relais/jwt-private.pem",
+        )
+    with pytest.raises(ValidationError, match="sandbox provider"):
+        PaymentsSettings(database_url="postgresql://relais:s3cret@db/relais")
     inline = ServiceSettings(
         database_url="postgresql://relais:s3cret@db/relais",
         jwt_public_key="-----BEGIN PUBLIC KEY-----...",

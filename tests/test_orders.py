@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from services.core.orders.repository import delete_expired_keys
+from services.core.idempotency import delete_expired_keys
 from tests.factories import admin, create_product, register
 
 
@@ -189,7 +189,8 @@ async def test_retry_while_first_is_running_is_409(client, admin_account, db):
     # hold the key's lock the way a running first request does
     async with db.transaction():
         await db.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"orders:{customer.id}:{key}"
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            f"idempotency:{customer.id}:{key}",
         )
         response = await client.post(
             "/api/orders",

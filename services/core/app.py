@@ -6,28 +6,52 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import swagger_ui_bundle
+from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 
+from chassis.amqp import EVENTS, amqp_broker, broker_ready
 from chassis.app import create_service_app
 from chassis.auth import TokenService
-from chassis.health import setup_health
-from chassis.keys import DB_POOL, REDIS, TOKENS
+from chassis.consumer import Consumer
+from chassis.contracts import (
+    Contract,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentSucceeded,
+    RefundFailed,
+)
+from chassis.health import DEFAULT_CHECKS, setup_health
+from chassis.keys import BROKER, DB_POOL, METRICS, PG_LISTENER, REDIS, TOKENS
+from chassis.listen import listening, setup_pg_listener
 from chassis.near_cache import invalidation_bus, tiered_cache
 from chassis.openapi import openapi_document, setup_docs
+from chassis.outbox import outbox_relay
 from chassis.ratelimit import rate_limiter
 from chassis.resources import background, postgres_pool, redis_client
 from chassis.routes import ApiRoutes
+from chassis.rpc import RpcClient
 from services.core.auth.service import Passwords
 from services.core.auth.views import routes as auth_routes
 from services.core.catalog.views import routes as catalog_routes
-from services.core.keys import CORE_SETTINGS, PASSWORDS, PRODUCT_CACHE
-from services.core.orders.service import purge_idempotency_keys
+from services.core.idempotency import purge_idempotency_keys
+from services.core.keys import CORE_SETTINGS, PASSWORDS, PRODUCT_CACHE, RPC_CLIENT, SETTLEMENTS
+from services.core.orders.service import keep_releasing_unpaid_orders
 from services.core.orders.views import routes as order_routes
+from services.core.payments.service import SETTLED_CHANNEL, SettlementWaiters, apply_event
+from services.core.payments.views import routes as payment_routes
 from services.core.settings import CoreSettings
 from services.core.users.views import routes as user_routes
 
-ROUTE_TABLES: tuple[ApiRoutes, ...] = (auth_routes, user_routes, catalog_routes, order_routes)
+ROUTE_TABLES: tuple[ApiRoutes, ...] = (
+    auth_routes,
+    user_routes,
+    catalog_routes,
+    order_routes,
+    payment_routes,
+)
 MIGRATIONS = Path(__file__).parent / "migrations"
+EVENT_QUEUE = "core.payment-events"
+EVENT_TYPES = (PaymentSucceeded, PaymentFailed, PaymentRefunded, RefundFailed)
 
 
 def api_document() -> dict[str, object]:
@@ -43,24 +67,73 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
     app[PRODUCT_CACHE] = tiered_cache(
         app, "product", ttl=settings.product_cache_ttl, absent_ttl=settings.product_absent_ttl
     )
+    app[SETTLEMENTS] = waiters = SettlementWaiters()
+    app[PG_LISTENER].subscribe(SETTLED_CHANNEL, waiters.notify)
     purge = purge_idempotency_keys(
         pool=app[DB_POOL], retention_hours=settings.idempotency_retention_hours, every=3600
+    )
+    release = keep_releasing_unpaid_orders(
+        pool=app[DB_POOL],
+        cache=app[PRODUCT_CACHE],
+        hold_seconds=settings.payment_hold_seconds,
+        every=settings.order_sweep_interval,
     )
     async with (
         background(app[PRODUCT_CACHE].keep_invalidating(), "invalidations"),
         background(purge, "idempotency-purge"),
+        background(release, "unpaid-order-release"),
     ):
         yield
+
+
+async def payment_events(app: web.Application) -> AsyncIterator[None]:
+    """Consume the payments worker's events; call its RPCs."""
+    settings, broker = app[CORE_SETTINGS], app[BROKER]
+    await broker.declare_work_queue(
+        EVENT_QUEUE,
+        [(EVENTS, model.model_fields["type"].default) for model in EVENT_TYPES],
+        delivery_limit=settings.amqp_delivery_limit,
+        retry_delays=settings.amqp_retry_delays,
+    )
+
+    async def handle(event: Contract, message: AbstractIncomingMessage) -> None:
+        await apply_event(pool=app[DB_POOL], event=event, message_id=message.message_id or "")
+
+    consumer = Consumer(
+        broker,
+        EVENT_QUEUE,
+        handle,
+        metrics=app[METRICS],
+        prefetch=settings.amqp_prefetch,
+        retry_delays=settings.amqp_retry_delays,
+    )
+    app[RPC_CLIENT] = rpc = RpcClient(broker)
+    await rpc.start()
+    await consumer.start()
+    yield
+    await consumer.stop()
+    await rpc.stop()
 
 
 def create_app(settings: CoreSettings) -> web.Application:
     """Assemble the core app: chassis resources, health, API routes and their docs."""
     app = create_service_app(settings)
     app[CORE_SETTINGS] = settings
+    setup_pg_listener(app)
     app.cleanup_ctx.extend(
-        [postgres_pool, redis_client, rate_limiter, invalidation_bus, core_state]
+        [
+            postgres_pool,
+            redis_client,
+            rate_limiter,
+            invalidation_bus,
+            amqp_broker,
+            core_state,
+            outbox_relay,
+            payment_events,
+            listening,
+        ]
     )
-    setup_health(app)
+    setup_health(app, {**DEFAULT_CHECKS, "rabbitmq": broker_ready})
     for table in ROUTE_TABLES:
         table.add_to(app)
     setup_docs(app, api_document(), Path(swagger_ui_bundle.swagger_ui_path))

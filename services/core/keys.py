@@ -5,9 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from chassis.near_cache import TieredCache
+from chassis.rpc import RpcClient
 from services.core.auth.service import Passwords
+from services.core.payments.service import SettlementWaiters
 from services.core.settings import CoreSettings
 
 CORE_SETTINGS = web.AppKey("core_settings", CoreSettings)
 PRODUCT_CACHE = web.AppKey("product_cache", TieredCache)
 PASSWORDS = web.AppKey("passwords", Passwords)
+SETTLEMENTS = web.AppKey("settlements", SettlementWaiters)
+RPC_CLIENT = web.AppKey("rpc_client", RpcClient)

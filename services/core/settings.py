@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from chassis.settings import ServiceSettings
+
+DEV_WEBHOOK_SECRET = "whsec_relais_development"  # noqa: S105
 
 
 class CoreSettings(ServiceSettings):
@@ -18,3 +20,15 @@ class CoreSettings(ServiceSettings):
     password_time_cost: int = Field(2, ge=2)
     password_memory_kib: int = Field(19 * 1024, ge=19 * 1024)
     password_parallelism: int = Field(1, ge=1)
+    payments_webhook_secret: str = DEV_WEBHOOK_SECRET
+    webhook_tolerance_seconds: int = Field(300, gt=0)
+    payment_hold_seconds: float = Field(900.0, gt=0)
+    order_sweep_interval: float = Field(10.0, gt=0)
+    payment_wait_max: int = Field(30, ge=0, le=300)
+    rpc_deadline: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_development_webhook_secret(self) -> CoreSettings:
+        if self.relais_env == "production" and self.payments_webhook_secret == DEV_WEBHOOK_SECRET:
+            raise ValueError("refusing to start in production: PAYMENTS_WEBHOOK_SECRET is unset")
+        return self

@@ -168,7 +168,7 @@ class GuardedProvider:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(ProviderUnavailable),
             stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(initial=0.1, max=2.0),
+            wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
             reraise=True,
         ):
             with attempt:

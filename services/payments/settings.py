@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -11,6 +11,8 @@ from chassis.settings import ServiceSettings
 
 class PaymentsSettings(ServiceSettings):
     """The worker's settings: the chassis' plus its provider and how calls to it are guarded."""
+
+    uses_jwt: ClassVar[bool] = False
 
     service_name: str = "payments"
     http_port: int = Field(8201, ge=0, le=65535)

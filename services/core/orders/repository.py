@@ -12,60 +12,6 @@ from chassis.resources import Conn, Db, fetch_returned
 ORDER_COLUMNS = "id, user_id, status, total_cents, currency, created_at, updated_at"
 
 
-async def try_lock_key(conn: Conn, scope: str) -> bool:
-    """Take a transaction-scoped advisory lock on `scope`; False if another request holds it."""
-    return bool(
-        await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", scope)
-    )
-
-
-async def stored_response(
-    conn: Conn, *, user_id: str, key: str, retention_hours: int
-) -> asyncpg.Record | None:
-    """The stored outcome of an earlier request with this key, if still retained."""
-    return await conn.fetchrow(
-        """SELECT request_hash, status_code, response FROM idempotency_keys
-           WHERE user_id = $1::uuid AND key = $2
-             AND created_at > now() - make_interval(hours => $3)""",
-        user_id,
-        key,
-        retention_hours,
-    )
-
-
-async def store_response(
-    conn: Conn,
-    *,
-    user_id: str,
-    key: str,
-    request_hash: str,
-    status: int,
-    response: str,
-) -> None:
-    """Remember a request's outcome under its key (replacing an expired one)."""
-    await conn.execute(
-        """INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, response)
-           VALUES ($1::uuid, $2, $3, $4, $5::jsonb)
-           ON CONFLICT (user_id, key) DO UPDATE
-           SET request_hash = EXCLUDED.request_hash, status_code = EXCLUDED.status_code,
-               response = EXCLUDED.response, created_at = now()""",
-        user_id,
-        key,
-        request_hash,
-        status,
-        response,
-    )
-
-
-async def delete_expired_keys(pool: Db, *, retention_hours: int) -> int:
-    """Forget idempotency keys older than the retention; how many were deleted."""
-    status = await pool.execute(
-        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)",
-        retention_hours,
-    )
-    return int(status.split()[-1])
-
-
 async def lock_products(
     conn: Conn, product_ids: list[Any], *, live_only: bool
 ) -> list[asyncpg.Record]:
@@ -129,6 +75,33 @@ async def set_status(conn: Conn, order_id: Any, status: str) -> asyncpg.Record:
             WHERE id = $1 RETURNING {ORDER_COLUMNS}""",
         order_id,
         status,
+    )
+
+
+async def has_payment_in_progress(conn: Conn, order_id: Any) -> bool:
+    """Whether a payment of the order is still `processing`."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = $1 AND status = 'processing')",
+            order_id,
+        )
+    )
+
+
+async def unpaid_orders_past_hold(
+    conn: Conn, *, hold_seconds: float, limit: int
+) -> list[asyncpg.Record]:
+    """Unpaid orders untouched for `hold_seconds` with no payment in progress, locked (skipping
+    rows another instance holds)."""
+    return await conn.fetch(
+        f"""SELECT {ORDER_COLUMNS} FROM orders o
+            WHERE status IN ('pending_payment', 'payment_failed')
+              AND updated_at < clock_timestamp() - make_interval(secs => $1)
+              AND NOT EXISTS (SELECT 1 FROM payments p
+                              WHERE p.order_id = o.id AND p.status = 'processing')
+            ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        hold_seconds,
+        limit,
     )
 
 

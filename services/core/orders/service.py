@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections import defaultdict
 from typing import Any
 
 import asyncpg
-import orjson
 
 from chassis.auth import Principal
 from chassis.near_cache import TieredCache
 from chassis.pagination import decode_cursor, page
-from chassis.payloads import dumps
 from chassis.problems import Conflict, NotFound, Unprocessable
+from chassis.resources import Conn
+from services.core import idempotency
+from services.core.idempotency import IdempotentRequest, fingerprint
 from services.core.orders import repository
 from services.core.orders.schemas import OrderItemIn
 
@@ -39,12 +39,6 @@ def order_json(order: asyncpg.Record, items: list[asyncpg.Record]) -> dict[str, 
     }
 
 
-def request_fingerprint(lines: list[OrderItemIn]) -> str:
-    """A hash of the order's content, independent of line order and JSON formatting."""
-    canonical = sorted((str(line.product_id), line.quantity) for line in lines)
-    return hashlib.sha256(orjson.dumps(canonical)).hexdigest()
-
-
 async def create_order(
     *,
     pool: asyncpg.Pool,
@@ -55,21 +49,16 @@ async def create_order(
     retention_hours: int,
 ) -> tuple[dict[str, Any], bool]:
     """Reserve stock and place an order, or replay the key's first outcome: (order, replayed)."""
-    fingerprint = request_fingerprint(lines)
     product_ids = [line.product_id for line in lines]
+    keyed = None
+    if idempotency_key is not None:
+        canonical = sorted((str(line.product_id), line.quantity) for line in lines)
+        keyed = IdempotentRequest(user_id, idempotency_key, fingerprint("order", canonical))
     async with pool.acquire() as conn, conn.transaction():
-        if idempotency_key is not None:
-            if not await repository.try_lock_key(conn, f"orders:{user_id}:{idempotency_key}"):
-                raise Conflict("A request with this Idempotency-Key is still in progress")
-            stored = await repository.stored_response(
-                conn, user_id=user_id, key=idempotency_key, retention_hours=retention_hours
-            )
-            if stored is not None:
-                if stored["request_hash"] != fingerprint:
-                    raise Unprocessable(
-                        "This Idempotency-Key was used with a different request body"
-                    )
-                return orjson.loads(stored["response"]), True
+        if keyed is not None:
+            replay = await idempotency.claim(conn, keyed, retention_hours=retention_hours)
+            if replay is not None:
+                return replay.body, True
         products = {
             row["id"]: row
             for row in await repository.lock_products(conn, product_ids, live_only=True)
@@ -88,30 +77,10 @@ async def create_order(
             lines=priced,
         )
         result = order_json(order, await repository.items_of(conn, [order["id"]]))
-        if idempotency_key is not None:
-            await repository.store_response(
-                conn,
-                user_id=user_id,
-                key=idempotency_key,
-                request_hash=fingerprint,
-                status=201,
-                response=dumps(result).decode(),
-            )
+        if keyed is not None:
+            await idempotency.remember(conn, keyed, 201, result)
     await cache.invalidate(*(str(pid) for pid in product_ids))
     return result, False
-
-
-async def purge_idempotency_keys(*, pool: asyncpg.Pool, retention_hours: int, every: float) -> None:
-    """Delete expired idempotency keys every `every` seconds (runs for the app's life)."""
-    while True:
-        try:
-            deleted = await repository.delete_expired_keys(pool, retention_hours=retention_hours)
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.warning("idempotency key purge failed: %r", exc)
-        else:
-            if deleted:
-                log.info("purged %d expired idempotency keys", deleted)
-        await asyncio.sleep(every)
 
 
 def _check_orderable(lines: list[OrderItemIn], products: dict[Any, asyncpg.Record]) -> None:
@@ -172,15 +141,54 @@ async def cancel_order(
     """Cancel an unpaid order and return its stock; cancelling twice is a no-op."""
     async with pool.acquire() as conn, conn.transaction():
         order = _visible(await repository.order_for_update(conn, order_id), principal)
-        items = await repository.items_of(conn, [order["id"]])
         if order["status"] == "cancelled":
-            return order_json(order, items)
+            return order_json(order, await repository.items_of(conn, [order["id"]]))
         if order["status"] not in CANCELLABLE:
             raise Conflict(f"An order that is {order['status']} cannot be cancelled")
-        product_ids = sorted(item["product_id"] for item in items)
-        quantities = {item["product_id"]: item["quantity"] for item in items}
-        await repository.lock_products(conn, product_ids, live_only=False)
-        await repository.adjust_stock(conn, product_ids, [quantities[pid] for pid in product_ids])
-        order = await repository.set_status(conn, order["id"], "cancelled")
-    await cache.invalidate(*(str(pid) for pid in product_ids))
+        if await repository.has_payment_in_progress(conn, order["id"]):
+            raise Conflict("A payment of this order is in progress")
+        order, items = await _release(conn, order)
+    await cache.invalidate(*(str(item["product_id"]) for item in items))
     return order_json(order, items)
+
+
+async def release_unpaid_orders(
+    *, pool: asyncpg.Pool, cache: TieredCache, hold_seconds: float, limit: int = 100
+) -> int:
+    """Cancel orders left unpaid past the hold and return their stock; how many."""
+    async with pool.acquire() as conn, conn.transaction():
+        orders = await repository.unpaid_orders_past_hold(
+            conn, hold_seconds=hold_seconds, limit=limit
+        )
+        released = [await _release(conn, order) for order in orders]
+    product_ids = {str(item["product_id"]) for _, items in released for item in items}
+    if product_ids:
+        await cache.invalidate(*product_ids)
+    return len(released)
+
+
+async def keep_releasing_unpaid_orders(
+    *, pool: asyncpg.Pool, cache: TieredCache, hold_seconds: float, every: float
+) -> None:
+    """Release unpaid orders every `every` seconds (runs for the app's life, on every instance)."""
+    while True:
+        try:
+            count = await release_unpaid_orders(pool=pool, cache=cache, hold_seconds=hold_seconds)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("releasing unpaid orders failed: %r", exc)
+        else:
+            if count:
+                log.info("cancelled %d orders left unpaid past the hold", count)
+        await asyncio.sleep(every)
+
+
+async def _release(
+    conn: Conn, order: asyncpg.Record
+) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    """Cancel a locked order and put its stock back: (cancelled order, its lines)."""
+    items = await repository.items_of(conn, [order["id"]])
+    product_ids = sorted(item["product_id"] for item in items)
+    quantities = {item["product_id"]: item["quantity"] for item in items}
+    await repository.lock_products(conn, product_ids, live_only=False)
+    await repository.adjust_stock(conn, product_ids, [quantities[pid] for pid in product_ids])
+    return await repository.set_status(conn, order["id"], "cancelled"), items

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
 from chassis.auth import authenticated
 from chassis.keys import DB_POOL
 from chassis.payloads import json_body, json_response, path_uuid, query_params
-from chassis.problems import BadRequest
 from chassis.routes import ApiRoutes
+from services.core.idempotency import idempotency_key
 from services.core.keys import CORE_SETTINGS, PRODUCT_CACHE
 from services.core.orders import service
 from services.core.orders.schemas import OrderIn, OrderOut, OrderPage
 from services.core.users.schemas import PageQuery
 
 routes = ApiRoutes("orders")
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
-
-
-def idempotency_key(request: web.Request) -> str | None:
-    """The `Idempotency-Key` header, if sent; 400 if it is not 1-255 visible ASCII characters."""
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
-        raise BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters")
-    return key
 
 
 @routes.route(

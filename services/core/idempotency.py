@@ -1,0 +1,118 @@
+"""`Idempotency-Key` for core's POST operations (IETF draft semantics, Stripe-style replay).
+
+The key is locked for the request's transaction (another request with it → 409), its stored
+outcome is replayed for `IDEMPOTENCY_RETENTION_HOURS` (the same key with another request → 422),
+and the outcome is stored in the transaction of the effect, so both commit or neither does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from chassis.payloads import dumps
+from chassis.problems import BadRequest, Conflict, Unprocessable
+from chassis.resources import Conn, Db
+
+log = logging.getLogger("relais.idempotency")
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+@dataclass(frozen=True)
+class IdempotentRequest:
+    """One request's key, who sent it and what it asked for."""
+
+    user_id: str
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The stored outcome of the key's first request."""
+
+    status: int
+    body: dict[str, Any]
+
+
+def idempotency_key(request: web.Request, *, required: bool = False) -> str | None:
+    """The `Idempotency-Key` header; 400 if it is malformed, or missing where required."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        if required:
+            raise BadRequest("This operation requires an Idempotency-Key header")
+        return None
+    if not _KEY.fullmatch(key):
+        raise BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters")
+    return key
+
+
+def fingerprint(*parts: object) -> str:
+    """A hash of what a request asks for (operation, target, canonical body)."""
+    return hashlib.sha256(orjson.dumps(parts, default=str)).hexdigest()
+
+
+async def claim(conn: Conn, request: IdempotentRequest, *, retention_hours: int) -> Replay | None:
+    """Lock the key for this transaction; its first outcome if it has one (409, 422 otherwise)."""
+    scope = f"idempotency:{request.user_id}:{request.key}"
+    if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", scope):
+        raise Conflict("A request with this Idempotency-Key is still in progress")
+    stored = await conn.fetchrow(
+        """SELECT request_hash, status_code, response FROM idempotency_keys
+           WHERE user_id = $1::uuid AND key = $2
+             AND created_at > now() - make_interval(hours => $3)""",
+        request.user_id,
+        request.key,
+        retention_hours,
+    )
+    if stored is None:
+        return None
+    if stored["request_hash"] != request.fingerprint:
+        raise Unprocessable("This Idempotency-Key was used with a different request")
+    return Replay(stored["status_code"], orjson.loads(stored["response"]))
+
+
+async def remember(conn: Conn, request: IdempotentRequest, status: int, body: object) -> None:
+    """Store the outcome under the key (replacing an expired one), in the effect's transaction."""
+    await conn.execute(
+        """INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, response)
+           VALUES ($1::uuid, $2, $3, $4, $5::jsonb)
+           ON CONFLICT (user_id, key) DO UPDATE
+           SET request_hash = EXCLUDED.request_hash, status_code = EXCLUDED.status_code,
+               response = EXCLUDED.response, created_at = now()""",
+        request.user_id,
+        request.key,
+        request.fingerprint,
+        status,
+        dumps(body).decode(),
+    )
+
+
+async def delete_expired_keys(db: Db, *, retention_hours: int) -> int:
+    """Forget idempotency keys older than the retention; how many were deleted."""
+    status = await db.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)",
+        retention_hours,
+    )
+    return int(status.split()[-1])
+
+
+async def purge_idempotency_keys(*, pool: asyncpg.Pool, retention_hours: int, every: float) -> None:
+    """Delete expired idempotency keys every `every` seconds (runs for the app's life)."""
+    while True:
+        try:
+            deleted = await delete_expired_keys(pool, retention_hours=retention_hours)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("idempotency key purge failed: %r", exc)
+        else:
+            if deleted:
+                log.info("purged %d expired idempotency keys", deleted)
+        await asyncio.sleep(every)

@@ -1,0 +1,356 @@
+"""Paying for orders and refunding them: core's half of the checkout saga.
+
+Core records what it asked for and tells the payments worker through the outbox; the worker's
+events come back through `apply_event`, which moves the order along (paid, payment_failed,
+refunded). Each event is applied once (`processed_messages`) and out-of-order events never move a
+payment backwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+import orjson
+
+from chassis.amqp import COMMANDS
+from chassis.auth import Principal
+from chassis.contracts import (
+    ChargePayment,
+    Contract,
+    DailyReport,
+    DailyReportRequest,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentSucceeded,
+    ProviderEvent,
+    RefundFailed,
+    RefundPayment,
+)
+from chassis.outbox import enqueue, first_delivery
+from chassis.problems import BadRequest, Conflict, NotFound, Unprocessable
+from chassis.resources import Conn
+from chassis.rpc import RpcClient
+from services.core import idempotency
+from services.core.idempotency import IdempotentRequest, fingerprint
+from services.core.orders import repository as orders
+from services.core.payments import repository
+
+log = logging.getLogger("relais.payments")
+CONSUMER = "core.payments"
+SETTLED_CHANNEL = "core_payments"
+WEBHOOK_IDS = uuid.UUID("5d0a4a8e-2f0b-4e1b-9c55-6a1f1f1f0002")
+# How far along a payment is; an event never moves it to a lower rank.
+RANK = {"processing": 0, "failed": 1, "succeeded": 2, "partially_refunded": 3, "refunded": 4}
+UNPAID = frozenset({"pending_payment", "payment_failed"})
+WEBHOOK_PROVIDERS = frozenset({"stripe", "sandbox"})
+
+
+def payment_json(row: Mapping[str, Any] | asyncpg.Record) -> dict[str, Any]:
+    """The public view of a payment."""
+    return {
+        key: row[key]
+        for key in (
+            "id",
+            "order_id",
+            "status",
+            "amount_cents",
+            "refunded_cents",
+            "currency",
+            "failure_code",
+            "created_at",
+            "updated_at",
+        )
+    }
+
+
+def refund_json(row: Mapping[str, Any] | asyncpg.Record) -> dict[str, Any]:
+    """The public view of a refund."""
+    return dict(row)
+
+
+def _owned(row: asyncpg.Record | None, principal: Principal, what: str) -> asyncpg.Record:
+    if row is None or (str(row["user_id"]) != principal.user_id and principal.role != "admin"):
+        raise NotFound(f"No such {what}")
+    return row
+
+
+async def start_payment(
+    *,
+    pool: asyncpg.Pool,
+    principal: Principal,
+    order_id: str,
+    payment_method: str,
+    key: str,
+    retention_hours: int,
+) -> tuple[dict[str, Any], bool]:
+    """Record a payment and command the charge, or replay the key's first answer: (payment,
+    replayed)."""
+    keyed = IdempotentRequest(principal.user_id, key, fingerprint("pay", order_id, payment_method))
+    async with pool.acquire() as conn, conn.transaction():
+        replay = await idempotency.claim(conn, keyed, retention_hours=retention_hours)
+        if replay is not None:
+            return replay.body, True
+        order = await orders.order_for_update(conn, order_id)
+        if order is None or str(order["user_id"]) != principal.user_id:
+            raise NotFound("No such order")
+        if order["status"] not in UNPAID:
+            raise Conflict(f"An order that is {order['status']} cannot be paid")
+        if await repository.live_payment(conn, order["id"]) is not None:
+            raise Conflict("This order already has a payment in progress or completed")
+        payment = await repository.insert_payment(conn, order=order, payment_method=payment_method)
+        if order["status"] != "pending_payment":
+            await orders.set_status(conn, order["id"], "pending_payment")
+        await enqueue(
+            conn,
+            ChargePayment(
+                payment_id=payment["id"],
+                order_id=order["id"],
+                user_id=order["user_id"],
+                amount_cents=payment["amount_cents"],
+                currency=payment["currency"],
+                payment_method=payment_method,
+            ),
+            exchange=COMMANDS,
+            message_id=str(payment["id"]),
+        )
+        result = payment_json(payment)
+        await idempotency.remember(conn, keyed, 202, result)
+    return result, False
+
+
+async def get_payment(
+    *, pool: asyncpg.Pool, principal: Principal, payment_id: str
+) -> dict[str, Any]:
+    """A payment its payer or an admin may see."""
+    row = _owned(await repository.payment_by_id(pool, payment_id), principal, "payment")
+    return payment_json(row)
+
+
+async def start_refund(
+    *,
+    pool: asyncpg.Pool,
+    principal: Principal,
+    payment_id: str,
+    amount_cents: int | None,
+    key: str,
+    retention_hours: int,
+) -> tuple[dict[str, Any], bool]:
+    """Record a refund and command it, or replay the key's first answer: (refund, replayed)."""
+    keyed = IdempotentRequest(
+        principal.user_id, key, fingerprint("refund", payment_id, amount_cents)
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        replay = await idempotency.claim(conn, keyed, retention_hours=retention_hours)
+        if replay is not None:
+            return replay.body, True
+        payment = await repository.payment_for_update(conn, payment_id)
+        if payment is None:
+            raise NotFound("No such payment")
+        if payment["status"] not in ("succeeded", "partially_refunded", "refunded"):
+            raise Conflict(f"A payment that is {payment['status']} cannot be refunded")
+        remaining = payment["amount_cents"] - await repository.committed_refunds_cents(
+            conn, payment["id"]
+        )
+        amount = remaining if amount_cents is None else amount_cents
+        if amount <= 0 or amount > remaining:
+            raise Unprocessable(
+                f"Only {remaining} cents of this payment remain refundable",
+                extra={"errors": [{"field": "amount_cents", "message": f"at most {remaining}"}]},
+            )
+        refund = await repository.insert_refund(conn, payment_id=payment["id"], amount_cents=amount)
+        await enqueue(
+            conn,
+            RefundPayment(refund_id=refund["id"], payment_id=payment["id"], amount_cents=amount),
+            exchange=COMMANDS,
+            message_id=str(refund["id"]),
+        )
+        result = refund_json(refund)
+        await idempotency.remember(conn, keyed, 202, result)
+    return result, False
+
+
+async def apply_event(*, pool: asyncpg.Pool, event: Contract, message_id: str) -> None:
+    """Apply a payments event to the payment and its order, once."""
+    order_id = getattr(event, "order_id", None)
+    async with pool.acquire() as conn, conn.transaction():
+        if not await first_delivery(conn, consumer=CONSUMER, message_id=message_id):
+            return
+        # Order before payment: the lock order of paying, so the two cannot deadlock.
+        order = await orders.order_for_update(conn, order_id) if order_id else None
+        payment = await repository.payment_for_update(conn, getattr(event, "payment_id", None))
+        if payment is None:
+            log.warning("%s names an unknown payment; ignored", event.type)
+            return
+        if isinstance(event, PaymentSucceeded):
+            await _advance(conn, payment, "succeeded")
+            if order is not None and order["status"] in UNPAID:
+                await orders.set_status(conn, order["id"], "paid")
+            elif order is not None and order["status"] != "paid":
+                log.error(
+                    "payment %s succeeded for an order that is %s", payment["id"], order["status"]
+                )
+        elif isinstance(event, PaymentFailed):
+            moved = await _advance(conn, payment, "failed", failure_code=event.failure_code)
+            if moved and order is not None and order["status"] == "pending_payment":
+                await orders.set_status(conn, order["id"], "payment_failed")
+        elif isinstance(event, PaymentRefunded):
+            await repository.settle_refund(conn, event.refund_id, status="succeeded")
+            refunded = max(payment["refunded_cents"], event.refunded_cents)
+            status = "refunded" if event.fully_refunded else "partially_refunded"
+            await _advance(conn, payment, status, refunded_cents=refunded)
+            if event.fully_refunded and order is not None and order["status"] != "refunded":
+                await orders.set_status(conn, order["id"], "refunded")
+        elif isinstance(event, RefundFailed):
+            await repository.settle_refund(
+                conn, event.refund_id, status="failed", failure_code=event.failure_code
+            )
+        await repository.notify_settled(conn, SETTLED_CHANNEL, payment["id"])
+
+
+async def _advance(
+    conn: Conn,
+    payment: asyncpg.Record,
+    status: str,
+    *,
+    failure_code: str | None = None,
+    refunded_cents: int | None = None,
+) -> bool:
+    """Move a payment forward to `status` (a failure only from processing); whether it moved."""
+    current = payment["status"]
+    forward = RANK[status] > RANK[current] and (status != "failed" or current == "processing")
+    if forward or (refunded_cents is not None and refunded_cents > payment["refunded_cents"]):
+        await repository.update_payment(
+            conn,
+            payment["id"],
+            status=status if forward else current,
+            failure_code=failure_code,
+            refunded_cents=refunded_cents,
+        )
+    return forward
+
+
+class SettlementWaiters:
+    """Requests waiting (`Prefer: wait`) for a payment to settle, woken by NOTIFY."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+
+    def notify(self, payment_id: str) -> None:
+        """A payment changed (an empty id: anything may have; wake everyone)."""
+        ids = list(self._waiting) if not payment_id else [payment_id]
+        for key in ids:
+            for future in self._waiting.pop(key, ()):
+                if not future.done():
+                    future.set_result(None)
+
+    async def settled(
+        self, *, pool: asyncpg.Pool, payment_id: str, seconds: float
+    ) -> dict[str, Any]:
+        """The payment once it is no longer processing, or as it is after `seconds`."""
+        deadline = time.monotonic() + seconds
+        while True:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting[payment_id].add(future)
+            try:
+                row = await repository.payment_by_id(pool, payment_id)
+                if row is None:
+                    raise NotFound("No such payment")
+                left = deadline - time.monotonic()
+                if row["status"] != "processing" or left <= 0:
+                    return payment_json(row)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(future, left)
+            finally:
+                waiting = self._waiting.get(payment_id)
+                if waiting is not None:
+                    waiting.discard(future)
+                    if not waiting:
+                        del self._waiting[payment_id]
+
+
+def verify_signature(
+    payload: bytes, header: str | None, *, secret: str, tolerance: int, now: float | None = None
+) -> None:
+    """Check a Stripe-style `t=…,v1=…` signature over `"{t}.{payload}"`; 400 if it fails."""
+    if not header:
+        raise BadRequest("Missing Stripe-Signature header")
+    timestamp, signatures = None, []
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.isdigit():
+            timestamp = int(value)
+        elif name == "v1":
+            signatures.append(value)
+    if timestamp is None or not signatures:
+        raise BadRequest("Malformed Stripe-Signature header")
+    if abs((now if now is not None else time.time()) - timestamp) > tolerance:
+        raise BadRequest("Webhook timestamp is outside the tolerance")
+    signed = str(timestamp).encode() + b"." + payload
+    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
+        raise BadRequest("Webhook signature does not match")
+
+
+def provider_event(provider: str, payload: bytes) -> ProviderEvent:
+    """The contract a verified webhook body describes; 400 if it is not an event."""
+    try:
+        event = orjson.loads(payload)
+        obj = event["data"]["object"]
+        event_id, event_type = event["id"], event["type"]
+        if not (
+            isinstance(event_id, str) and isinstance(event_type, str) and isinstance(obj, dict)
+        ):
+            raise TypeError("id, type and data.object have the wrong types")
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise BadRequest(f"Not a provider event: {exc}") from exc
+    metadata = obj.get("metadata") or {}
+    try:
+        payment_id = uuid.UUID(str(metadata.get("payment_id")))
+    except ValueError:
+        payment_id = None
+    error = obj.get("last_payment_error") or {}
+    return ProviderEvent(
+        provider=provider,
+        event_id=event_id[:255],
+        event_type=event_type[:100],
+        payment_id=payment_id,
+        provider_payment_id=obj.get("id") if isinstance(obj.get("id"), str) else None,
+        failure_code=error.get("decline_code") or error.get("code"),
+    )
+
+
+async def accept_webhook(*, pool: asyncpg.Pool, event: ProviderEvent) -> bool:
+    """Forward a verified provider event to the worker once; whether it was new."""
+    async with pool.acquire() as conn, conn.transaction():
+        new = await repository.record_webhook(
+            conn, provider=event.provider, event_id=event.event_id, event_type=event.event_type
+        )
+        if new:
+            await enqueue(
+                conn,
+                event,
+                exchange=COMMANDS,
+                message_id=str(uuid.uuid5(WEBHOOK_IDS, f"{event.provider}:{event.event_id}")),
+            )
+    return new
+
+
+async def daily_report(*, rpc: RpcClient, day: Any, deadline: float) -> dict[str, Any]:
+    """One UTC day's ledger totals per currency, asked of the payments worker."""
+    report = await rpc.call(
+        DailyReportRequest.model_fields["type"].default,
+        DailyReportRequest(day=day),
+        DailyReport,
+        deadline=deadline,
+    )
+    return {"date": report.day, "currencies": [row.model_dump() for row in report.currencies]}
