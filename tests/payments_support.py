@@ -1,0 +1,84 @@
+"""Helpers for payment tests: signed webhooks, the sandbox's books, waiting for settlement."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp.test_utils import TestClient
+
+from services.core.settings import DEV_WEBHOOK_SECRET
+
+
+def signature(payload: bytes, *, secret: str = DEV_WEBHOOK_SECRET, at: int | None = None) -> str:
+    """A Stripe-Signature header for `payload`."""
+    timestamp = int(time.time()) if at is None else at
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def intent_event(event_id: str, event_type: str, payment_id: str, **obj: Any) -> bytes:
+    """A Stripe-style event about a PaymentIntent carrying our payment id in its metadata."""
+    body = {
+        "id": event_id,
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "data": {
+            "object": {
+                "id": f"pi_{payment_id[:8]}",
+                "object": "payment_intent",
+                "metadata": {"payment_id": payment_id},
+                **obj,
+            }
+        },
+    }
+    return orjson.dumps(body)
+
+
+async def send_webhook(
+    client: TestClient[Any, Any], payload: bytes, header: str, provider: str = "sandbox"
+) -> Any:
+    """POST a webhook as the provider would."""
+    return await client.post(
+        f"/api/payments/webhooks/{provider}",
+        data=payload,
+        headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+    )
+
+
+async def eventually(check: Any, *, timeout: float = 15.0, every: float = 0.05) -> Any:
+    """Poll `check()` until it returns something truthy."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = await check()
+            if result:
+                return result
+            await asyncio.sleep(every)
+
+
+async def payment_status(db: asyncpg.Connection, payment_id: str) -> str:
+    """A payment's status as core records it."""
+    status: str = await db.fetchval("SELECT status FROM payments WHERE id = $1::uuid", payment_id)
+    return status
+
+
+async def ledger_sum(db: asyncpg.Connection) -> int:
+    """The sum of every ledger entry (zero when balanced)."""
+    total = await db.fetchval("SELECT coalesce(sum(amount_cents), 0) FROM payments.ledger_entries")
+    return int(total)
+
+
+async def charge_count(db: asyncpg.Connection, payment_id: str) -> int:
+    """Ledger charge transactions of a payment."""
+    count = await db.fetchval(
+        """SELECT count(*) FROM payments.ledger_transactions
+           WHERE payment_id = $1::uuid AND kind = 'charge'""",
+        payment_id,
+    )
+    return int(count)
