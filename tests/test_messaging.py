@@ -1,0 +1,276 @@
+"""The chassis' messaging against a real RabbitMQ: confirms, retries, dead letters, outbox, RPC."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aio_pika
+import asyncpg
+import pytest
+from aio_pika.exceptions import PublishError
+
+from chassis.amqp import (
+    COMMANDS,
+    DEFAULT_EXCHANGE,
+    REASON_HEADER,
+    Broker,
+    dead_letter_queue,
+    message_for,
+)
+from chassis.consumer import Consumer, Poison
+from chassis.contracts import DailyReport, DailyReportRequest, RefundPayment, decode
+from chassis.metrics import Metrics
+from chassis.outbox import OutboxRelay, enqueue
+from chassis.problems import GatewayTimeout
+from chassis.rpc import RpcClient, RpcServer
+from tests.payments_support import eventually
+
+RETRIES = [0.1, 0.2]
+
+
+@pytest.fixture
+async def broker(amqp_url):
+    broker = await Broker.connect(amqp_url, name="test")
+    yield broker
+    await broker.close()
+
+
+def refund_command() -> RefundPayment:
+    return RefundPayment(refund_id=uuid.uuid4(), payment_id=uuid.uuid4(), amount_cents=100)
+
+
+async def work_queue(broker: Broker, *, delivery_limit: int = 5) -> str:
+    name = f"test.{uuid.uuid4().hex[:8]}"
+    await broker.declare_work_queue(
+        name, [(COMMANDS, name)], delivery_limit=delivery_limit, retry_delays=RETRIES
+    )
+    return name
+
+
+async def drain(broker: Broker, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    channel = await broker.connection.channel()
+    found = []
+    q = await channel.get_queue(queue, ensure=False)
+    while (message := await q.get(fail=False, no_ack=True)) is not None:
+        found.append(message)
+    await channel.close()
+    return found
+
+
+async def test_an_unroutable_publish_raises(broker):
+    with pytest.raises(PublishError):
+        await broker.publish(COMMANDS, f"nobody.{uuid.uuid4().hex}", message_for(refund_command()))
+
+
+async def test_transient_failures_are_retried_with_back_off_then_succeed(broker):
+    queue = await work_queue(broker)
+    attempts: list[float] = []
+
+    async def flaky(contract, message):
+        attempts.append(asyncio.get_running_loop().time())
+        if len(attempts) < 3:
+            raise ConnectionError("database blip")
+
+    metrics = Metrics("test")
+    consumer = Consumer(broker, queue, flaky, metrics=metrics, prefetch=10, retry_delays=RETRIES)
+    await consumer.start()
+    try:
+        await broker.publish(COMMANDS, queue, message_for(refund_command()))
+        await eventually(lambda: _true(len(attempts) >= 3))
+        await asyncio.sleep(0.3)
+    finally:
+        await consumer.stop()
+    assert len(attempts) == 3
+    assert attempts[1] - attempts[0] >= 0.1
+    assert attempts[2] - attempts[1] >= 0.2
+    assert await drain(broker, dead_letter_queue(queue)) == []
+    text = metrics.expose("")[0].decode()
+    assert (
+        f'relais_messages_failed_total{{queue="{queue}",service="test",type="payment.refund"}} 2.0'
+        in text
+    )
+    assert (
+        f'relais_messages_consumed_total{{queue="{queue}",service="test",type="payment.refund"}} 3.0'
+        in text
+    )
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_poison_and_exhausted_messages_are_dead_lettered_with_reasons(broker):
+    queue = await work_queue(broker)
+    handled: list[str] = []
+
+    async def handler(contract, message):
+        handled.append(message.message_id)
+        if message.message_id == "poison":
+            raise Poison("amount does not match the order")
+        if message.message_id == "always-fails":
+            raise RuntimeError("bug")
+
+    consumer = Consumer(
+        broker, queue, handler, metrics=Metrics("test"), prefetch=10, retry_delays=RETRIES
+    )
+    await consumer.start()
+    try:
+        await broker.publish(COMMANDS, queue, message_for(refund_command(), message_id="poison"))
+        await broker.publish(
+            COMMANDS, queue, message_for(refund_command(), message_id="always-fails")
+        )
+        await broker.publish(COMMANDS, queue, aio_pika.Message(b"not json", message_id="garbage"))
+        await broker.publish(COMMANDS, queue, message_for(refund_command(), message_id="fine"))
+        dead: dict[str, str] = {}
+
+        async def all_dead():
+            for message in await drain(broker, dead_letter_queue(queue)):
+                dead[message.message_id] = message.headers[REASON_HEADER]
+            return len(dead) == 3
+
+        await eventually(all_dead)
+    finally:
+        await consumer.stop()
+    assert dead["poison"].startswith("Poison: amount does not match")
+    assert dead["always-fails"].startswith("retries exhausted: RuntimeError('bug')")
+    assert dead["garbage"].startswith("UnknownContract: not a contract envelope")
+    assert handled.count("poison") == 1
+    assert handled.count("always-fails") == 1 + len(RETRIES)
+    assert "garbage" not in handled
+    assert handled.count("fine") == 1
+
+
+async def test_the_broker_dead_letters_a_message_past_the_delivery_limit(broker):
+    queue = await work_queue(broker, delivery_limit=2)
+    channel = await broker.connection.channel()
+    q = await channel.get_queue(queue, ensure=False)
+    deliveries = 0
+
+    async def crash(message):
+        nonlocal deliveries
+        deliveries += 1
+        await message.nack(requeue=True)  # what a process dying mid-message amounts to
+
+    await q.consume(crash)
+    await broker.publish(COMMANDS, queue, message_for(refund_command(), message_id="crasher"))
+
+    async def dead_letter():
+        found = await drain(broker, dead_letter_queue(queue))
+        return found[0] if found else None
+
+    message = await eventually(dead_letter)
+    await channel.close()
+    assert message.message_id == "crasher"
+    assert message.headers["x-death"][0]["reason"] == "delivery_limit"
+    assert deliveries == 3
+
+
+async def test_stop_finishes_messages_in_flight_before_closing(broker):
+    queue = await work_queue(broker)
+    started, finished = asyncio.Event(), []
+
+    async def slow(contract, message):
+        started.set()
+        await asyncio.sleep(0.5)
+        finished.append(message.message_id)
+
+    consumer = Consumer(
+        broker, queue, slow, metrics=Metrics("test"), prefetch=10, retry_delays=RETRIES
+    )
+    await consumer.start()
+    await broker.publish(COMMANDS, queue, message_for(refund_command(), message_id="in-flight"))
+    await started.wait()
+    await consumer.stop()
+    assert finished == ["in-flight"]
+    assert await drain(broker, queue) == []  # acked, so not redelivered
+
+
+async def test_relays_on_several_instances_publish_each_row_once(broker, database_url):
+    queue = await work_queue(broker)
+    pool = await asyncpg.create_pool(database_url, server_settings={"search_path": "core"})
+    received: list[str] = []
+
+    async def collect(contract, message):
+        received.append(message.message_id)
+
+    consumer = Consumer(
+        broker, queue, collect, metrics=Metrics("test"), prefetch=300, retry_delays=RETRIES
+    )
+    await consumer.start()
+    relays = [
+        OutboxRelay(
+            pool, broker, Metrics(f"relay{i}"), batch=20, poll_interval=0.05, retention_hours=24
+        )
+        for i in range(3)
+    ]
+    ids = [str(uuid.uuid4()) for _ in range(300)]
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            for message_id in ids:
+                await enqueue(
+                    conn,
+                    refund_command(),
+                    exchange=COMMANDS,
+                    routing_key=queue,
+                    message_id=message_id,
+                )
+            await enqueue(
+                conn, refund_command(), exchange=COMMANDS, routing_key=queue, message_id=ids[0]
+            )
+        tasks = [asyncio.create_task(relay.run()) for relay in relays]
+        await eventually(lambda: _true(len(received) >= 300))
+        await asyncio.sleep(0.3)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await consumer.stop()
+        unsent = await pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE message_id = ANY($1::uuid[]) AND sent_at IS NULL",
+            ids,
+        )
+        await pool.close()
+    assert sorted(received) == sorted(ids)
+    assert unsent == 0
+    assert sum(relay._published._value.get() for relay in relays) == 300
+    assert all(
+        "relais_outbox_lag_seconds" in relay.metrics.expose("")[0].decode() for relay in relays
+    )
+
+
+async def test_rpc_answers_and_times_out(broker):
+    method = f"test.report.{uuid.uuid4().hex[:8]}"
+    delay = 0.0
+
+    async def report(request):
+        await asyncio.sleep(delay)
+        return DailyReport(day=request.day, currencies=[])
+
+    server = RpcServer(broker, method, report, prefetch=4)
+    client = RpcClient(broker)
+    await server.start()
+    await client.start()
+    try:
+        answer = await client.call(
+            method, DailyReportRequest(day="2026-11-22"), DailyReport, deadline=2
+        )
+        assert answer.day.isoformat() == "2026-11-22"
+        delay = 1.0
+        with pytest.raises(GatewayTimeout):
+            await client.call(
+                method, DailyReportRequest(day="2026-11-22"), DailyReport, deadline=0.2
+            )
+    finally:
+        await client.stop()
+        await server.stop()
+
+
+def test_contracts_round_trip_and_refuse_unknown_versions():
+    command = refund_command()
+    assert decode(command.encode()) == command
+    with pytest.raises(ValueError, match="version 2"):
+        decode(command.encode().replace(b'"version":1', b'"version":2'))
+    with pytest.raises(ValueError, match="invalid payment.refund"):
+        decode(command.encode().replace(b'"amount_cents":100', b'"amount_cents":-1'))
+    assert DEFAULT_EXCHANGE == ""
