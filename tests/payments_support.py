@@ -52,9 +52,9 @@ async def send_webhook(
     )
 
 
-async def eventually(check: Any, *, timeout: float = 15.0, every: float = 0.05) -> Any:
+async def eventually(check: Any, *, within: float = 15.0, every: float = 0.05) -> Any:
     """Poll `check()` until it returns something truthy."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         while True:
             result = await check()
             if result:

@@ -90,8 +90,8 @@ async def test_transient_failures_are_retried_with_back_off_then_succeed(broker)
         in text
     )
     assert (
-        f'relais_messages_consumed_total{{queue="{queue}",service="test",type="payment.refund"}} 3.0'
-        in text
+        f'relais_messages_consumed_total{{queue="{queue}",service="test",'
+        f'type="payment.refund"}} 3.0' in text
     )
 
 
@@ -275,5 +275,5 @@ def test_contracts_round_trip_and_refuse_unknown_versions():
     assert decode(command.encode()) == command
     with pytest.raises(ValueError, match="version 2"):
         decode(command.encode().replace(b'"version":1', b'"version":2'))
-    with pytest.raises(ValueError, match="invalid payment.refund"):
+    with pytest.raises(ValueError, match=r"invalid payment\.refund"):
         decode(command.encode().replace(b'"amount_cents":100', b'"amount_cents":-1'))

@@ -12,8 +12,8 @@ import pytest
 
 from chassis.amqp import COMMANDS, REASON_HEADER, dead_letter_queue
 from chassis.contracts import PaymentRefunded, PaymentSucceeded
-from services.core.orders.service import release_unpaid_orders
 from services.core.keys import PRODUCT_CACHE
+from services.core.orders.service import release_unpaid_orders
 from services.core.payments.service import apply_event
 from services.payments.app import COMMAND_QUEUE
 from services.payments.keys import PROVIDER
@@ -356,7 +356,8 @@ async def test_core_applies_events_out_of_order_without_going_backwards(client, 
     ids = {"payment_id": payment["id"], "order_id": order["id"], "user_id": customer.id}
     pool = client.app[__import__("chassis.keys", fromlist=["DB_POOL"]).DB_POOL]
     refund_id = await db.fetchval(
-        "INSERT INTO refunds (payment_id, amount_cents, status) VALUES ($1::uuid, 500, 'pending') RETURNING id",
+        """INSERT INTO refunds (payment_id, amount_cents, status)
+           VALUES ($1::uuid, 500, 'pending') RETURNING id""",
         payment["id"],
     )
     refunded = PaymentRefunded(
@@ -424,18 +425,13 @@ async def test_the_worker_role_may_only_append_balanced_entries_to_the_ledger(
             await conn.execute("DELETE FROM ledger_entries")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute("SELECT * FROM core.orders")
+        unbalanced = """
+            WITH t AS (INSERT INTO ledger_transactions (kind, reference, payment_id, currency)
+                       VALUES ('charge', $1, $2::uuid, 'EUR') RETURNING id)
+            INSERT INTO ledger_entries (transaction_id, account, amount_cents)
+            SELECT id, 'sales', 5 FROM t"""
         with pytest.raises(asyncpg.RaiseError, match="does not sum to zero"):
-            async with conn.transaction():
-                txn = await conn.fetchval(
-                    """INSERT INTO ledger_transactions (kind, reference, payment_id, currency)
-                       VALUES ('charge', $1, $2::uuid, 'EUR') RETURNING id""",
-                    f"test:{uuid.uuid4()}",
-                    payment["id"],
-                )
-                await conn.execute(
-                    "INSERT INTO ledger_entries (transaction_id, account, amount_cents) VALUES ($1, 'sales', 5)",
-                    txn,
-                )
+            await conn.execute(unbalanced, f"test:{uuid.uuid4()}", payment["id"])
     finally:
         await conn.close()
     # Not even the schema's owner may rewrite history.
