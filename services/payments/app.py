@@ -42,7 +42,7 @@ async def provider_client(app: web.Application) -> AsyncIterator[None]:
     settings = app[PAYMENTS_SETTINGS]
     async with aiohttp.ClientSession() as session:
         provider: Provider
-        if settings.payment_provider == "stripe" and settings.stripe_secret_key:
+        if settings.provider == "stripe" and settings.stripe_secret_key:
             provider = StripeProvider(
                 session, base_url=settings.stripe_api_base, secret_key=settings.stripe_secret_key
             )

@@ -32,13 +32,17 @@ class PaymentsSettings(ServiceSettings):
     sandbox_latency_ms: float = Field(0.0, ge=0)
     sandbox_failure_rate: float = Field(0.0, ge=0, le=1)
 
+    @property
+    def provider(self) -> Literal["sandbox", "stripe"]:
+        """The provider in use: the one named, else `stripe` when a secret key is set."""
+        if self.payment_provider is not None:
+            return self.payment_provider
+        return "stripe" if self.stripe_secret_key else "sandbox"
+
     @model_validator(mode="after")
-    def _choose_provider(self) -> PaymentsSettings:
-        if self.payment_provider is None:
-            chosen = "stripe" if self.stripe_secret_key else "sandbox"
-            object.__setattr__(self, "payment_provider", chosen)
-        if self.payment_provider == "stripe" and not self.stripe_secret_key:
+    def _check_provider(self) -> PaymentsSettings:
+        if self.provider == "stripe" and not self.stripe_secret_key:
             raise ValueError("PAYMENT_PROVIDER=stripe needs STRIPE_SECRET_KEY")
-        if self.relais_env == "production" and self.payment_provider == "sandbox":
+        if self.relais_env == "production" and self.provider == "sandbox":
             raise ValueError("refusing to start in production with the sandbox provider")
         return self
