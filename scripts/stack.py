@@ -1,10 +1,11 @@
 """The native stack: `python -m scripts.stack up|down|status|logs`.
 
-`up` prepares what is missing (development keys and certificate, the PostgreSQL role and database,
-migrations), starts N core instances and NGINX in the background, and waits until every one is
-ready. Running it again starts only what is not running. `down` stops everything `up` started.
-Every path, port and name comes from the environment (see README), so a test can run a stack of
-its own beside a developer's.
+`up` prepares what is missing (development keys and certificate, the PostgreSQL roles and
+database, migrations, the RabbitMQ vhost and user), starts N core instances, the payments
+worker(s) and NGINX in the background, and waits until every one is ready. Running it again
+starts only what is not running. `down` stops everything `up` started. Every path, port and
+name comes from the environment (see README), so a test can run a stack of its own beside a
+developer's.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from cryptography.x509.oid import NameOID
 
 from chassis.migrations import upgrade
 from services.core.app import MIGRATIONS
+from services.payments.app import MIGRATIONS as PAYMENTS_MIGRATIONS
+from services.payments.roles import SCHEMA as PAYMENTS_SCHEMA
+from services.payments.roles import grant_worker_role
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "nginx" / "relais.conf.template"
@@ -56,6 +60,11 @@ class StackConfig:
     core_instances: int = field(default_factory=lambda: int(_env("CORE_INSTANCES", "2")))
     core_base_port: int = field(default_factory=lambda: int(_env("CORE_BASE_PORT", "8001")))
     metrics_base_port: int = field(default_factory=lambda: int(_env("METRICS_BASE_PORT", "9101")))
+    payments_instances: int = field(default_factory=lambda: int(_env("PAYMENTS_INSTANCES", "1")))
+    payments_base_port: int = field(default_factory=lambda: int(_env("PAYMENTS_BASE_PORT", "8201")))
+    payments_metrics_base_port: int = field(
+        default_factory=lambda: int(_env("PAYMENTS_METRICS_BASE_PORT", "9201"))
+    )
     nginx_port: int = field(default_factory=lambda: int(_env("NGINX_PORT", "8080")))
     nginx_tls_port: int = field(default_factory=lambda: int(_env("NGINX_TLS_PORT", "8443")))
     nginx_workers: str = field(default_factory=lambda: _env("NGINX_WORKERS", "auto"))
@@ -72,9 +81,17 @@ class StackConfig:
     database_name: str = field(default_factory=lambda: _env("DATABASE_NAME", "relais"))
     database_user: str = field(default_factory=lambda: _env("DATABASE_USER", "relais"))
     database_password: str = field(default_factory=lambda: _env("DATABASE_PASSWORD", "relais"))
+    # The payments worker's own role: it may only append to the ledger.
+    payments_database_user: str = field(
+        default_factory=lambda: _env("PAYMENTS_DATABASE_USER", "relais_payments")
+    )
     database_host: str = field(default_factory=lambda: _env("DATABASE_HOST", "127.0.0.1:5432"))
     redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
     redis_key_prefix: str = field(default_factory=lambda: _env("REDIS_KEY_PREFIX", "relais:"))
+    rabbitmq_host: str = field(default_factory=lambda: _env("RABBITMQ_HOST", "127.0.0.1:5672"))
+    rabbitmq_vhost: str = field(default_factory=lambda: _env("RABBITMQ_VHOST", "relais"))
+    rabbitmq_user: str = field(default_factory=lambda: _env("RABBITMQ_USER", "relais"))
+    rabbitmq_password: str = field(default_factory=lambda: _env("RABBITMQ_PASSWORD", "relais"))
 
     @property
     def database_url(self) -> str:
@@ -82,6 +99,22 @@ class StackConfig:
         return (
             f"postgresql://{self.database_user}:{self.database_password}"
             f"@{self.database_host}/{self.database_name}"
+        )
+
+    @property
+    def payments_database_url(self) -> str:
+        """The DSN of the payments worker's role."""
+        return (
+            f"postgresql://{self.payments_database_user}:{self.database_password}"
+            f"@{self.database_host}/{self.database_name}"
+        )
+
+    @property
+    def amqp_url(self) -> str:
+        """The broker URL every process uses (the stack's own vhost and user)."""
+        return (
+            f"amqp://{self.rabbitmq_user}:{self.rabbitmq_password}"
+            f"@{self.rabbitmq_host}/{self.rabbitmq_vhost}"
         )
 
     @property
@@ -120,6 +153,23 @@ class StackConfig:
         return [
             (self.core_base_port + i, self.metrics_base_port + i)
             for i in range(self.core_instances)
+        ]
+
+    def payments_ports(self) -> list[tuple[int, int]]:
+        """(HTTP port, metrics port) of each payments worker."""
+        return [
+            (self.payments_base_port + i, self.payments_metrics_base_port + i)
+            for i in range(self.payments_instances)
+        ]
+
+    def processes(self) -> list[tuple[str, str, int, int]]:
+        """(name, module, HTTP port, metrics port) of every service process."""
+        return [
+            (f"core-{i}", "services.core", port, metrics)
+            for i, (port, metrics) in enumerate(self.core_ports(), 1)
+        ] + [
+            (f"payments-{i}", "services.payments", port, metrics)
+            for i, (port, metrics) in enumerate(self.payments_ports(), 1)
         ]
 
 
@@ -195,17 +245,16 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 async def ensure_database(config: StackConfig) -> None:
-    """Create the stack's role and database if they do not exist."""
-    for name in (config.database_user, config.database_name):
+    """Create the stack's roles and database if they do not exist."""
+    for name in (config.database_user, config.payments_database_user, config.database_name):
         if not _IDENTIFIER.match(name):
             raise SystemExit(f"not a safe PostgreSQL identifier: {name!r}")
     conn = await asyncpg.connect(config.postgres_admin_url)
     try:
-        if not await conn.fetchval(
-            "SELECT 1 FROM pg_roles WHERE rolname = $1", config.database_user
-        ):
-            password = config.database_password.replace("'", "''")
-            await conn.execute(f"CREATE ROLE {config.database_user} LOGIN PASSWORD '{password}'")
+        password = config.database_password.replace("'", "''")
+        for role in (config.database_user, config.payments_database_user):
+            if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+                await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
         if not await conn.fetchval(
             "SELECT 1 FROM pg_database WHERE datname = $1", config.database_name
         ):
@@ -216,6 +265,21 @@ async def ensure_database(config: StackConfig) -> None:
         await conn.close()
 
 
+def migrate(config: StackConfig) -> None:
+    """Bring every service's schema up to date, then give the worker's role its grants."""
+    upgrade(config.database_url, MIGRATIONS, "core")
+    upgrade(config.database_url, PAYMENTS_MIGRATIONS, PAYMENTS_SCHEMA)
+
+    async def grant() -> None:
+        conn = await asyncpg.connect(config.database_url)
+        try:
+            await grant_worker_role(conn, config.payments_database_user)
+        finally:
+            await conn.close()
+
+    asyncio.run(grant())
+
+
 async def drop_database(config: StackConfig) -> None:
     """Drop the stack's database (for throwaway stacks in tests and benchmarks)."""
     conn = await asyncpg.connect(config.postgres_admin_url)
@@ -223,6 +287,41 @@ async def drop_database(config: StackConfig) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{config.database_name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+# --- broker -------------------------------------------------------------------------------------
+
+
+def rabbitmqctl(*args: str) -> str:
+    """Run a RabbitMQ admin command on the local node; its output."""
+    return subprocess.run(
+        ["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+
+
+def ensure_broker(config: StackConfig) -> None:
+    """Create the stack's vhost and user on the local RabbitMQ if they do not exist."""
+    if shutil.which("rabbitmqctl") is None:
+        print("rabbitmqctl not found: create the vhost and user named by RABBITMQ_* yourself")
+        return
+    if config.rabbitmq_vhost not in rabbitmqctl("list_vhosts", "--no-table-headers").split():
+        rabbitmqctl("add_vhost", config.rabbitmq_vhost)
+    users = [
+        line.split()[0]
+        for line in rabbitmqctl("list_users", "--no-table-headers").splitlines()
+        if line.strip()
+    ]
+    if config.rabbitmq_user not in users:
+        rabbitmqctl("add_user", config.rabbitmq_user, config.rabbitmq_password)
+    rabbitmqctl(
+        "set_permissions", "-p", config.rabbitmq_vhost, config.rabbitmq_user, ".*", ".*", ".*"
+    )
+
+
+def drop_broker(config: StackConfig) -> None:
+    """Delete the stack's vhost (for throwaway stacks in tests and benchmarks)."""
+    with contextlib.suppress(subprocess.CalledProcessError):
+        rabbitmqctl("delete_vhost", config.rabbitmq_vhost)
 
 
 # --- processes ----------------------------------------------------------------------------------
@@ -245,14 +344,18 @@ def _pid(path: Path) -> int | None:
     return pid
 
 
-def core_env(config: StackConfig, name: str, port: int, metrics_port: int) -> dict[str, str]:
-    """The environment of one core instance."""
+def service_env(config: StackConfig, name: str, port: int, metrics_port: int) -> dict[str, str]:
+    """The environment of one service process."""
     env = dict(os.environ)
+    worker = name.startswith("payments")
     env.update(
         {
+            "SERVICE_NAME": name.rsplit("-", 1)[0],
             "HTTP_PORT": str(port),
             "METRICS_PORT": str(metrics_port),
-            "DATABASE_URL": config.database_url,
+            "DATABASE_URL": config.payments_database_url if worker else config.database_url,
+            "DATABASE_SCHEMA": PAYMENTS_SCHEMA if worker else "core",
+            "AMQP_URL": config.amqp_url,
             "REDIS_URL": config.redis_url,
             "REDIS_KEY_PREFIX": config.redis_key_prefix,
             "JWT_PRIVATE_KEY_FILE": str(config.key_dir / "jwt-private.pem"),
@@ -261,7 +364,7 @@ def core_env(config: StackConfig, name: str, port: int, metrics_port: int) -> di
         }
     )
     env.pop("HTTP_UNIX_SOCKET", None)
-    if config.nginx_upstream == "unix":
+    if config.nginx_upstream == "unix" and not worker:
         env["HTTP_UNIX_SOCKET"] = str(config.unix_socket(name))
     return env
 
@@ -374,7 +477,7 @@ def readiness(config: StackConfig) -> dict[str, int | None]:
             f"http://127.0.0.1:{config.nginx_port}/healthz"
         )
     }
-    for port, _ in config.core_ports():
+    for _, _, port, _ in config.processes():
         url = f"http://127.0.0.1:{port}/health/ready"
         checks[url] = http_status(url)
     return checks
@@ -402,26 +505,31 @@ def up(config: StackConfig) -> None:
     prepare_dirs(config)
     ensure_keys(config)
     asyncio.run(ensure_database(config))
-    upgrade(config.database_url, MIGRATIONS, "core")
-    for index, (port, metrics_port) in enumerate(config.core_ports(), start=1):
-        name = f"core-{index}"
+    migrate(config)
+    ensure_broker(config)
+    for name, module, port, metrics_port in config.processes():
         start_process(
             name,
-            [sys.executable, "-m", "services.core"],
-            core_env(config, name, port, metrics_port),
+            [sys.executable, "-m", module],
+            service_env(config, name, port, metrics_port),
             config,
         )
     start_nginx(config, config.core_upstreams())
     wait_ready(config)
-    print(f"Relais is up ({config.core_instances} core instances)")
+    print(
+        f"Relais is up ({config.core_instances} core instances, "
+        f"{config.payments_instances} payments worker)"
+    )
     print(
         f"  API        http://127.0.0.1:{config.nginx_port}/api/   https://127.0.0.1:{config.nginx_tls_port}/api/"
     )
     print(f"  API docs   http://127.0.0.1:{config.nginx_port}/api/docs")
-    for port, metrics_port in config.core_ports():
+    for name, _, port, metrics_port in config.processes():
         print(
-            f"  core       http://127.0.0.1:{port}/health/ready   metrics http://127.0.0.1:{metrics_port}/metrics"
+            f"  {name:<10} http://127.0.0.1:{port}/health/ready   "
+            f"metrics http://127.0.0.1:{metrics_port}/metrics"
         )
+    print(f"  RabbitMQ   amqp://{config.rabbitmq_host}/{config.rabbitmq_vhost}  (make dlq)")
     print(f"  logs       {config.log_dir}  (make logs)")
 
 
@@ -441,7 +549,7 @@ def status(config: StackConfig) -> bool:
     """Print each component's process and readiness; True if all are up."""
     healthy = True
     pid_files = [config.run_dir / "nginx" / "nginx.pid"] + [
-        config.run_dir / f"core-{i}.pid" for i in range(1, config.core_instances + 1)
+        config.run_dir / f"{name}.pid" for name, *_ in config.processes()
     ]
     for pid_file in pid_files:
         pid = _pid(pid_file)
