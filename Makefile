@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_STAMP := /tmp/.relais-apt-updated
 
-.PHONY: up down status logs admin test lint bench deps system-deps clean
+.PHONY: up down status logs admin dlq test lint bench deps system-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ logs: deps
 admin: deps
 	@test -n "$(EMAIL)" -a -n "$(PASSWORD)" || { echo "usage: make admin EMAIL=... PASSWORD=..."; exit 2; }
 	@ADMIN_PASSWORD='$(PASSWORD)' $(PY) -m scripts.stack admin --email '$(EMAIL)'
+
+# Dead-lettered messages: `make dlq` lists them, `make dlq REQUEUE=1 [ID=<message id>]` requeues.
+dlq: deps
+	$(PY) -m scripts.dlq $(if $(REQUEUE),requeue,list) $(if $(ID),--id '$(ID)')
 
 lint: deps
 	$(VENV)/bin/ruff check .

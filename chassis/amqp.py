@@ -176,9 +176,13 @@ class Broker:
 
 
 def republished(
-    message: aio_pika.abc.AbstractIncomingMessage, headers: Mapping[str, Any]
+    message: aio_pika.abc.AbstractIncomingMessage,
+    headers: Mapping[str, Any],
+    *,
+    drop: Sequence[str] = (),
 ) -> aio_pika.Message:
-    """A copy of a received message, persistent, with `headers` added."""
+    """A copy of a received message, persistent, with `headers` added and `drop` removed."""
+    kept = {name: value for name, value in (message.headers or {}).items() if name not in drop}
     return aio_pika.Message(
         message.body,
         message_id=message.message_id,
@@ -187,7 +191,7 @@ def republished(
         content_type=message.content_type,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         timestamp=message.timestamp,
-        headers={**(message.headers or {}), **headers},
+        headers={**kept, **headers},
     )
 
 

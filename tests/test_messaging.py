@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import aio_pika
@@ -23,6 +24,7 @@ from chassis.metrics import Metrics
 from chassis.outbox import OutboxRelay, enqueue
 from chassis.problems import GatewayTimeout
 from chassis.rpc import RpcClient, RpcServer
+from scripts import dlq
 from tests.payments_support import eventually
 
 RETRIES = [0.1, 0.2]
@@ -277,3 +279,37 @@ def test_contracts_round_trip_and_refuse_unknown_versions():
         decode(command.encode().replace(b'"version":1', b'"version":2'))
     with pytest.raises(ValueError, match=r"invalid payment\.refund"):
         decode(command.encode().replace(b'"amount_cents":100', b'"amount_cents":-1'))
+
+
+async def test_dlq_command_lists_and_requeues_dead_letters(broker, amqp_url, capsys):
+    queue = await work_queue(broker)
+    accept = False
+    handled: list[str] = []
+
+    async def handler(contract, message):
+        if not accept:
+            raise Poison("not yet")
+        handled.append(message.message_id)
+
+    consumer = Consumer(
+        broker, queue, handler, metrics=Metrics("test"), prefetch=10, retry_delays=RETRIES
+    )
+    await consumer.start()
+    try:
+        for message_id in ("dead-1", "dead-2"):
+            await broker.publish(
+                COMMANDS, queue, message_for(refund_command(), message_id=message_id)
+            )
+        await asyncio.sleep(0.5)
+        assert await dlq.run(amqp_url, "list", [queue], set()) == 2
+        listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert {row["message_id"] for row in listed} == {"dead-1", "dead-2"}
+        assert all(row["reason"] == "Poison: not yet" for row in listed)
+        assert await dlq.run(amqp_url, "list", [queue], set()) == 2  # listing leaves them
+        accept = True
+        assert await dlq.run(amqp_url, "requeue", [queue], {"dead-2"}) == 1
+        await eventually(lambda: _true(handled == ["dead-2"]))
+        remaining = await drain(broker, dead_letter_queue(queue))
+        assert [message.message_id for message in remaining] == ["dead-1"]
+    finally:
+        await consumer.stop()
