@@ -6,13 +6,17 @@ import asyncio
 import hashlib
 import hmac
 import time
+from collections import defaultdict
 from typing import Any
 
 import asyncpg
 import orjson
 from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
 
 from services.core.settings import DEV_WEBHOOK_SECRET
+from services.payments.providers import sandbox_books
+from tests.conftest import REDIS_URL
 
 
 def signature(payload: bytes, *, secret: str = DEV_WEBHOOK_SECRET, at: int | None = None) -> str:
@@ -82,3 +86,16 @@ async def charge_count(db: asyncpg.Connection, payment_id: str) -> int:
         payment_id,
     )
     return int(count)
+
+
+async def provider_charges(redis_prefix: str) -> dict[str, list[dict[str, Any]]]:
+    """The sandbox provider's booked charges, grouped by the payment id in their metadata."""
+    client = Redis.from_url(REDIS_URL)
+    try:
+        books = await sandbox_books(client, redis_prefix)
+    finally:
+        await client.aclose()
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in books:
+        grouped[entry["metadata"]["payment_id"]].append(entry)
+    return grouped

@@ -15,7 +15,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 from purgatory import AsyncCircuitBreakerFactory
@@ -99,6 +99,7 @@ class SandboxProvider:
         self.redis = redis
         self.charges_key = f"{prefix}sandbox:charges"
         self.refunds_key = f"{prefix}sandbox:refunds"
+        self.calls_key = f"{prefix}sandbox:calls"
         self.latency = latency
         self.failure_rate = failure_rate
 
@@ -108,11 +109,15 @@ class SandboxProvider:
         if self.failure_rate and random.random() < self.failure_rate:  # noqa: S311
             raise ProviderUnavailable("sandbox: simulated outage")
 
-    async def _book(self, books: str, key: str, outcome: Outcome) -> Outcome:
+    async def _book(
+        self, books: str, key: str, outcome: Outcome, metadata: dict[str, str]
+    ) -> Outcome:
         """Record the outcome under `key` unless one is recorded; the recorded one wins."""
-        if not await self.redis.hsetnx(books, key, orjson.dumps(asdict(outcome))):
+        await self.redis.hincrby(self.calls_key, key, 1)
+        entry = {"outcome": asdict(outcome), "metadata": metadata}
+        if not await self.redis.hsetnx(books, key, orjson.dumps(entry)):
             stored = await self.redis.hget(books, key)
-            return Outcome(**orjson.loads(stored)) if stored else outcome
+            return Outcome(**orjson.loads(stored)["outcome"]) if stored else outcome
         return outcome
 
     async def charge(self, charge: Charge) -> Outcome:
@@ -122,7 +127,10 @@ class SandboxProvider:
         )
         ref = f"pi_sandbox_{charge.key.replace('-', '')}"
         outcome = await self._book(
-            self.charges_key, charge.key, Outcome(planned.status, ref, planned.failure_code)
+            self.charges_key,
+            charge.key,
+            Outcome(planned.status, ref, planned.failure_code),
+            charge.metadata,
         )
         if charge.payment_method == "tok_timeout":
             await asyncio.sleep(HANG_SECONDS)
@@ -131,15 +139,23 @@ class SandboxProvider:
     async def refund(self, refund: Refund) -> Outcome:
         await self._simulate()
         ref = f"re_sandbox_{refund.key.replace('-', '')}"
-        return await self._book(self.refunds_key, refund.key, Outcome("succeeded", ref))
+        return await self._book(
+            self.refunds_key, refund.key, Outcome("succeeded", ref), {"charge": refund.provider_ref}
+        )
 
-    async def charges(self) -> dict[str, Outcome]:
-        """Every charge the sandbox has booked, by idempotency key."""
-        books = await self.redis.hgetall(self.charges_key)
-        return {
-            key.decode() if isinstance(key, bytes) else key: Outcome(**orjson.loads(value))
-            for key, value in books.items()
-        }
+
+async def sandbox_books(redis: Redis, prefix: str) -> list[dict[str, Any]]:
+    """Every charge the sandbox booked: idempotency key, outcome, metadata and calls seen."""
+    books = await redis.hgetall(f"{prefix}sandbox:charges")
+    calls = await redis.hgetall(f"{prefix}sandbox:calls")
+    return [
+        {"key": _text(key), **orjson.loads(value), "calls": int(calls.get(key, 0))}
+        for key, value in books.items()
+    ]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class GuardedProvider:
