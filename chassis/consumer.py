@@ -80,7 +80,9 @@ class Consumer:
         channel = await self.broker.connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
         self._channel = channel
-        self._queue = await channel.get_queue(self.queue_name, ensure=False)
+        # A passive declare registers the queue with the robust channel, which consumes it again
+        # after a reconnect; a queue object made without one would be forgotten.
+        self._queue = await channel.get_queue(self.queue_name, ensure=True)
         self._tag = await self._queue.consume(self._on_message)
 
     async def stop(self, grace: float = 10.0) -> None:
