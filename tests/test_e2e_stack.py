@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from scripts.stack import StackConfig, drop_database
+from scripts.stack import StackConfig, drop_broker, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
@@ -73,11 +73,15 @@ def stack() -> Iterator[dict[str, Any]]:
         "NGINX_TLS_PORT": str(tls_port),
         "CORE_BASE_PORT": str(consecutive_free(2)),
         "METRICS_BASE_PORT": str(consecutive_free(2)),
+        "PAYMENTS_BASE_PORT": str(consecutive_free(1)),
+        "PAYMENTS_METRICS_BASE_PORT": str(consecutive_free(1)),
         "DATABASE_NAME": f"relais_e2e_{run}",
+        "PAYMENTS_DATABASE_USER": f"relais_e2e_{run}_payments",
+        "RABBITMQ_VHOST": f"relais_e2e_{run}",
         "REDIS_KEY_PREFIX": f"relais-e2e:{run}:",
     }
     for key in list(env):
-        if key in {"DATABASE_URL", "HTTP_PORT", "METRICS_PORT"}:
+        if key in {"DATABASE_URL", "HTTP_PORT", "METRICS_PORT", "AMQP_URL"}:
             del env[key]
 
     def make(*targets: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -99,6 +103,10 @@ def stack() -> Iterator[dict[str, Any]]:
         nginx_tls_port=tls_port,
         database_name=env["DATABASE_NAME"],
         redis_key_prefix=env["REDIS_KEY_PREFIX"],
+        payments_base_port=int(env["PAYMENTS_BASE_PORT"]),
+        payments_metrics_base_port=int(env["PAYMENTS_METRICS_BASE_PORT"]),
+        payments_database_user=env["PAYMENTS_DATABASE_USER"],
+        rabbitmq_vhost=env["RABBITMQ_VHOST"],
     )
     try:
         result = make("up", check=False)
@@ -114,8 +122,18 @@ def stack() -> Iterator[dict[str, Any]]:
     finally:
         make("down", check=False)
         asyncio.run(drop_database(config))
+        asyncio.run(_drop_role(config))
+        drop_broker(config)
         asyncio.run(_clean_redis(env["REDIS_KEY_PREFIX"]))
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+async def _drop_role(config: StackConfig) -> None:
+    conn = await asyncpg.connect(config.postgres_admin_url)
+    try:
+        await conn.execute(f'DROP ROLE IF EXISTS "{config.payments_database_user}"')
+    finally:
+        await conn.close()
 
 
 async def _clean_redis(prefix: str) -> None:
@@ -193,6 +211,53 @@ async def test_through_nginx_to_both_instances(stack):
     assert instances <= set(upstreams(stack))
 
 
+async def test_checkout_through_nginx_with_the_worker_make_up_started(stack):
+    base = stack["base"]
+    email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{base}/api/auth/register",
+            json={"email": email, "password": "e2e password", "name": "E2E"},
+        ) as response:
+            assert response.status == 201
+        stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password")
+        async with http.post(
+            f"{base}/api/auth/login", json={"email": email, "password": "e2e password"}
+        ) as r:
+            auth = {"Authorization": f"Bearer {(await r.json())['access_token']}"}
+        product_body = {
+            "sku": f"E2E-{uuid.uuid4().hex[:8]}",
+            "name": "Teapot",
+            "price_cents": 2500,
+            "currency": "EUR",
+            "stock": 5,
+            "category": "kitchen",
+        }
+        async with http.post(f"{base}/api/products", headers=auth, json=product_body) as r:
+            product = await r.json()
+        order_body = {"items": [{"product_id": product["id"], "quantity": 2}]}
+        async with http.post(f"{base}/api/orders", headers=auth, json=order_body) as r:
+            order = await r.json()
+        async with http.post(
+            f"{base}/api/orders/{order['id']}/payments",
+            headers={**auth, "Idempotency-Key": f"e2e-{uuid.uuid4()}", "Prefer": "wait=10"},
+            json={"payment_method": "tok_visa"},
+        ) as response:
+            assert response.status == 200, await response.text()
+            assert response.headers["Preference-Applied"] == "wait=10"
+            payment = await response.json()
+        assert (payment["status"], payment["amount_cents"]) == ("succeeded", 5000)
+        async with http.get(f"{base}/api/orders/{order['id']}", headers=auth) as response:
+            assert (await response.json())["status"] == "paid"
+    conn = await asyncpg.connect(stack["config"].database_url)
+    try:
+        assert await conn.fetchval("SELECT sum(amount_cents) FROM payments.ledger_entries") == 0
+    finally:
+        await conn.close()
+    listed = stack["make"]("dlq")
+    assert "0 message(s) listed" in listed.stderr
+
+
 async def test_edge_behaviour(stack):
     base = stack["base"]
     async with aiohttp.ClientSession() as http:
@@ -266,7 +331,7 @@ async def test_per_ip_rate_limit_answers_429(stack):
 async def test_make_down_stops_everything(stack):
     config = stack["config"]
     pids = [int(p.read_text()) for p in config.run_dir.rglob("*.pid")]
-    assert len(pids) == 3
+    assert len(pids) == 4  # nginx, two core instances, the payments worker
     stack["make"]("down")
     for pid in pids:
         with pytest.raises(ProcessLookupError):
