@@ -112,6 +112,7 @@ class OutboxRelay:
         batch: int,
         poll_interval: float,
         retention_hours: int,
+        linger: float = 0.0,
     ) -> None:
         self.pool = pool
         self.broker = broker
@@ -119,6 +120,7 @@ class OutboxRelay:
         self.batch = batch
         self.poll_interval = poll_interval
         self.retention_hours = retention_hours
+        self.linger = linger
         self.wake = asyncio.Event()
         self._lag = metrics.outbox_lag.labels(metrics.service)
         self._published = metrics.outbox_published.labels(metrics.service)
@@ -143,6 +145,8 @@ class OutboxRelay:
             if published < self.batch:  # drained (or failing): wait for news
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.poll_interval)
+                if self.linger:  # let the rows of concurrent transactions join this batch
+                    await asyncio.sleep(self.linger)
 
     async def relay_once(self) -> int:
         """Publish one batch of unsent rows; how many were confirmed."""
@@ -205,6 +209,7 @@ async def outbox_relay(app: web.Application) -> AsyncIterator[None]:
         batch=settings.outbox_batch,
         poll_interval=settings.outbox_poll_interval,
         retention_hours=settings.outbox_retention_hours,
+        linger=settings.outbox_linger_ms / 1000,
     )
     app[PG_LISTENER].subscribe(wake_channel(settings.database_schema), relay.notify)
     async with background(relay.run(), "outbox-relay"):

@@ -40,6 +40,12 @@ async def fetch_returned(db: Db, query: str, *args: object) -> asyncpg.Record:
     return row
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset round trip on release: no code here changes session state (no SET,
+    no LISTEN on pool connections, only transaction-scoped advisory locks); asyncpg still rolls
+    back a transaction left open."""
+
+
 async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
     """Open the asyncpg pool on the service's own schema."""
     settings = app[SETTINGS]
@@ -47,6 +53,7 @@ async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
         settings.database_url,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
+        reset=_keep_session,
         server_settings={
             "search_path": settings.database_schema,
             "application_name": settings.service_name,

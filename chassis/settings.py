@@ -47,6 +47,7 @@ class ServiceSettings(BaseSettings):
     amqp_retry_delays: list[float] = [0.5, 2.0, 8.0]
     outbox_batch: int = Field(200, ge=1)
     outbox_poll_interval: float = Field(1.0, gt=0)
+    outbox_linger_ms: float = Field(5.0, ge=0)
     outbox_retention_hours: int = Field(24, gt=0)
     trusted_proxies: list[str] = ["127.0.0.1/32", "::1/128"]
     write_rate_limit: str = "300/minute"

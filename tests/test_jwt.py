@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import time
 import uuid
 
@@ -126,3 +127,21 @@ async def test_missing_or_garbled_header_is_refused(client, header):
         "/api/users/me", headers={"Authorization": header} if header else {}
     )
     assert response.status == 401
+
+
+async def test_a_token_accepted_once_is_refused_once_it_expires(client, key_pair, monkeypatch):
+    account = await register(client)
+    now = time.time()
+    token = jwt.encode(claims(account.id, exp=int(now) + 60), key_pair[0], algorithm="EdDSA")
+    assert await me_status(client, token) == 200
+    assert await me_status(client, token) == 200  # the second time from the verified cache
+    later = now + 60 + 6  # past `exp` and the clock leeway, on both clocks that judge it
+
+    class Later(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.datetime.fromtimestamp(later, tz)
+
+    monkeypatch.setattr(time, "time", lambda: later)
+    monkeypatch.setattr(jwt.api_jwt, "datetime", Later)
+    assert await me_status(client, token) == 401

@@ -113,12 +113,13 @@ class SandboxProvider:
         self, books: str, key: str, outcome: Outcome, metadata: dict[str, str]
     ) -> Outcome:
         """Record the outcome under `key` unless one is recorded; the recorded one wins."""
-        await self.redis.hincrby(self.calls_key, key, 1)
         entry = {"outcome": asdict(outcome), "metadata": metadata}
-        if not await self.redis.hsetnx(books, key, orjson.dumps(entry)):
-            stored = await self.redis.hget(books, key)
-            return Outcome(**orjson.loads(stored)["outcome"]) if stored else outcome
-        return outcome
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(self.calls_key, key, 1)
+            pipe.hsetnx(books, key, orjson.dumps(entry))
+            pipe.hget(books, key)
+            _, _, stored = await pipe.execute()
+        return Outcome(**orjson.loads(stored)["outcome"])
 
     async def charge(self, charge: Charge) -> Outcome:
         await self._simulate()

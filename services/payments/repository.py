@@ -21,10 +21,18 @@ SALES = "sales"
 
 async def ensure_payment(conn: Conn, command: ChargePayment, provider: str) -> asyncpg.Record:
     """The payment a charge command describes, inserted as `processing` on first sight."""
-    await conn.execute(
-        """INSERT INTO payments
-               (id, order_id, user_id, amount_cents, currency, status, payment_method, provider)
-           VALUES ($1, $2, $3, $4, $5, 'processing', $6, $7) ON CONFLICT (id) DO NOTHING""",
+    return await fetch_returned(
+        conn,
+        f"""WITH inserted AS (
+                INSERT INTO payments
+                    (id, order_id, user_id, amount_cents, currency, status, payment_method,
+                     provider)
+                VALUES ($1, $2, $3, $4, $5, 'processing', $6, $7) ON CONFLICT (id) DO NOTHING
+                RETURNING {PAYMENT_COLUMNS}
+            )
+            SELECT {PAYMENT_COLUMNS} FROM inserted
+            UNION ALL
+            SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1""",
         command.payment_id,
         command.order_id,
         command.user_id,
@@ -32,9 +40,6 @@ async def ensure_payment(conn: Conn, command: ChargePayment, provider: str) -> a
         command.currency,
         command.payment_method,
         provider,
-    )
-    return await fetch_returned(
-        conn, f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1", command.payment_id
     )
 
 
@@ -132,22 +137,27 @@ async def post_transaction(
     currency: str,
     entries: list[tuple[str, int]],
 ) -> bool:
-    """Append a ledger transaction and its entries; False if `reference` is already posted."""
-    transaction_id = await conn.fetchval(
-        """INSERT INTO ledger_transactions (kind, reference, payment_id, currency)
-           VALUES ($1, $2, $3, $4) ON CONFLICT (reference) DO NOTHING RETURNING id""",
+    """Append a ledger transaction and its entries (one statement); False if `reference` is
+    already posted."""
+    accounts, amounts = zip(*entries, strict=True)
+    posted = await conn.fetchval(
+        """WITH t AS (
+               INSERT INTO ledger_transactions (kind, reference, payment_id, currency)
+               VALUES ($1, $2, $3, $4) ON CONFLICT (reference) DO NOTHING RETURNING id
+           ), e AS (
+               INSERT INTO ledger_entries (transaction_id, account, amount_cents)
+               SELECT t.id, entry.account, entry.amount
+               FROM t, unnest($5::text[], $6::bigint[]) AS entry(account, amount)
+           )
+           SELECT count(*) FROM t""",
         kind,
         reference,
         payment_id,
         currency,
+        list(accounts),
+        list(amounts),
     )
-    if transaction_id is None:
-        return False
-    await conn.executemany(
-        "INSERT INTO ledger_entries (transaction_id, account, amount_cents) VALUES ($1, $2, $3)",
-        [(transaction_id, account, amount) for account, amount in entries],
-    )
-    return True
+    return bool(posted)
 
 
 async def daily_totals(db: Db, day: date) -> list[asyncpg.Record]:

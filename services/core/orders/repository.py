@@ -43,21 +43,28 @@ async def insert_order(
     currency: str,
     lines: list[tuple[Any, int, int]],
 ) -> asyncpg.Record:
-    """Insert a pending order and its lines `(product_id, quantity, unit_price_cents)`."""
-    order = await fetch_returned(
+    """Insert a pending order and its lines `(product_id, quantity, unit_price_cents)`, in one
+    statement."""
+    product_ids, quantities, prices = zip(*lines, strict=True)
+    return await fetch_returned(
         conn,
-        f"""INSERT INTO orders (user_id, status, total_cents, currency)
-            VALUES ($1::uuid, 'pending_payment', $2, $3) RETURNING {ORDER_COLUMNS}""",
+        f"""WITH o AS (
+                INSERT INTO orders (user_id, status, total_cents, currency)
+                VALUES ($1::uuid, 'pending_payment', $2, $3) RETURNING {ORDER_COLUMNS}
+            ), lines AS (
+                INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
+                SELECT o.id, l.product_id, l.quantity, l.price
+                FROM o, unnest($4::uuid[], $5::int[], $6::bigint[])
+                     AS l(product_id, quantity, price)
+            )
+            SELECT {ORDER_COLUMNS} FROM o""",
         user_id,
         total_cents,
         currency,
+        list(product_ids),
+        list(quantities),
+        list(prices),
     )
-    await conn.executemany(
-        """INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents)
-           VALUES ($1, $2, $3, $4)""",
-        [(order["id"], *line) for line in lines],
-    )
-    return order
 
 
 async def order_for_update(conn: Conn, order_id: str) -> asyncpg.Record | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -23,7 +24,9 @@ log = logging.getLogger("relais.orders")
 CANCELLABLE = frozenset({"pending_payment", "payment_failed"})
 
 
-def order_json(order: asyncpg.Record, items: list[asyncpg.Record]) -> dict[str, Any]:
+def order_json(
+    order: asyncpg.Record, items: Sequence[Mapping[str, Any] | asyncpg.Record]
+) -> dict[str, Any]:
     """The public view of an order and its lines."""
     return {
         "id": order["id"],
@@ -76,7 +79,11 @@ async def create_order(
             currency=products[product_ids[0]]["currency"],
             lines=priced,
         )
-        result = order_json(order, await repository.items_of(conn, [order["id"]]))
+        lines_out = [
+            {"product_id": pid, "quantity": quantity, "unit_price_cents": price}
+            for pid, quantity, price in sorted(priced, key=lambda line: str(line[0]))
+        ]
+        result = order_json(order, lines_out)
         if keyed is not None:
             await idempotency.remember(conn, keyed, 201, result)
     await cache.invalidate(*(str(pid) for pid in product_ids))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -16,27 +17,21 @@ REFUND_COLUMNS = "id, payment_id, amount_cents, status, failure_code, created_at
 
 
 async def insert_payment(
-    conn: Conn, *, order: asyncpg.Record, payment_method: str
+    conn: Conn, *, order: asyncpg.Record, payment_method: str, payment_id: Any = None
 ) -> asyncpg.Record:
-    """A new `processing` payment of the order's total."""
+    """A new `processing` payment of the order's total (UniqueViolation if one is live)."""
     return await fetch_returned(
         conn,
-        f"""INSERT INTO payments (order_id, user_id, amount_cents, currency, status,
+        f"""INSERT INTO payments (id, order_id, user_id, amount_cents, currency, status,
                                   payment_method)
-            VALUES ($1, $2, $3, $4, 'processing', $5) RETURNING {PAYMENT_COLUMNS}""",
+            VALUES (coalesce($1, gen_random_uuid()), $2, $3, $4, $5, 'processing', $6)
+            RETURNING {PAYMENT_COLUMNS}""",
+        payment_id,
         order["id"],
         order["user_id"],
         order["total_cents"],
         order["currency"],
         payment_method,
-    )
-
-
-async def live_payment(conn: Conn, order_id: Any) -> asyncpg.Record | None:
-    """The order's payment that has not failed, if any."""
-    return await conn.fetchrow(
-        f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 AND status <> 'failed'",
-        order_id,
     )
 
 
@@ -54,23 +49,57 @@ async def payment_for_update(conn: Conn, payment_id: Any) -> asyncpg.Record | No
     )
 
 
-async def update_payment(
-    conn: Conn,
-    payment_id: Any,
-    *,
-    status: str,
-    failure_code: str | None = None,
-    refunded_cents: int | None = None,
-) -> None:
-    """Change a payment's state."""
-    await conn.execute(
-        """UPDATE payments SET status = $2, failure_code = coalesce($3, failure_code),
-               refunded_cents = coalesce($4, refunded_cents), updated_at = clock_timestamp()
-           WHERE id = $1""",
+@dataclass
+class Change:
+    """What one payments event changes; None leaves a field as it is."""
+
+    payment_id: Any
+    order_id: Any
+    payment_status: str | None = None
+    failure_code: str | None = None
+    refunded_cents: int | None = None
+    order_status: str | None = None
+    refund_id: Any = None
+    refund_status: str | None = None
+
+
+async def lock_payment_and_order(conn: Conn, payment_id: Any) -> asyncpg.Record | None:
+    """A payment with its order's status, both rows locked for the transaction."""
+    return await conn.fetchrow(
+        """SELECT p.id, p.order_id, p.status, p.refunded_cents, o.status AS order_status
+           FROM payments p JOIN orders o ON o.id = p.order_id
+           WHERE p.id = $1::uuid FOR UPDATE OF p, o""",
         payment_id,
-        status,
-        failure_code,
-        refunded_cents,
+    )
+
+
+async def apply_change(conn: Conn, change: Change, *, notify: str) -> None:
+    """Apply a change to the payment, its order and its refund in one statement, and tell
+    every instance once the transaction commits."""
+    await conn.execute(
+        """WITH payment AS (
+               UPDATE payments SET status = coalesce($2, status),
+                   failure_code = coalesce($3, failure_code),
+                   refunded_cents = greatest(refunded_cents, coalesce($4, 0)),
+                   updated_at = clock_timestamp()
+               WHERE id = $1 AND ($2::text IS NOT NULL OR $4::bigint > refunded_cents)
+           ), ordered AS (
+               UPDATE orders SET status = $6, updated_at = clock_timestamp()
+               WHERE id = $5 AND $6::text IS NOT NULL
+           ), refund AS (
+               UPDATE refunds SET status = $8, failure_code = $3, updated_at = clock_timestamp()
+               WHERE id = $7 AND status = 'pending' AND $8::text IS NOT NULL
+           )
+           SELECT pg_notify($9, $1::text)""",
+        change.payment_id,
+        change.payment_status,
+        change.failure_code,
+        change.refunded_cents,
+        change.order_id,
+        change.order_status,
+        change.refund_id,
+        change.refund_status,
+        notify,
     )
 
 
@@ -96,19 +125,6 @@ async def insert_refund(conn: Conn, *, payment_id: Any, amount_cents: int) -> as
     )
 
 
-async def settle_refund(
-    conn: Conn, refund_id: Any, *, status: str, failure_code: str | None = None
-) -> None:
-    """Record a pending refund's outcome."""
-    await conn.execute(
-        """UPDATE refunds SET status = $2, failure_code = $3, updated_at = clock_timestamp()
-           WHERE id = $1 AND status = 'pending'""",
-        refund_id,
-        status,
-        failure_code,
-    )
-
-
 async def record_webhook(conn: Conn, *, provider: str, event_id: str, event_type: str) -> bool:
     """Remember a provider event; False if it was seen before."""
     return bool(
@@ -120,8 +136,3 @@ async def record_webhook(conn: Conn, *, provider: str, event_id: str, event_type
             event_type,
         )
     )
-
-
-async def notify_settled(conn: Conn, channel: str, payment_id: Any) -> None:
-    """Tell every instance, once the transaction commits, that a payment changed."""
-    await conn.execute("SELECT pg_notify($1, $2)", channel, str(payment_id))

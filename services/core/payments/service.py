@@ -38,7 +38,6 @@ from chassis.contracts import (
 )
 from chassis.outbox import enqueue, first_delivery
 from chassis.problems import BadRequest, Conflict, NotFound, Unprocessable
-from chassis.resources import Conn
 from chassis.rpc import RpcClient
 from services.core import idempotency
 from services.core.idempotency import IdempotentRequest, fingerprint
@@ -92,9 +91,10 @@ async def start_payment(
     payment_method: str,
     key: str,
     retention_hours: int,
+    payment_id: uuid.UUID | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Record a payment and command the charge, or replay the key's first answer: (payment,
-    replayed)."""
+    """Record a payment (with `payment_id` if given) and command the charge, or replay the key's
+    first answer: (payment, replayed)."""
     keyed = IdempotentRequest(principal.user_id, key, fingerprint("pay", order_id, payment_method))
     async with pool.acquire() as conn, conn.transaction():
         replay = await idempotency.claim(conn, keyed, retention_hours=retention_hours)
@@ -105,9 +105,12 @@ async def start_payment(
             raise NotFound("No such order")
         if order["status"] not in UNPAID:
             raise Conflict(f"An order that is {order['status']} cannot be paid")
-        if await repository.live_payment(conn, order["id"]) is not None:
-            raise Conflict("This order already has a payment in progress or completed")
-        payment = await repository.insert_payment(conn, order=order, payment_method=payment_method)
+        try:
+            payment = await repository.insert_payment(
+                conn, order=order, payment_method=payment_method, payment_id=payment_id
+            )
+        except asyncpg.UniqueViolationError as exc:  # payments_one_live_per_order
+            raise Conflict("This order already has a payment in progress or completed") from exc
         if order["status"] != "pending_payment":
             await orders.set_status(conn, order["id"], "pending_payment")
         await enqueue(
@@ -180,63 +183,52 @@ async def start_refund(
 
 
 async def apply_event(*, pool: asyncpg.Pool, event: Contract, message_id: str) -> None:
-    """Apply a payments event to the payment and its order, once."""
-    order_id = getattr(event, "order_id", None)
+    """Apply a payments event to the payment, its order and its refund, once."""
     async with pool.acquire() as conn, conn.transaction():
         if not await first_delivery(conn, consumer=CONSUMER, message_id=message_id):
             return
-        # Order before payment: the lock order of paying, so the two cannot deadlock.
-        order = await orders.order_for_update(conn, order_id) if order_id else None
-        payment = await repository.payment_for_update(conn, getattr(event, "payment_id", None))
-        if payment is None:
+        row = await repository.lock_payment_and_order(conn, getattr(event, "payment_id", None))
+        if row is None:
             log.warning("%s names an unknown payment; ignored", event.type)
             return
-        if isinstance(event, PaymentSucceeded):
-            await _advance(conn, payment, "succeeded")
-            if order is not None and order["status"] in UNPAID:
-                await orders.set_status(conn, order["id"], "paid")
-            elif order is not None and order["status"] != "paid":
-                log.error(
-                    "payment %s succeeded for an order that is %s", payment["id"], order["status"]
-                )
-        elif isinstance(event, PaymentFailed):
-            moved = await _advance(conn, payment, "failed", failure_code=event.failure_code)
-            if moved and order is not None and order["status"] == "pending_payment":
-                await orders.set_status(conn, order["id"], "payment_failed")
-        elif isinstance(event, PaymentRefunded):
-            await repository.settle_refund(conn, event.refund_id, status="succeeded")
-            refunded = max(payment["refunded_cents"], event.refunded_cents)
-            status = "refunded" if event.fully_refunded else "partially_refunded"
-            await _advance(conn, payment, status, refunded_cents=refunded)
-            if event.fully_refunded and order is not None and order["status"] != "refunded":
-                await orders.set_status(conn, order["id"], "refunded")
-        elif isinstance(event, RefundFailed):
-            await repository.settle_refund(
-                conn, event.refund_id, status="failed", failure_code=event.failure_code
-            )
-        await repository.notify_settled(conn, SETTLED_CHANNEL, payment["id"])
+        await repository.apply_change(conn, _change_for(event, row), notify=SETTLED_CHANNEL)
 
 
-async def _advance(
-    conn: Conn,
-    payment: asyncpg.Record,
-    status: str,
-    *,
-    failure_code: str | None = None,
-    refunded_cents: int | None = None,
-) -> bool:
-    """Move a payment forward to `status` (a failure only from processing); whether it moved."""
-    current = payment["status"]
-    forward = RANK[status] > RANK[current] and (status != "failed" or current == "processing")
-    if forward or (refunded_cents is not None and refunded_cents > payment["refunded_cents"]):
-        await repository.update_payment(
-            conn,
-            payment["id"],
-            status=status if forward else current,
-            failure_code=failure_code,
-            refunded_cents=refunded_cents,
+def _change_for(event: Contract, row: asyncpg.Record) -> repository.Change:
+    """What `event` changes, given the payment and its order as they are (never backwards)."""
+    change = repository.Change(payment_id=row["id"], order_id=row["order_id"])
+    order_status = row["order_status"]
+    if isinstance(event, PaymentSucceeded):
+        change.payment_status = _forward(row, "succeeded")
+        if order_status in UNPAID:
+            change.order_status = "paid"
+        elif order_status != "paid":
+            log.error("payment %s succeeded; its order is %s", row["id"], order_status)
+    elif isinstance(event, PaymentFailed):
+        change.payment_status = _forward(row, "failed")
+        change.failure_code = event.failure_code
+        if change.payment_status and order_status == "pending_payment":
+            change.order_status = "payment_failed"
+    elif isinstance(event, PaymentRefunded):
+        change.refund_id, change.refund_status = event.refund_id, "succeeded"
+        change.payment_status = _forward(
+            row, "refunded" if event.fully_refunded else "partially_refunded"
         )
-    return forward
+        change.refunded_cents = max(row["refunded_cents"], event.refunded_cents)
+        if event.fully_refunded and order_status != "refunded":
+            change.order_status = "refunded"
+    elif isinstance(event, RefundFailed):
+        change.refund_id, change.refund_status = event.refund_id, "failed"
+        change.failure_code = event.failure_code
+    return change
+
+
+def _forward(payment: asyncpg.Record, status: str) -> str | None:
+    """`status` if it moves the payment forward (a failure only from processing), else None."""
+    current = payment["status"]
+    if RANK[status] > RANK[current] and (status != "failed" or current == "processing"):
+        return status
+    return None
 
 
 class SettlementWaiters:
@@ -253,29 +245,55 @@ class SettlementWaiters:
                 if not future.done():
                     future.set_result(None)
 
+    def watch(self, payment_id: str) -> asyncio.Future[None]:
+        """A future woken at the payment's next change (watch before the change can commit)."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[payment_id].add(future)
+        return future
+
+    def forget(self, payment_id: str, future: asyncio.Future[None]) -> None:
+        """Stop watching."""
+        waiting = self._waiting.get(payment_id)
+        if waiting is not None:
+            waiting.discard(future)
+            if not waiting:
+                del self._waiting[payment_id]
+
     async def settled(
-        self, *, pool: asyncpg.Pool, payment_id: str, seconds: float
+        self,
+        *,
+        pool: asyncpg.Pool,
+        payment_id: str,
+        seconds: float,
+        watching: asyncio.Future[None] | None = None,
     ) -> dict[str, Any]:
-        """The payment once it is no longer processing, or as it is after `seconds`."""
+        """The payment once it is no longer processing, or as it is after `seconds`.
+
+        `watching` is a future from `watch()` taken before the payment was created: it is still
+        processing, so the first read is skipped.
+        """
         deadline = time.monotonic() + seconds
         while True:
-            future = asyncio.get_running_loop().create_future()
-            self._waiting[payment_id].add(future)
+            future = watching or self.watch(payment_id)
             try:
+                if watching is None:
+                    row = await repository.payment_by_id(pool, payment_id)
+                    if row is None:
+                        raise NotFound("No such payment")
+                    if row["status"] != "processing":
+                        return payment_json(row)
+                watching = None
+                left = deadline - time.monotonic()
+                if left > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(future, left)
+            finally:
+                self.forget(payment_id, future)
+            if time.monotonic() >= deadline:
                 row = await repository.payment_by_id(pool, payment_id)
                 if row is None:
                     raise NotFound("No such payment")
-                left = deadline - time.monotonic()
-                if row["status"] != "processing" or left <= 0:
-                    return payment_json(row)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(future, left)
-            finally:
-                waiting = self._waiting.get(payment_id)
-                if waiting is not None:
-                    waiting.discard(future)
-                    if not waiting:
-                        del self._waiting[payment_id]
+                return payment_json(row)
 
 
 def verify_signature(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from aiohttp import web
 
 from chassis.auth import authenticated
@@ -49,24 +51,36 @@ async def pay_order(request: web.Request) -> web.Response:
     principal = await authenticated(request)
     key = idempotency_key(request, required=True)
     data = await json_body(request, PaymentIn)
-    settings = request.app[CORE_SETTINGS]
-    payment, replayed = await service.start_payment(
-        pool=request.app[DB_POOL],
-        principal=principal,
-        order_id=path_uuid(request),
-        payment_method=data.payment_method,
-        key=key or "",
-        retention_hours=settings.idempotency_retention_hours,
-    )
+    settings, waiters = request.app[CORE_SETTINGS], request.app[SETTLEMENTS]
+    wait = preferred_wait(request, settings.payment_wait_max)
+    # Watch the new payment before it exists: its settlement cannot slip past unseen.
+    payment_id = uuid.uuid4()
+    watching = waiters.watch(str(payment_id)) if wait else None
+    try:
+        payment, replayed = await service.start_payment(
+            pool=request.app[DB_POOL],
+            principal=principal,
+            order_id=path_uuid(request),
+            payment_method=data.payment_method,
+            key=key or "",
+            retention_hours=settings.idempotency_retention_hours,
+            payment_id=payment_id,
+        )
+    except BaseException:
+        if watching is not None:
+            waiters.forget(str(payment_id), watching)
+        raise
     headers = {"Location": f"/api/payments/{payment['id']}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
-    wait = preferred_wait(request, settings.payment_wait_max)
+    if watching is not None and replayed:
+        waiters.forget(str(payment_id), watching)
+        watching = None
     if wait is None:
         return json_response(payment, status=202, headers=headers)
     headers["Preference-Applied"] = f"wait={wait}"
-    payment = await request.app[SETTLEMENTS].settled(
-        pool=request.app[DB_POOL], payment_id=str(payment["id"]), seconds=wait
+    payment = await waiters.settled(
+        pool=request.app[DB_POOL], payment_id=str(payment["id"]), seconds=wait, watching=watching
     )
     status = 202 if payment["status"] == "processing" else 200
     return json_response(payment, status=status, headers=headers)
