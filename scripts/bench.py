@@ -208,7 +208,7 @@ async def amqp_round_trips(url: str, seconds: float, concurrency: int) -> Result
                 future.set_result(None)
 
         consuming = await consumer_channel.get_queue(queue.name)
-        await consuming.consume(on_message)
+        tag = await consuming.consume(on_message)
         latencies: list[float] = []
         deadline = time.monotonic() + seconds
 
@@ -230,6 +230,7 @@ async def amqp_round_trips(url: str, seconds: float, concurrency: int) -> Result
         started = time.monotonic()
         await asyncio.gather(*(producer() for _ in range(concurrency)))
         elapsed = time.monotonic() - started
+        await consuming.cancel(tag)
         await queue.delete(if_unused=False, if_empty=False)
     finally:
         await connection.close()
