@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+from aiohttp import web
 
 from chassis.amqp import (
     ATTEMPT_HEADER,
@@ -34,6 +35,7 @@ from chassis.amqp import (
     retry_queue,
 )
 from chassis.contracts import Contract, UnknownContract, decode
+from chassis.keys import BROKER, METRICS, SETTINGS
 from chassis.metrics import Metrics
 
 log = logging.getLogger("relais.consumer")
@@ -169,6 +171,35 @@ class Consumer:
             await _settle(message.nack(requeue=True))
             return
         await _settle(message.ack())
+
+
+async def consume_work_queue(
+    app: web.Application,
+    queue: str,
+    *,
+    exchange: str,
+    contracts: Sequence[type[Contract]],
+    handler: Handler,
+) -> Consumer:
+    """Declare `queue` bound to `exchange` for `contracts` (with its retry and dead-letter
+    queues), and start consuming it with the service's settings."""
+    settings, broker = app[SETTINGS], app[BROKER]
+    await broker.declare_work_queue(
+        queue,
+        [(exchange, contract.type_name()) for contract in contracts],
+        delivery_limit=settings.amqp_delivery_limit,
+        retry_delays=settings.amqp_retry_delays,
+    )
+    consumer = Consumer(
+        broker,
+        queue,
+        handler,
+        metrics=app[METRICS],
+        prefetch=settings.amqp_prefetch,
+        retry_delays=settings.amqp_retry_delays,
+    )
+    await consumer.start()
+    return consumer
 
 
 async def _settle(outcome: Awaitable[None]) -> None:

@@ -38,6 +38,12 @@ class Contract(BaseModel):
             raise TypeError(f"two contracts claim {key}")
         Contract.registry[key] = cls
 
+    @classmethod
+    def type_name(cls) -> str:
+        """The `type` every message of this contract carries (its routing key too)."""
+        name: str = cls.model_fields["type"].default
+        return name
+
     def encode(self) -> bytes:
         """The message body."""
         return orjson.dumps(self.model_dump(mode="json"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import asyncpg
@@ -14,6 +15,8 @@ from redis.asyncio import Redis
 
 from chassis.keys import DB_POOL, REDIS, SETTINGS
 from chassis.metrics import bind_pool_gauges
+
+log = logging.getLogger("relais.jobs")
 
 # What a repository function runs SQL on: one connection (in a transaction) or the pool.
 Conn = asyncpg.Connection | PoolConnectionProxy
@@ -30,6 +33,20 @@ async def background(coroutine: Coroutine[Any, Any, None], name: str) -> AsyncIt
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def repeat(job: Callable[[], Awaitable[int]], *, every: float, what: str) -> None:
+    """Run `job` every `every` seconds for the app's life, logging how many things it did and
+    any database failure (the next round retries)."""
+    while True:
+        try:
+            count = await job()
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("%s failed: %r", what, exc)
+        else:
+            if count:
+                log.info("%s: %d", what, count)
+        await asyncio.sleep(every)
 
 
 async def fetch_returned(db: Db, query: str, *args: object) -> asyncpg.Record:

@@ -119,15 +119,6 @@ async def seed_products(config: StackConfig, count: int) -> list[str]:
     return [str(row["id"]) for row in rows]
 
 
-async def drop_role(config: StackConfig) -> None:
-    """Drop the bench's payments role (its database is gone)."""
-    conn = await asyncpg.connect(config.postgres_admin_url)
-    try:
-        await conn.execute(f'DROP ROLE IF EXISTS "{config.payments_database_user}"')
-    finally:
-        await conn.close()
-
-
 async def clean_redis(prefix: str) -> None:
     """Delete the bench's keys."""
     client = Redis.from_url(StackConfig().redis_url)
@@ -328,7 +319,6 @@ def main() -> None:
         down(core)
         down(hello)
         asyncio.run(drop_database(core))
-        asyncio.run(drop_role(core))
         drop_broker(core)
         asyncio.run(clean_redis(core.redis_key_prefix))
 

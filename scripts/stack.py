@@ -281,10 +281,12 @@ def migrate(config: StackConfig) -> None:
 
 
 async def drop_database(config: StackConfig) -> None:
-    """Drop the stack's database (for throwaway stacks in tests and benchmarks)."""
+    """Drop the stack's database and then the worker's role (for throwaway stacks in tests and
+    benchmarks; the role must not be shared with another stack)."""
     conn = await asyncpg.connect(config.postgres_admin_url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{config.database_name}" WITH (FORCE)')
+        await conn.execute(f'DROP ROLE IF EXISTS "{config.payments_database_user}"')
     finally:
         await conn.close()
 

@@ -122,18 +122,9 @@ def stack() -> Iterator[dict[str, Any]]:
     finally:
         make("down", check=False)
         asyncio.run(drop_database(config))
-        asyncio.run(_drop_role(config))
         drop_broker(config)
         asyncio.run(_clean_redis(env["REDIS_KEY_PREFIX"]))
         shutil.rmtree(state_dir, ignore_errors=True)
-
-
-async def _drop_role(config: StackConfig) -> None:
-    conn = await asyncpg.connect(config.postgres_admin_url)
-    try:
-        await conn.execute(f'DROP ROLE IF EXISTS "{config.payments_database_user}"')
-    finally:
-        await conn.close()
 
 
 async def _clean_redis(prefix: str) -> None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from chassis.amqp import EVENTS, amqp_broker, broker_ready
 from chassis.app import create_service_app
 from chassis.auth import TokenService
-from chassis.consumer import Consumer
+from chassis.consumer import consume_work_queue
 from chassis.contracts import (
     Contract,
     PaymentFailed,
@@ -21,21 +21,21 @@ from chassis.contracts import (
     RefundFailed,
 )
 from chassis.health import DEFAULT_CHECKS, setup_health
-from chassis.keys import BROKER, DB_POOL, METRICS, PG_LISTENER, REDIS, TOKENS
+from chassis.keys import BROKER, DB_POOL, PG_LISTENER, REDIS, TOKENS
 from chassis.listen import listening, setup_pg_listener
 from chassis.near_cache import invalidation_bus, tiered_cache
 from chassis.openapi import openapi_document, setup_docs
 from chassis.outbox import outbox_relay
 from chassis.ratelimit import rate_limiter
-from chassis.resources import background, postgres_pool, redis_client
+from chassis.resources import background, postgres_pool, redis_client, repeat
 from chassis.routes import ApiRoutes
 from chassis.rpc import RpcClient
 from services.core.auth.service import Passwords
 from services.core.auth.views import routes as auth_routes
 from services.core.catalog.views import routes as catalog_routes
-from services.core.idempotency import purge_idempotency_keys
+from services.core.idempotency import delete_expired_keys
 from services.core.keys import CORE_SETTINGS, PASSWORDS, PRODUCT_CACHE, RPC_CLIENT, SETTLEMENTS
-from services.core.orders.service import keep_releasing_unpaid_orders
+from services.core.orders.service import release_unpaid_orders
 from services.core.orders.views import routes as order_routes
 from services.core.payments.service import SETTLED_CHANNEL, SettlementWaiters, apply_event
 from services.core.payments.views import routes as payment_routes
@@ -69,14 +69,18 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
     )
     app[SETTLEMENTS] = waiters = SettlementWaiters()
     app[PG_LISTENER].subscribe(SETTLED_CHANNEL, waiters.notify)
-    purge = purge_idempotency_keys(
-        pool=app[DB_POOL], retention_hours=settings.idempotency_retention_hours, every=3600
+    pool, cache = app[DB_POOL], app[PRODUCT_CACHE]
+    purge = repeat(
+        lambda: delete_expired_keys(pool, retention_hours=settings.idempotency_retention_hours),
+        every=3600,
+        what="purging expired idempotency keys",
     )
-    release = keep_releasing_unpaid_orders(
-        pool=app[DB_POOL],
-        cache=app[PRODUCT_CACHE],
-        hold_seconds=settings.payment_hold_seconds,
+    release = repeat(
+        lambda: release_unpaid_orders(
+            pool=pool, cache=cache, hold_seconds=settings.payment_hold_seconds
+        ),
         every=settings.order_sweep_interval,
+        what="cancelling orders left unpaid past the hold",
     )
     async with (
         background(app[PRODUCT_CACHE].keep_invalidating(), "invalidations"),
@@ -88,28 +92,15 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
 
 async def payment_events(app: web.Application) -> AsyncIterator[None]:
     """Consume the payments worker's events; call its RPCs."""
-    settings, broker = app[CORE_SETTINGS], app[BROKER]
-    await broker.declare_work_queue(
-        EVENT_QUEUE,
-        [(EVENTS, model.model_fields["type"].default) for model in EVENT_TYPES],
-        delivery_limit=settings.amqp_delivery_limit,
-        retry_delays=settings.amqp_retry_delays,
-    )
 
     async def handle(event: Contract, message: AbstractIncomingMessage) -> None:
         await apply_event(pool=app[DB_POOL], event=event, message_id=message.message_id or "")
 
-    consumer = Consumer(
-        broker,
-        EVENT_QUEUE,
-        handle,
-        metrics=app[METRICS],
-        prefetch=settings.amqp_prefetch,
-        retry_delays=settings.amqp_retry_delays,
-    )
-    app[RPC_CLIENT] = rpc = RpcClient(broker)
+    app[RPC_CLIENT] = rpc = RpcClient(app[BROKER])
     await rpc.start()
-    await consumer.start()
+    consumer = await consume_work_queue(
+        app, EVENT_QUEUE, exchange=EVENTS, contracts=EVENT_TYPES, handler=handle
+    )
     yield
     await consumer.stop()
     await rpc.stop()

@@ -7,14 +7,11 @@ and the outcome is stored in the transaction of the effect, so both commit or ne
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import orjson
 from aiohttp import web
 
@@ -22,7 +19,6 @@ from chassis.payloads import dumps
 from chassis.problems import BadRequest, Conflict, Unprocessable
 from chassis.resources import Conn, Db
 
-log = logging.getLogger("relais.idempotency")
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
@@ -103,16 +99,3 @@ async def delete_expired_keys(db: Db, *, retention_hours: int) -> int:
         retention_hours,
     )
     return int(status.split()[-1])
-
-
-async def purge_idempotency_keys(*, pool: asyncpg.Pool, retention_hours: int, every: float) -> None:
-    """Delete expired idempotency keys every `every` seconds (runs for the app's life)."""
-    while True:
-        try:
-            deleted = await delete_expired_keys(pool, retention_hours=retention_hours)
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.warning("idempotency key purge failed: %r", exc)
-        else:
-            if deleted:
-                log.info("purged %d expired idempotency keys", deleted)
-        await asyncio.sleep(every)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from chassis.amqp import COMMANDS, amqp_broker, broker_ready
 from chassis.app import create_service_app
-from chassis.consumer import Consumer, Handler, Poison
+from chassis.consumer import Handler, Poison, consume_work_queue
 from chassis.contracts import (
     ChargePayment,
     Contract,
@@ -20,7 +20,7 @@ from chassis.contracts import (
     RefundPayment,
 )
 from chassis.health import DEFAULT_CHECKS, setup_health
-from chassis.keys import BROKER, DB_POOL, METRICS, REDIS
+from chassis.keys import BROKER, DB_POOL, REDIS
 from chassis.listen import listening, setup_pg_listener
 from chassis.outbox import outbox_relay
 from chassis.resources import postgres_pool, redis_client
@@ -34,7 +34,6 @@ from services.payments.stripe import StripeProvider
 MIGRATIONS = Path(__file__).parent / "migrations"
 COMMAND_QUEUE = "payments.commands"
 COMMAND_TYPES = (ChargePayment, RefundPayment, ProviderEvent)
-REPORT_METHOD = DailyReportRequest.model_fields["type"].default
 
 
 async def provider_client(app: web.Application) -> AsyncIterator[None]:
@@ -85,30 +84,17 @@ def command_handler(app: web.Application) -> Handler:
 
 
 async def workers(app: web.Application) -> AsyncIterator[None]:
-    """Declare the command queue, then consume it and serve the report RPC."""
-    settings, broker = app[PAYMENTS_SETTINGS], app[BROKER]
-    await broker.declare_work_queue(
-        COMMAND_QUEUE,
-        [(COMMANDS, model.model_fields["type"].default) for model in COMMAND_TYPES],
-        delivery_limit=settings.amqp_delivery_limit,
-        retry_delays=settings.amqp_retry_delays,
-    )
-    consumer = Consumer(
-        broker,
-        COMMAND_QUEUE,
-        command_handler(app),
-        metrics=app[METRICS],
-        prefetch=settings.amqp_prefetch,
-        retry_delays=settings.amqp_retry_delays,
-    )
+    """Consume the command queue and serve the report RPC."""
 
     async def report(request: Contract) -> Contract:
         if not isinstance(request, DailyReportRequest):
             raise ValueError(f"{request.type} is not a report request")
         return await service.daily_report(pool=app[DB_POOL], request=request)
 
-    reports = RpcServer(broker, REPORT_METHOD, report, prefetch=8)
-    await consumer.start()
+    consumer = await consume_work_queue(
+        app, COMMAND_QUEUE, exchange=COMMANDS, contracts=COMMAND_TYPES, handler=command_handler(app)
+    )
+    reports = RpcServer(app[BROKER], DailyReportRequest.type_name(), report, prefetch=8)
     await reports.start()
     yield
     await reports.stop()

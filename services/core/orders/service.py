@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,7 +18,6 @@ from services.core.idempotency import IdempotentRequest, fingerprint
 from services.core.orders import repository
 from services.core.orders.schemas import OrderItemIn
 
-log = logging.getLogger("relais.orders")
 CANCELLABLE = frozenset({"pending_payment", "payment_failed"})
 
 
@@ -172,21 +169,6 @@ async def release_unpaid_orders(
     if product_ids:
         await cache.invalidate(*product_ids)
     return len(released)
-
-
-async def keep_releasing_unpaid_orders(
-    *, pool: asyncpg.Pool, cache: TieredCache, hold_seconds: float, every: float
-) -> None:
-    """Release unpaid orders every `every` seconds (runs for the app's life, on every instance)."""
-    while True:
-        try:
-            count = await release_unpaid_orders(pool=pool, cache=cache, hold_seconds=hold_seconds)
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.warning("releasing unpaid orders failed: %r", exc)
-        else:
-            if count:
-                log.info("cancelled %d orders left unpaid past the hold", count)
-        await asyncio.sleep(every)
 
 
 async def _release(

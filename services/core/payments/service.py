@@ -366,7 +366,7 @@ async def accept_webhook(*, pool: asyncpg.Pool, event: ProviderEvent) -> bool:
 async def daily_report(*, rpc: RpcClient, day: Any, deadline: float) -> dict[str, Any]:
     """One UTC day's ledger totals per currency, asked of the payments worker."""
     report = await rpc.call(
-        DailyReportRequest.model_fields["type"].default,
+        DailyReportRequest.type_name(),
         DailyReportRequest(day=day),
         DailyReport,
         deadline=deadline,
