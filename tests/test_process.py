@@ -82,13 +82,16 @@ async def test_nginx_retries_only_idempotent_methods(tmp_path: Path):
         hang_up.server.close()
 
 
-async def test_sigterm_lets_in_flight_requests_finish(database_url, redis_prefix, key_pair):
+async def test_sigterm_lets_in_flight_requests_finish(
+    database_url, redis_prefix, key_pair, amqp_url
+):
     port, metrics_port = free_ports(2)
     env = {
         **os.environ,
         "HTTP_PORT": str(port),
         "METRICS_PORT": str(metrics_port),
         "DATABASE_URL": database_url,
+        "AMQP_URL": amqp_url,
         "REDIS_KEY_PREFIX": redis_prefix,
         "JWT_PRIVATE_KEY": key_pair[0],
         "JWT_PUBLIC_KEY": key_pair[1],
