@@ -8,8 +8,9 @@ Exchanges (declared by whoever connects, idempotently):
     relais.dlx       direct  dead letters, routing key = the queue they died in
 
 A work queue `q` is a quorum queue dead-lettering into `relais.dlx` after `delivery_limit`
-deliveries, with `q.dlq` bound there, and retry queues `q.retry.N` whose messages wait out a
-back-off delay and then return to `q`.
+deliveries, with `q.dlq` bound there, and retry queues `q.retry.<delay>ms` whose messages wait
+out a back-off delay and then return to `q`. A queue's arguments cannot change once declared, so
+retry queues are named by their delay: new delays declare new queues instead of failing startup.
 """
 
 from __future__ import annotations
@@ -65,9 +66,9 @@ def dead_letter_queue(queue: str) -> str:
     return f"{queue}.dlq"
 
 
-def retry_queue(queue: str, attempt: int) -> str:
-    """Where a message of `queue` waits before its `attempt`-th retry (1-based)."""
-    return f"{queue}.retry.{attempt}"
+def retry_queue(queue: str, delay: float) -> str:
+    """Where a message of `queue` waits `delay` seconds before it is delivered again."""
+    return f"{queue}.retry.{round(delay * 1000)}ms"
 
 
 def message_for(
@@ -153,14 +154,14 @@ class Broker:
         )
         for exchange, key in bindings:
             await queue.bind(exchange, routing_key=key)
-        for attempt, delay in enumerate(retry_delays, start=1):
+        for delay in set(retry_delays):
             # Expired messages dead-letter through the default exchange back into `name`.
             await channel.declare_queue(
-                retry_queue(name, attempt),
+                retry_queue(name, delay),
                 durable=True,
                 arguments={
                     **_QUORUM,
-                    "x-message-ttl": int(delay * 1000),
+                    "x-message-ttl": round(delay * 1000),
                     "x-dead-letter-exchange": DEFAULT_EXCHANGE,
                     "x-dead-letter-routing-key": name,
                 },

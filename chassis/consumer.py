@@ -142,7 +142,7 @@ class Consumer:
         await self._forward(
             message,
             DEFAULT_EXCHANGE,
-            retry_queue(self.queue_name, attempt),
+            retry_queue(self.queue_name, self.retry_delays[attempt - 1]),
             {ATTEMPT_HEADER: attempt},
         )
 

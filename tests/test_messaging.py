@@ -17,6 +17,7 @@ from chassis.amqp import (
     Broker,
     dead_letter_queue,
     message_for,
+    retry_queue,
 )
 from chassis.consumer import Consumer, Poison
 from chassis.contracts import DailyReport, DailyReportRequest, RefundPayment, decode
@@ -313,3 +314,15 @@ async def test_dlq_command_lists_and_requeues_dead_letters(broker, amqp_url, cap
         assert [message.message_id for message in remaining] == ["dead-1"]
     finally:
         await consumer.stop()
+
+
+async def test_a_service_with_other_retry_delays_still_starts(broker):
+    queue = await work_queue(broker)  # declared with RETRIES
+    # Queue arguments are immutable: retry queues named by delay let new delays coexist.
+    await broker.declare_work_queue(
+        queue, [(COMMANDS, queue)], delivery_limit=5, retry_delays=[0.3, *RETRIES]
+    )
+    channel = await broker.connection.channel()
+    for delay in (0.1, 0.2, 0.3):
+        await channel.get_queue(retry_queue(queue, delay), ensure=True)
+    await channel.close()
