@@ -17,10 +17,13 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP)
 
-# Debian packages the native stack and the benchmark need: nginx, and wrk for `make bench`.
+# Debian packages the native stack, the tests and the benchmark need: nginx; promtool and amtool
+# (prometheus, prometheus-alertmanager) for the rule tests; wrk for `make bench`.
 system-deps:
 	@missing=""; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \

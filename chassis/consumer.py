@@ -86,9 +86,12 @@ class Consumer:
         # after a reconnect; a queue object made without one would be forgotten.
         self._queue = await channel.get_queue(self.queue_name, ensure=True)
         self._tag = await self._queue.consume(self._on_message)
+        self.metrics.consumers.labels(self.metrics.service, self.queue_name).inc()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking messages, let those in flight finish, then close the channel."""
+        if self._tag is not None:
+            self.metrics.consumers.labels(self.metrics.service, self.queue_name).dec()
         if self._queue is not None and self._tag is not None:
             try:
                 await self._queue.cancel(self._tag)

@@ -103,6 +103,12 @@ class Metrics:
             ["service"],
             registry=self.registry,
         )
+        self.consumers = Gauge(
+            "relais_consumers_running",
+            "Consumers of a queue running in this process (0: it takes no messages).",
+            ["service", "queue"],
+            registry=self.registry,
+        )
         self.service = service
         # A plain int read at scrape time: two lock round trips per request otherwise.
         self.in_flight_now = 0

@@ -177,13 +177,19 @@ async def test_stop_finishes_messages_in_flight_before_closing(broker):
         await asyncio.sleep(0.5)
         finished.append(message.message_id)
 
-    consumer = Consumer(
-        broker, queue, slow, metrics=Metrics("test"), prefetch=10, retry_delays=RETRIES
-    )
+    metrics = Metrics("test")
+    consumer = Consumer(broker, queue, slow, metrics=metrics, prefetch=10, retry_delays=RETRIES)
+
+    def running() -> float | None:
+        labels = {"service": "test", "queue": queue}
+        return metrics.registry.get_sample_value("relais_consumers_running", labels)
+
     await consumer.start()
+    assert running() == 1
     await broker.publish(COMMANDS, queue, message_for(refund_command(), message_id="in-flight"))
     await started.wait()
     await consumer.stop()
+    assert running() == 0
     assert finished == ["in-flight"]
     assert await drain(broker, queue) == []  # acked, so not redelivered
 

@@ -1,0 +1,85 @@
+"""Prometheus and Alertmanager configuration as tested code: promtool, amtool, runbooks."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from chassis.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMETHEUS = ROOT / "infra" / "prometheus"
+RULES = PROMETHEUS / "rules" / "relais.rules.yml"
+RULE_TESTS = PROMETHEUS / "tests" / "relais.test.yml"
+
+
+def run(tool: str, *args: str) -> str:
+    binary = shutil.which(tool)
+    if binary is None:
+        pytest.fail(f"{tool} is missing: `make test` installs it (Debian's prometheus packages)")
+    result = subprocess.run(
+        [binary, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def alerts() -> list[dict]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def test_prometheus_config_and_rules_are_valid():
+    out = run("promtool", "check", "config", str(PROMETHEUS / "prometheus.yml"))
+    assert "SUCCESS" in out
+    assert "SUCCESS" in run("promtool", "check", "rules", str(RULES))
+
+
+def test_every_alert_passes_its_unit_tests():
+    assert "SUCCESS" in run("promtool", "test", "rules", str(RULE_TESTS))
+
+
+def test_every_alert_is_unit_tested_and_has_a_runbook():
+    tested = set(re.findall(r"alertname: (\w+)", RULE_TESTS.read_text()))
+    for alert in alerts():
+        assert alert["alert"] in tested, f"{alert['alert']} has no promtool test"
+        runbook = alert["annotations"]["runbook_url"]
+        assert (ROOT / runbook).is_file(), f"{alert['alert']}: {runbook} does not exist"
+        assert alert["labels"]["severity"] in {"page", "ticket"}
+
+
+def test_alertmanager_config_is_valid_and_instance_down_inhibits_slo_alerts():
+    assert "SUCCESS" in run("amtool", "check-config", "infra/alertmanager/alertmanager.yml")
+    config = yaml.safe_load((ROOT / "infra" / "alertmanager" / "alertmanager.yml").read_text())
+    inhibit = config["inhibit_rules"][0]
+    assert inhibit["source_matchers"] == ['alertname="InstanceDown"']
+    assert inhibit["equal"] == ["service"]
+    slo_alerts = [alert for alert in alerts() if "slo" in alert["labels"]]
+    assert len(slo_alerts) == 4
+    # The inhibition matches on `service`: every SLI the SLO alerts use keeps that label.
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    records = [rule for group in groups for rule in group["rules"] if "record" in rule]
+    assert records
+    assert all(rule["expr"].count("sum by (service)") == 2 for rule in records)
+
+
+def exported_names() -> set[str]:
+    """Every series name a service's metrics registry can export, children or not."""
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"], "gauge": [""]}
+    return {
+        family.name + suffix
+        for family in Metrics("probe").registry.collect()
+        for suffix in suffixes.get(family.type, [""])
+    }
+
+
+def test_rules_use_only_metrics_the_services_export():
+    used = set(re.findall(r"\b(relais_[a-z_]+)\b", RULES.read_text()))
+    assert "relais_http_requests_total" in used
+    missing = used - exported_names()
+    assert not missing, f"rules use metrics nobody exports: {sorted(missing)}"
