@@ -249,6 +249,8 @@ def main() -> None:
         nginx_tls_port=18443,
         payments_base_port=18201,
         payments_metrics_base_port=19201,
+        prometheus_port=19090,
+        alertmanager_port=19093,
         database_name=f"relais_bench_{run}",
         payments_database_user=f"relais_bench_{run}_payments",
         rabbitmq_vhost=f"relais_bench_{run}",

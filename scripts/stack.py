@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -42,6 +43,8 @@ from services.payments.roles import grant_worker_role
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "nginx" / "relais.conf.template"
+PROMETHEUS_DIR = ROOT / "infra" / "prometheus"
+ALERTMANAGER_CONFIG = ROOT / "infra" / "alertmanager" / "alertmanager.yml"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
@@ -88,6 +91,9 @@ class StackConfig:
     database_host: str = field(default_factory=lambda: _env("DATABASE_HOST", "127.0.0.1:5432"))
     redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
     redis_key_prefix: str = field(default_factory=lambda: _env("REDIS_KEY_PREFIX", "relais:"))
+    prometheus_port: int = field(default_factory=lambda: int(_env("PROMETHEUS_PORT", "9090")))
+    alertmanager_port: int = field(default_factory=lambda: int(_env("ALERTMANAGER_PORT", "9093")))
+    scrape_interval: str = field(default_factory=lambda: _env("PROMETHEUS_SCRAPE_INTERVAL", "15s"))
     rabbitmq_host: str = field(default_factory=lambda: _env("RABBITMQ_HOST", "127.0.0.1:5672"))
     rabbitmq_vhost: str = field(default_factory=lambda: _env("RABBITMQ_VHOST", "relais"))
     rabbitmq_user: str = field(default_factory=lambda: _env("RABBITMQ_USER", "relais"))
@@ -320,6 +326,18 @@ def ensure_broker(config: StackConfig) -> None:
     )
 
 
+def enable_broker_metrics() -> None:
+    """Turn on RabbitMQ's built-in Prometheus endpoint (port 15692) on the local node."""
+    if shutil.which("rabbitmq-plugins") is None:
+        return
+    subprocess.run(
+        ["rabbitmq-plugins", "-q", "enable", "rabbitmq_prometheus"],
+        check=False,
+        capture_output=True,
+        timeout=120,
+    )
+
+
 def drop_broker(config: StackConfig) -> None:
     """Delete the stack's vhost (for throwaway stacks in tests and benchmarks)."""
     with contextlib.suppress(subprocess.CalledProcessError):
@@ -412,6 +430,65 @@ def render_nginx(config: StackConfig, upstreams: list[str]) -> Path:
     return path
 
 
+def render_prometheus(config: StackConfig) -> Path:
+    """Write Prometheus' config for this stack: every process's metrics port, the rules, the
+    Alertmanager; the checked-in `infra/prometheus/prometheus.yml` is the default-ports copy."""
+    base = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    base["global"]["scrape_interval"] = config.scrape_interval
+    base["global"]["evaluation_interval"] = config.scrape_interval
+    base["rule_files"] = [str(PROMETHEUS_DIR / "rules" / "*.yml")]
+    base["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [
+        f"127.0.0.1:{config.alertmanager_port}"
+    ]
+    jobs: dict[str, list[str]] = {}
+    for name, _, _, metrics_port in config.processes():
+        service = name.rsplit("-", 1)[0]
+        jobs.setdefault(service, []).append(f"127.0.0.1:{metrics_port}")
+    base["scrape_configs"] = [
+        {
+            "job_name": f"relais-{service}",
+            "static_configs": [{"targets": targets, "labels": {"service": service}}],
+        }
+        for service, targets in jobs.items()
+    ] + [job for job in base["scrape_configs"] if not job["job_name"].startswith("relais-")]
+    path = config.run_dir / "prometheus.yml"
+    path.write_text(yaml.safe_dump(base, sort_keys=False))
+    return path
+
+
+def start_observability(config: StackConfig) -> None:
+    """Start Prometheus and Alertmanager with the project's config (installed by `make up`)."""
+    prometheus, alertmanager = shutil.which("prometheus"), shutil.which("prometheus-alertmanager")
+    if prometheus is None or alertmanager is None:
+        print("Prometheus or Alertmanager is not installed: `make up` installs them")
+        return
+    data = config.state_dir / "data"
+    start_process(
+        "prometheus",
+        [
+            prometheus,
+            f"--config.file={render_prometheus(config)}",
+            f"--storage.tsdb.path={data / 'prometheus'}",
+            f"--web.listen-address=127.0.0.1:{config.prometheus_port}",
+            "--storage.tsdb.retention.time=7d",
+        ],
+        dict(os.environ),
+        config,
+    )
+    start_process(
+        "alertmanager",
+        [
+            alertmanager,
+            f"--config.file={ALERTMANAGER_CONFIG}",
+            f"--storage.path={data / 'alertmanager'}",
+            f"--web.listen-address=127.0.0.1:{config.alertmanager_port}",
+            "--cluster.listen-address=",
+        ],
+        dict(os.environ),
+        config,
+    )
+
+
 def nginx_binary() -> str:
     """The nginx executable (installed by `make up` when missing)."""
     found = shutil.which("nginx") or (
@@ -482,6 +559,10 @@ def readiness(config: StackConfig) -> dict[str, int | None]:
     for _, _, port, _ in config.processes():
         url = f"http://127.0.0.1:{port}/health/ready"
         checks[url] = http_status(url)
+    if shutil.which("prometheus") and shutil.which("prometheus-alertmanager"):
+        for port in (config.prometheus_port, config.alertmanager_port):
+            url = f"http://127.0.0.1:{port}/-/ready"
+            checks[url] = http_status(url)
     return checks
 
 
@@ -509,6 +590,7 @@ def up(config: StackConfig) -> None:
     asyncio.run(ensure_database(config))
     migrate(config)
     ensure_broker(config)
+    enable_broker_metrics()
     for name, module, port, metrics_port in config.processes():
         start_process(
             name,
@@ -517,6 +599,7 @@ def up(config: StackConfig) -> None:
             config,
         )
     start_nginx(config, config.core_upstreams())
+    start_observability(config)
     wait_ready(config)
     print(
         f"Relais is up ({config.core_instances} core instances, "
@@ -532,6 +615,9 @@ def up(config: StackConfig) -> None:
             f"metrics http://127.0.0.1:{metrics_port}/metrics"
         )
     print(f"  RabbitMQ   amqp://{config.rabbitmq_host}/{config.rabbitmq_vhost}  (make dlq)")
+    print(f"  Prometheus http://127.0.0.1:{config.prometheus_port}/   (rules and alerts loaded)")
+    print(f"  Alertmanager http://127.0.0.1:{config.alertmanager_port}/")
+    print("  Grafana and Jaeger are not installable here: they run in the compose stack")
     print(f"  logs       {config.log_dir}  (make logs)")
 
 
@@ -553,6 +639,8 @@ def status(config: StackConfig) -> bool:
     pid_files = [config.run_dir / "nginx" / "nginx.pid"] + [
         config.run_dir / f"{name}.pid" for name, *_ in config.processes()
     ]
+    if shutil.which("prometheus") and shutil.which("prometheus-alertmanager"):
+        pid_files += [config.run_dir / "prometheus.pid", config.run_dir / "alertmanager.pid"]
     for pid_file in pid_files:
         pid = _pid(pid_file)
         healthy &= pid is not None

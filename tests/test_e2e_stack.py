@@ -63,7 +63,7 @@ def _free(port: int) -> bool:
 @pytest.fixture(scope="module")
 def stack() -> Iterator[dict[str, Any]]:
     run = uuid.uuid4().hex[:8]
-    nginx_port, tls_port = free_ports(2)
+    nginx_port, tls_port, prometheus_port, alertmanager_port = free_ports(4)
     # Not under pytest's 0700 folders: NGINX workers (another user under root) use its sockets.
     state_dir = tempfile.mkdtemp(prefix="relais-e2e-")
     env = {
@@ -78,6 +78,9 @@ def stack() -> Iterator[dict[str, Any]]:
         "DATABASE_NAME": f"relais_e2e_{run}",
         "PAYMENTS_DATABASE_USER": f"relais_e2e_{run}_payments",
         "RABBITMQ_VHOST": f"relais_e2e_{run}",
+        "PROMETHEUS_PORT": str(prometheus_port),
+        "ALERTMANAGER_PORT": str(alertmanager_port),
+        "PROMETHEUS_SCRAPE_INTERVAL": "1s",
         "REDIS_KEY_PREFIX": f"relais-e2e:{run}:",
     }
     for key in list(env):
@@ -107,6 +110,8 @@ def stack() -> Iterator[dict[str, Any]]:
         payments_metrics_base_port=int(env["PAYMENTS_METRICS_BASE_PORT"]),
         payments_database_user=env["PAYMENTS_DATABASE_USER"],
         rabbitmq_vhost=env["RABBITMQ_VHOST"],
+        prometheus_port=prometheus_port,
+        alertmanager_port=alertmanager_port,
     )
     try:
         result = make("up", check=False)
@@ -249,6 +254,44 @@ async def test_checkout_through_nginx_with_the_worker_make_up_started(stack):
     assert "0 message(s) listed" in listed.stderr
 
 
+async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
+    config = stack["config"]
+    api = f"http://127.0.0.1:{config.prometheus_port}/api/v1"
+
+    async def query(http: aiohttp.ClientSession, expr: str) -> list[dict[str, Any]]:
+        async with http.get(f"{api}/query", params={"query": expr}) as response:
+            result: list[dict[str, Any]] = (await response.json())["data"]["result"]
+            return result
+
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(30):
+            while True:
+                up = await query(http, 'up{job=~"relais-.*"}')
+                consumers = await query(http, "sum by (queue) (relais_consumers_running)")
+                if len(up) == 3 and len(consumers) == 2:
+                    break
+                await asyncio.sleep(0.5)
+        assert {row["metric"]["service"] for row in up} == {"core", "payments"}
+        assert all(row["value"][1] == "1" for row in up)
+        assert {row["metric"]["queue"]: row["value"][1] for row in consumers} == {
+            "core.payment-events": "2",
+            "payments.commands": "1",
+        }
+        async with http.get(f"{api}/rules") as response:
+            groups = (await response.json())["data"]["groups"]
+        assert {group["name"] for group in groups} == {
+            "relais-sli",
+            "relais-slo",
+            "relais-operations",
+        }
+        async with http.get(f"{api}/alertmanagers") as response:
+            managers = (await response.json())["data"]["activeAlertmanagers"]
+        assert [m["url"] for m in managers] == [
+            f"http://127.0.0.1:{config.alertmanager_port}/api/v2/alerts"
+        ]
+    assert f"http://127.0.0.1:{config.prometheus_port}/" in stack["up_output"]
+
+
 async def test_edge_behaviour(stack):
     base = stack["base"]
     async with aiohttp.ClientSession() as http:
@@ -322,7 +365,8 @@ async def test_per_ip_rate_limit_answers_429(stack):
 async def test_make_down_stops_everything(stack):
     config = stack["config"]
     pids = [int(p.read_text()) for p in config.run_dir.rglob("*.pid")]
-    assert len(pids) == 4  # nginx, two core instances, the payments worker
+    # nginx, two core instances, the payments worker, Prometheus, Alertmanager
+    assert len(pids) == 6
     stack["make"]("down")
     for pid in pids:
         with pytest.raises(ProcessLookupError):
