@@ -23,6 +23,7 @@ import pytest
 from redis.asyncio import Redis
 
 from scripts.stack import StackConfig, drop_broker, drop_database
+from tests.test_dashboards import panel_queries
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
@@ -290,6 +291,20 @@ async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
             f"http://127.0.0.1:{config.alertmanager_port}/api/v2/alerts"
         ]
     assert f"http://127.0.0.1:{config.prometheus_port}/" in stack["up_output"]
+
+
+async def test_every_dashboard_panel_returns_data(stack):
+    # After the tests above drove reads, orders, a checkout and its messages through the stack.
+    api = f"http://127.0.0.1:{stack['config'].prometheus_port}/api/v1/query"
+    empty: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        for title, expr in panel_queries():
+            async with http.get(api, params={"query": expr}) as response:
+                body = await response.json()
+                assert response.status == 200, f"{title}: {body.get('error')}"
+            if not body["data"]["result"]:
+                empty.append(title)
+    assert not empty, f"panels without data: {empty}"
 
 
 async def test_edge_behaviour(stack):

@@ -1,0 +1,259 @@
+"""Grafana dashboards as code: `python -m scripts.dashboards` writes `infra/grafana/dashboards`.
+
+Each dashboard is a list of panels (title, PromQL, unit). A test keeps the JSON files equal to
+what this module generates, and runs every panel's query against a live Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "infra" / "grafana" / "dashboards"
+API = 'route!~"/health/.*"'
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    expr: str
+    unit: str = "short"
+    legend: str = ""
+
+
+def or_zero(expr: str, like: str, by: str) -> str:
+    """`sum by (by) (expr)`, 0 (not absent) for each group of `like` that `expr` lacks: a counter
+    with no child yet (no 5xx, no failure) still draws a line."""
+    return f"(sum by ({by}) ({expr}) or 0 * sum by ({by}) ({like}))"
+
+
+def ratio(numerator: str, denominator: str, by: str) -> str:
+    """`numerator / denominator` by `by`, 0 when the numerator has no series."""
+    return f"{or_zero(numerator, denominator, by)} / sum by ({by}) ({denominator})"
+
+
+DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
+    "relais-overview": (
+        "Relais: overview",
+        [
+            Panel(
+                "Requests/s by service",
+                f"sum by (service) (rate(relais_http_requests_total{{{API}}}[1m]))",
+                "reqps",
+                "{{service}}",
+            ),
+            Panel(
+                "5xx ratio by service",
+                ratio(
+                    f'rate(relais_http_requests_total{{status="5xx",{API}}}[1m])',
+                    f"rate(relais_http_requests_total{{{API}}}[1m])",
+                    "service",
+                ),
+                "percentunit",
+                "{{service}}",
+            ),
+            Panel(
+                "p99 latency by service",
+                "histogram_quantile(0.99, sum by (service, le) "
+                f"(rate(relais_http_request_duration_seconds_bucket{{{API}}}[1m])))",
+                "s",
+                "{{service}}",
+            ),
+            Panel(
+                "Availability budget burn rate (1h; page at 14.4)",
+                "relais:api_errors:ratio_rate1h / 0.001",
+                "short",
+                "{{service}}",
+            ),
+            Panel(
+                "Latency budget burn rate (1h; page at 14.4)",
+                "relais:api_slow:ratio_rate1h / 0.01",
+                "short",
+                "{{service}}",
+            ),
+            Panel(
+                "Processes up",
+                'sum by (service) (up{job=~"relais-.*"})',
+                "short",
+                "{{service}}",
+            ),
+        ],
+    ),
+    "relais-core": (
+        "Relais: core",
+        [
+            Panel(
+                "Requests/s by route",
+                'sum by (route) (rate(relais_http_requests_total{service="core"}[1m]))',
+                "reqps",
+                "{{route}}",
+            ),
+            Panel(
+                "p95 latency by route",
+                "histogram_quantile(0.95, sum by (route, le) "
+                '(rate(relais_http_request_duration_seconds_bucket{service="core"}[1m])))',
+                "s",
+                "{{route}}",
+            ),
+            Panel(
+                "Requests in flight by instance",
+                'sum by (instance) (relais_http_requests_in_flight{service="core"})',
+                "short",
+                "{{instance}}",
+            ),
+            Panel(
+                "PostgreSQL pool: in use / open",
+                'sum by (instance) (relais_db_pool_connections_in_use{service="core"})'
+                ' / sum by (instance) (relais_db_pool_connections{service="core"})',
+                "percentunit",
+                "{{instance}}",
+            ),
+            Panel(
+                "Product reads/s by answering tier",
+                "sum by (source) (rate(relais_cache_reads_total[1m]))",
+                "reqps",
+                "{{source}}",
+            ),
+        ],
+    ),
+    "relais-payments": (
+        "Relais: payments and messaging",
+        [
+            Panel(
+                "Messages consumed/s by queue and type",
+                "sum by (queue, type) (rate(relais_messages_consumed_total[1m]))",
+                "ops",
+                "{{queue}} {{type}}",
+            ),
+            Panel(
+                "p95 handling time by queue",
+                "histogram_quantile(0.95, sum by (queue, le) "
+                "(rate(relais_message_handling_seconds_bucket[1m])))",
+                "s",
+                "{{queue}}",
+            ),
+            Panel(
+                "Failed handlings/s by queue (retried or dead-lettered)",
+                or_zero(
+                    "rate(relais_messages_failed_total[5m])",
+                    "rate(relais_messages_consumed_total[5m])",
+                    "queue",
+                ),
+                "ops",
+                "{{queue}}",
+            ),
+            Panel(
+                "Outbox lag by service",
+                "max by (service) (relais_outbox_lag_seconds)",
+                "s",
+                "{{service}}",
+            ),
+            Panel(
+                "Outbox publishes/s by service",
+                "sum by (service) (rate(relais_outbox_published_total[1m]))",
+                "ops",
+                "{{service}}",
+            ),
+            Panel(
+                "Consumers running by queue",
+                "sum by (queue) (relais_consumers_running)",
+                "short",
+                "{{queue}}",
+            ),
+        ],
+    ),
+    "relais-rabbitmq": (
+        "Relais: RabbitMQ",
+        [
+            Panel(
+                "Messages ready",
+                "sum(rabbitmq_queue_messages_ready)",
+                "short",
+                "ready",
+            ),
+            Panel(
+                "Messages unacked",
+                "sum(rabbitmq_queue_messages_unacked)",
+                "short",
+                "unacked",
+            ),
+            Panel(
+                "Published and delivered/s",
+                "sum(rate(rabbitmq_global_messages_received_total[1m]))",
+                "ops",
+                "received",
+            ),
+            Panel(
+                "Publisher confirms/s",
+                "sum(rate(rabbitmq_global_messages_confirmed_total[1m]))",
+                "ops",
+                "confirmed",
+            ),
+            Panel("Connections", "sum(rabbitmq_connections)", "short", "connections"),
+            Panel(
+                "Resident memory",
+                "sum(rabbitmq_process_resident_memory_bytes)",
+                "bytes",
+                "memory",
+            ),
+        ],
+    ),
+}
+
+
+def dashboard(uid: str, title: str, panels: list[Panel]) -> dict[str, Any]:
+    """A Grafana dashboard of time-series panels, two per row, on the Prometheus datasource."""
+    datasource = {"type": "prometheus", "uid": "prometheus"}
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["relais"],
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": False,
+        "time": {"from": "now-1h", "to": "now"},
+        "refresh": "30s",
+        "panels": [
+            {
+                "id": index + 1,
+                "type": "timeseries",
+                "title": panel.title,
+                "datasource": datasource,
+                "gridPos": {"h": 8, "w": 12, "x": 12 * (index % 2), "y": 8 * (index // 2)},
+                "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
+                "targets": [
+                    {
+                        "refId": "A",
+                        "datasource": datasource,
+                        "expr": panel.expr,
+                        "legendFormat": panel.legend,
+                        "exemplar": True,
+                    }
+                ],
+            }
+            for index, panel in enumerate(panels)
+        ],
+    }
+
+
+def render() -> dict[str, str]:
+    """Every dashboard's file name and JSON text."""
+    return {
+        f"{uid}.json": json.dumps(dashboard(uid, title, panels), indent=2) + "\n"
+        for uid, (title, panels) in DASHBOARDS.items()
+    }
+
+
+def main() -> None:
+    """Write the dashboards."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, text in render().items():
+        (OUT / name).write_text(text)
+        print(OUT / name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Grafana provisioning: dashboards are what `scripts/dashboards.py` generates; datasources link."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import yaml
+
+from scripts import dashboards
+from tests.test_prometheus import RULES, exported_names
+
+PROVISIONING = dashboards.ROOT / "infra" / "grafana" / "provisioning"
+
+
+def panel_queries() -> list[tuple[str, str]]:
+    """(dashboard/panel title, PromQL) of every panel in the committed dashboards."""
+    found = []
+    for path in sorted(dashboards.OUT.glob("*.json")):
+        board = json.loads(path.read_text())
+        for panel in board["panels"]:
+            for target in panel["targets"]:
+                found.append((f"{board['title']} / {panel['title']}", target["expr"]))
+    return found
+
+
+def test_committed_dashboards_are_the_generated_ones():
+    committed = {path.name: path.read_text() for path in dashboards.OUT.glob("*.json")}
+    assert committed == dashboards.render(), "run `python -m scripts.dashboards`"
+    assert {"relais-overview.json", "relais-core.json", "relais-payments.json"} <= set(committed)
+
+
+def test_panels_use_only_metrics_and_rules_that_exist():
+    recorded = set(re.findall(r"record: ([\w:]+)", RULES.read_text()))
+    exported = exported_names()
+    for title, expr in panel_queries():
+        for name in re.findall(r"\b(relais[_:][\w:]+)\b", expr):
+            assert name in exported or name in recorded, f"{title}: {name} does not exist"
+
+
+def test_datasources_link_exemplars_to_jaeger_and_dashboards_are_provisioned():
+    sources = yaml.safe_load((PROVISIONING / "datasources" / "datasources.yml").read_text())
+    by_uid = {source["uid"]: source for source in sources["datasources"]}
+    assert by_uid["jaeger"]["type"] == "jaeger"
+    links = by_uid["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert links == [{"name": "trace_id", "datasourceUid": "jaeger"}]
+    provider = yaml.safe_load((PROVISIONING / "dashboards" / "relais.yml").read_text())
+    assert provider["providers"][0]["type"] == "file"
