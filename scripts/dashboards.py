@@ -123,6 +123,38 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
         "Relais: payments and messaging",
         [
             Panel(
+                "Orders placed/s",
+                "sum by (currency) (rate(relais_orders_created_total[1m]))",
+                "ops",
+                "{{currency}}",
+            ),
+            Panel(
+                "Payments settled/s by outcome",
+                "sum by (outcome) (rate(relais_payments_settled_total[1m]))",
+                "ops",
+                "{{outcome}}",
+            ),
+            Panel(
+                "Captured amount/s by currency (major units)",
+                "sum by (currency) "
+                '(rate(relais_payments_settled_cents_total{outcome="succeeded"}[1m])) / 100',
+                "short",
+                "{{currency}}",
+            ),
+            Panel(
+                "p95 settlement time",
+                "histogram_quantile(0.95, sum by (le) "
+                "(rate(relais_payment_settlement_seconds_bucket[5m])))",
+                "s",
+                "p95",
+            ),
+            Panel(
+                "Checkout and settlement budget burn rates (1h; page at 14.4)",
+                "relais:checkout_failures:ratio_rate1h / 0.05",
+                "short",
+                "checkout {{service}}",
+            ),
+            Panel(
                 "Messages consumed/s by queue and type",
                 "sum by (queue, type) (rate(relais_messages_consumed_total[1m]))",
                 "ops",

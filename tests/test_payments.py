@@ -12,7 +12,8 @@ import pytest
 
 from chassis.amqp import COMMANDS, REASON_HEADER, dead_letter_queue
 from chassis.contracts import PaymentRefunded, PaymentSucceeded
-from services.core.keys import PRODUCT_CACHE
+from chassis.keys import METRICS
+from services.core.keys import CHECKOUT_METRICS, PRODUCT_CACHE
 from services.core.orders.service import release_unpaid_orders
 from services.core.payments.service import apply_event
 from services.payments.app import COMMAND_QUEUE
@@ -65,6 +66,14 @@ async def test_checkout_pays_the_order_and_balances_the_ledger(
         ("sales", -3998),
     ]
     assert await ledger_sum(db) == 0
+    registry = client.app[METRICS].registry
+    paid = {"service": "core", "outcome": "succeeded", "currency": "EUR"}
+    assert registry.get_sample_value("relais_payments_settled_total", paid) >= 1
+    assert registry.get_sample_value("relais_payments_settled_cents_total", paid) >= 3998
+    settled = {"service": "core", "outcome": "succeeded"}
+    assert registry.get_sample_value("relais_payment_settlement_seconds_count", settled) >= 1
+    created = {"service": "core", "currency": "EUR"}
+    assert registry.get_sample_value("relais_orders_created_total", created) >= 1
     [charge] = (await provider_charges(redis_prefix))[payment["id"]]
     assert charge["outcome"]["status"] == "succeeded"
     assert charge["key"] == payment["id"]
@@ -363,9 +372,10 @@ async def test_core_applies_events_out_of_order_without_going_backwards(client, 
         **ids, refund_id=refund_id, amount_cents=500, refunded_cents=500, fully_refunded=True
     )
     succeeded = PaymentSucceeded(**ids, amount_cents=500, currency="EUR")
-    await apply_event(pool=pool, event=refunded, message_id="m-refunded")
-    await apply_event(pool=pool, event=succeeded, message_id="m-succeeded")
-    await apply_event(pool=pool, event=refunded, message_id="m-refunded")  # redelivered
+    metrics = client.app[CHECKOUT_METRICS]
+    await apply_event(pool=pool, event=refunded, message_id="m-refunded", metrics=metrics)
+    await apply_event(pool=pool, event=succeeded, message_id="m-succeeded", metrics=metrics)
+    await apply_event(pool=pool, event=refunded, message_id="m-refunded", metrics=metrics)
     row = await db.fetchrow(
         "SELECT status, refunded_cents FROM payments WHERE id = $1::uuid", payment["id"]
     )

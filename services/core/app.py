@@ -21,7 +21,7 @@ from chassis.contracts import (
     RefundFailed,
 )
 from chassis.health import DEFAULT_CHECKS, setup_health
-from chassis.keys import BROKER, DB_POOL, PG_LISTENER, REDIS, TOKENS
+from chassis.keys import BROKER, DB_POOL, METRICS, PG_LISTENER, REDIS, TOKENS
 from chassis.listen import listening, setup_pg_listener
 from chassis.near_cache import invalidation_bus, tiered_cache
 from chassis.openapi import openapi_document, setup_docs
@@ -34,7 +34,15 @@ from services.core.auth.service import Passwords
 from services.core.auth.views import routes as auth_routes
 from services.core.catalog.views import routes as catalog_routes
 from services.core.idempotency import delete_expired_keys
-from services.core.keys import CORE_SETTINGS, PASSWORDS, PRODUCT_CACHE, RPC_CLIENT, SETTLEMENTS
+from services.core.keys import (
+    CHECKOUT_METRICS,
+    CORE_SETTINGS,
+    PASSWORDS,
+    PRODUCT_CACHE,
+    RPC_CLIENT,
+    SETTLEMENTS,
+)
+from services.core.metrics import CheckoutMetrics
 from services.core.orders.service import release_unpaid_orders
 from services.core.orders.views import routes as order_routes
 from services.core.payments.service import SETTLED_CHANNEL, SettlementWaiters, apply_event
@@ -94,7 +102,12 @@ async def payment_events(app: web.Application) -> AsyncIterator[None]:
     """Consume the payments worker's events; call its RPCs."""
 
     async def handle(event: Contract, message: AbstractIncomingMessage) -> None:
-        await apply_event(pool=app[DB_POOL], event=event, message_id=message.message_id or "")
+        await apply_event(
+            pool=app[DB_POOL],
+            event=event,
+            message_id=message.message_id or "",
+            metrics=app[CHECKOUT_METRICS],
+        )
 
     app[RPC_CLIENT] = rpc = RpcClient(app[BROKER])
     await rpc.start()
@@ -110,6 +123,7 @@ def create_app(settings: CoreSettings) -> web.Application:
     """Assemble the core app: chassis resources, health, API routes and their docs."""
     app = create_service_app(settings)
     app[CORE_SETTINGS] = settings
+    app[CHECKOUT_METRICS] = CheckoutMetrics(app[METRICS])
     setup_pg_listener(app)
     app.cleanup_ctx.extend(
         [

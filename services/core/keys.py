@@ -7,6 +7,7 @@ from aiohttp import web
 from chassis.near_cache import TieredCache
 from chassis.rpc import RpcClient
 from services.core.auth.service import Passwords
+from services.core.metrics import CheckoutMetrics
 from services.core.payments.service import SettlementWaiters
 from services.core.settings import CoreSettings
 
@@ -14,4 +15,5 @@ CORE_SETTINGS = web.AppKey("core_settings", CoreSettings)
 PRODUCT_CACHE = web.AppKey("product_cache", TieredCache)
 PASSWORDS = web.AppKey("passwords", Passwords)
 SETTLEMENTS = web.AppKey("settlements", SettlementWaiters)
+CHECKOUT_METRICS = web.AppKey("checkout_metrics", CheckoutMetrics)
 RPC_CLIENT = web.AppKey("rpc_client", RpcClient)

@@ -9,7 +9,7 @@ from chassis.keys import DB_POOL
 from chassis.payloads import json_body, json_response, path_uuid, query_params
 from chassis.routes import ApiRoutes
 from services.core.idempotency import idempotency_key
-from services.core.keys import CORE_SETTINGS, PRODUCT_CACHE
+from services.core.keys import CHECKOUT_METRICS, CORE_SETTINGS, PRODUCT_CACHE
 from services.core.orders import service
 from services.core.orders.schemas import OrderIn, OrderOut, OrderPage
 from services.core.users.schemas import PageQuery
@@ -41,6 +41,8 @@ async def create_order(request: web.Request) -> web.Response:
     headers = {"Location": f"/api/orders/{order['id']}"}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
+    else:
+        request.app[CHECKOUT_METRICS].order_created(order["currency"])
     return json_response(order, status=201, headers=headers)
 
 

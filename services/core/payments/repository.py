@@ -66,7 +66,8 @@ class Change:
 async def lock_payment_and_order(conn: Conn, payment_id: Any) -> asyncpg.Record | None:
     """A payment with its order's status, both rows locked for the transaction."""
     return await conn.fetchrow(
-        """SELECT p.id, p.order_id, p.status, p.refunded_cents, o.status AS order_status
+        """SELECT p.id, p.order_id, p.status, p.refunded_cents, p.amount_cents, p.currency,
+                  p.created_at, o.status AS order_status
            FROM payments p JOIN orders o ON o.id = p.order_id
            WHERE p.id = $1::uuid FOR UPDATE OF p, o""",
         payment_id,

@@ -41,6 +41,7 @@ from chassis.problems import BadRequest, Conflict, NotFound, Unprocessable
 from chassis.rpc import RpcClient
 from services.core import idempotency
 from services.core.idempotency import IdempotentRequest, fingerprint
+from services.core.metrics import CheckoutMetrics
 from services.core.orders import repository as orders
 from services.core.payments import repository
 
@@ -182,7 +183,9 @@ async def start_refund(
     return result, False
 
 
-async def apply_event(*, pool: asyncpg.Pool, event: Contract, message_id: str) -> None:
+async def apply_event(
+    *, pool: asyncpg.Pool, event: Contract, message_id: str, metrics: CheckoutMetrics
+) -> None:
     """Apply a payments event to the payment, its order and its refund, once."""
     async with pool.acquire() as conn, conn.transaction():
         if not await first_delivery(conn, consumer=CONSUMER, message_id=message_id):
@@ -191,7 +194,15 @@ async def apply_event(*, pool: asyncpg.Pool, event: Contract, message_id: str) -
         if row is None:
             log.warning("%s names an unknown payment; ignored", event.type)
             return
-        await repository.apply_change(conn, _change_for(event, row), notify=SETTLED_CHANNEL)
+        change = _change_for(event, row)
+        await repository.apply_change(conn, change, notify=SETTLED_CHANNEL)
+    if change.payment_status in ("succeeded", "failed"):
+        metrics.payment_settled(
+            change.payment_status,
+            amount_cents=row["amount_cents"],
+            currency=row["currency"].strip(),
+            created_at=row["created_at"],
+        )
 
 
 def _change_for(event: Contract, row: asyncpg.Record) -> repository.Change:
