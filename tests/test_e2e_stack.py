@@ -294,16 +294,22 @@ async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
 
 
 async def test_every_dashboard_panel_returns_data(stack):
-    # After the tests above drove reads, orders, a checkout and its messages through the stack.
+    # After the tests above drove reads, orders, a checkout and its messages through the stack;
+    # a new series needs two scrapes and a rule evaluation before every panel can show it.
     api = f"http://127.0.0.1:{stack['config'].prometheus_port}/api/v1/query"
     empty: list[str] = []
     async with aiohttp.ClientSession() as http:
-        for title, expr in panel_queries():
-            async with http.get(api, params={"query": expr}) as response:
-                body = await response.json()
-                assert response.status == 200, f"{title}: {body.get('error')}"
-            if not body["data"]["result"]:
-                empty.append(title)
+        for _ in range(40):
+            empty = []
+            for title, expr in panel_queries():
+                async with http.get(api, params={"query": expr}) as response:
+                    body = await response.json()
+                    assert response.status == 200, f"{title}: {body.get('error')}"
+                if not body["data"]["result"]:
+                    empty.append(title)
+            if not empty:
+                break
+            await asyncio.sleep(0.5)
     assert not empty, f"panels without data: {empty}"
 
 
