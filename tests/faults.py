@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+from typing import Any
 
 
 class TcpProxy:
@@ -61,3 +63,15 @@ class TcpProxy:
             self._writers.discard(writer)
             with contextlib.suppress(Exception):
                 writer.close()
+
+
+async def eventually(check: Any, *, within: float = 15.0, every: float = 0.05) -> Any:
+    """Poll `check()` (a value or an awaitable) until it is truthy; its last value."""
+    async with asyncio.timeout(within):
+        while True:
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return result
+            await asyncio.sleep(every)

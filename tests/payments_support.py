@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import time
 from collections import defaultdict
+from collections.abc import Awaitable
 from typing import Any
 
 import asyncpg
@@ -56,14 +56,9 @@ async def send_webhook(
     )
 
 
-async def eventually(check: Any, *, within: float = 15.0, every: float = 0.05) -> Any:
-    """Poll `check()` until it returns something truthy."""
-    async with asyncio.timeout(within):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(every)
+async def is_(awaitable: Awaitable[Any], expected: object) -> bool:
+    """Whether an awaited value equals `expected` (for `eventually`)."""
+    return await awaitable == expected
 
 
 async def payment_status(db: asyncpg.Connection, payment_id: str) -> str:

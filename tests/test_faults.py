@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +10,7 @@ from chassis.keys import INVALIDATION_BUS
 from chassis.near_cache import InvalidationBus
 from services.core.keys import PRODUCT_CACHE
 from tests.factories import admin, create_product, register
-from tests.faults import TcpProxy
+from tests.faults import TcpProxy, eventually
 
 
 @pytest.fixture
@@ -48,12 +47,6 @@ async def price(client, url: str) -> int:
     return int((await (await client.get(url)).json())["price_cents"])
 
 
-async def eventually(check) -> None:
-    async with asyncio.timeout(5):
-        while not await check():  # noqa: ASYNC110 - polls state outside this process
-            await asyncio.sleep(0.05)
-
-
 async def test_reads_survive_redis_outage_and_stay_fresh(pair, db, redis_proxy):
     assert await price(pair.proxied, pair.url) == 1250  # near cache warm
 
@@ -85,7 +78,7 @@ async def test_deferred_invalidation_is_sent_once_redis_is_back(pair, db, redis_
     async def fresh() -> bool:
         return await price(pair.direct, pair.url) == 999
 
-    await eventually(fresh)
+    await eventually(fresh, within=5)
 
 
 async def test_silent_subscription_is_dropped_and_near_cache_bypassed(
@@ -100,7 +93,7 @@ async def test_silent_subscription_is_dropped_and_near_cache_bypassed(
     async def fresh() -> bool:
         return await price(pair.proxied, pair.url) == 4242
 
-    await eventually(fresh)
+    await eventually(fresh, within=5)
     assert not pair.proxied.app[INVALIDATION_BUS].connected
 
 
@@ -121,5 +114,5 @@ async def test_database_outage_is_503_then_recovers(make_client, database_url):
     async def recovered() -> bool:
         return (await client.get("/api/products")).status == 200
 
-    await eventually(recovered)
+    await eventually(recovered, within=5)
     await pg_proxy.cut()

@@ -26,7 +26,7 @@ from chassis.outbox import OutboxRelay, enqueue
 from chassis.problems import GatewayTimeout
 from chassis.rpc import RpcClient, RpcServer
 from scripts import dlq
-from tests.payments_support import eventually
+from tests.faults import eventually
 
 RETRIES = [0.1, 0.2]
 
@@ -79,7 +79,7 @@ async def test_transient_failures_are_retried_with_back_off_then_succeed(broker)
     await consumer.start()
     try:
         await broker.publish(COMMANDS, queue, message_for(refund_command()))
-        await eventually(lambda: _true(len(attempts) >= 3))
+        await eventually(lambda: len(attempts) >= 3)
         await asyncio.sleep(0.3)
     finally:
         await consumer.stop()
@@ -96,10 +96,6 @@ async def test_transient_failures_are_retried_with_back_off_then_succeed(broker)
         f'relais_messages_consumed_total{{queue="{queue}",service="test",'
         f'type="payment.refund"}} 3.0' in text
     )
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_poison_and_exhausted_messages_are_dead_lettered_with_reasons(broker):
@@ -227,7 +223,7 @@ async def test_relays_on_several_instances_publish_each_row_once(broker, databas
                 conn, refund_command(), exchange=COMMANDS, routing_key=queue, message_id=ids[0]
             )
         tasks = [asyncio.create_task(relay.run()) for relay in relays]
-        await eventually(lambda: _true(len(received) >= 300))
+        await eventually(lambda: len(received) >= 300)
         await asyncio.sleep(0.3)
         for task in tasks:
             task.cancel()
@@ -315,7 +311,7 @@ async def test_dlq_command_lists_and_requeues_dead_letters(broker, amqp_url, cap
         assert await dlq.run(amqp_url, "list", [queue], set()) == 2  # listing leaves them
         accept = True
         assert await dlq.run(amqp_url, "requeue", [queue], {"dead-2"}) == 1
-        await eventually(lambda: _true(handled == ["dead-2"]))
+        await eventually(lambda: handled == ["dead-2"])
         remaining = await drain(broker, dead_letter_queue(queue))
         assert [message.message_id for message in remaining] == ["dead-1"]
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,15 +13,11 @@ import pytest
 
 from tests.conftest import REDIS_URL, rabbitmqctl
 from tests.factories import admin, create_product, pay, place_order, register
-from tests.payments_support import eventually, ledger_sum, provider_charges
+from tests.faults import eventually
+from tests.payments_support import ledger_sum, provider_charges
+from tests.test_e2e_stack import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_worker(payments_settings, log: Path) -> subprocess.Popen[bytes]:
@@ -35,7 +30,7 @@ def start_worker(payments_settings, log: Path) -> subprocess.Popen[bytes]:
         "AMQP_URL": payments_settings.amqp_url,
         "AMQP_PREFETCH": "10",
         "AMQP_RETRY_DELAYS": "[0.2, 0.5, 1.0]",
-        "HTTP_PORT": str(free_port()),
+        "HTTP_PORT": str(free_ports(1)[0]),
         "METRICS_PORT": "0",
         "SANDBOX_LATENCY_MS": "30",
     }

@@ -19,10 +19,11 @@ from services.core.payments.service import apply_event
 from services.payments.app import COMMAND_QUEUE
 from tests.conftest import PAYMENTS_ROLE
 from tests.factories import admin, create_product, pay, place_order, register
+from tests.faults import eventually
 from tests.payments_support import (
     charge_count,
-    eventually,
     intent_event,
+    is_,
     ledger_sum,
     payment_status,
     provider_charges,
@@ -88,7 +89,7 @@ async def test_without_prefer_wait_the_answer_is_202_and_the_payment_settles(
     status, payment = await pay(client, customer, order["id"], wait=None)
     assert status == 202
     assert payment["status"] == "processing"
-    await eventually(lambda: _is(payment_status(db, payment["id"]), "succeeded"))
+    await eventually(lambda: is_(payment_status(db, payment["id"]), "succeeded"))
     response = await client.get(f"/api/payments/{payment['id']}", headers=customer.auth)
     assert response.status == 200
     body = await response.json()
@@ -104,10 +105,6 @@ async def test_without_prefer_wait_the_answer_is_202_and_the_payment_settles(
         "updated_at",
     }
     assert (body["status"], body["refunded_cents"]) == ("succeeded", 0)
-
-
-async def _is(awaitable, expected) -> bool:
-    return await awaitable == expected
 
 
 @pytest.mark.parametrize(
@@ -150,7 +147,7 @@ async def test_provider_timeout_stays_processing_until_the_webhook_settles_it(
     payload = intent_event(f"evt_{uuid.uuid4().hex}", "payment_intent.succeeded", payment["id"])
     response = await send_webhook(client, payload, signature(payload))
     assert response.status == 200, await response.text()
-    await eventually(lambda: _is(payment_status(db, payment["id"]), "succeeded"))
+    await eventually(lambda: is_(payment_status(db, payment["id"]), "succeeded"))
     assert await order_status(db, order["id"]) == "paid"
     assert await charge_count(db, payment["id"]) == 1
     assert await ledger_sum(db) == 0
@@ -171,7 +168,7 @@ async def test_fifty_concurrent_requests_with_one_key_charge_once(
     ids = {body["id"] for status, body in results if status == 202}
     assert len(ids) == 1
     payment_id = ids.pop()
-    await eventually(lambda: _is(payment_status(db, payment_id), "succeeded"))
+    await eventually(lambda: is_(payment_status(db, payment_id), "succeeded"))
     assert (
         await db.fetchval("SELECT count(*) FROM payments WHERE order_id = $1::uuid", order["id"])
         == 1
@@ -244,7 +241,7 @@ async def test_refunds_partial_then_full_and_the_daily_report(client, worker, ad
     assert partial.status == 202, await partial.text()
     refund = await partial.json()
     assert (refund["amount_cents"], refund["status"]) == (2_500, "pending")
-    await eventually(lambda: _is(payment_status(db, payment["id"]), "partially_refunded"))
+    await eventually(lambda: is_(payment_status(db, payment["id"]), "partially_refunded"))
     assert await order_status(db, order["id"]) == "paid"
     too_much = await client.post(
         url,
@@ -257,7 +254,7 @@ async def test_refunds_partial_then_full_and_the_daily_report(client, worker, ad
     )
     assert rest.status == 202
     assert (await rest.json())["amount_cents"] == 7_500
-    await eventually(lambda: _is(payment_status(db, payment["id"]), "refunded"))
+    await eventually(lambda: is_(payment_status(db, payment["id"]), "refunded"))
     assert await order_status(db, order["id"]) == "refunded"
     body = await (await client.get(f"/api/payments/{payment['id']}", headers=customer.auth)).json()
     assert body["refunded_cents"] == 10_000
@@ -328,7 +325,7 @@ async def test_webhook_signature_tolerance_and_replay(client, worker, admin_acco
     first = await send_webhook(client, payload, signature(payload))
     assert (first.status, await first.json()) == (200, {"received": True, "duplicate": False})
     # The failed payment turns out to have succeeded after all (out of order): money moved.
-    await eventually(lambda: _is(payment_status(db, payment["id"]), "succeeded"))
+    await eventually(lambda: is_(payment_status(db, payment["id"]), "succeeded"))
     again = await send_webhook(client, payload, signature(payload))
     assert (again.status, await again.json()) == (200, {"received": True, "duplicate": True})
     await asyncio.sleep(0.5)

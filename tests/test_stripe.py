@@ -12,7 +12,8 @@ from services.payments.providers import Charge, GuardedProvider, ProviderUnavail
 from services.payments.stripe import StripeProvider
 from tests.factories import admin, create_product, pay, place_order, register
 from tests.fake_stripe import SECRET_KEY, FakeStripe
-from tests.payments_support import eventually, ledger_sum, payment_status
+from tests.faults import eventually
+from tests.payments_support import is_, ledger_sum, payment_status
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ async def test_stripe_checkout_refund_and_decline(client, stripe_worker, stripe,
         headers={**admin_account.auth, "Idempotency-Key": f"r-{uuid.uuid4()}"},
     )
     assert refund.status == 202
-    await eventually(lambda: _is(payment_status(db, payment["id"]), "partially_refunded"))
+    await eventually(lambda: is_(payment_status(db, payment["id"]), "partially_refunded"))
     [stripe_refund] = stripe.refunds.values()
     assert (stripe_refund["payment_intent"], stripe_refund["amount"]) == (intent["id"], 200)
     assert await ledger_sum(db) == 0
@@ -66,10 +67,6 @@ async def test_stripe_checkout_refund_and_decline(client, stripe_worker, stripe,
     unknown = await place_order(client, customer, product)
     status, failed = await pay(client, customer, unknown["id"], "tok_bogus")
     assert (failed["status"], failed["failure_code"]) == ("failed", "resource_missing")
-
-
-async def _is(awaitable, expected) -> bool:
-    return await awaitable == expected
 
 
 async def test_the_circuit_opens_after_repeated_failures_and_calls_fail_fast(stripe):
