@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,7 @@ from chassis.amqp import Broker
 from chassis.contracts import Contract
 from chassis.keys import BROKER, DB_POOL, METRICS, PG_LISTENER, SETTINGS
 from chassis.metrics import Metrics
-from chassis.resources import Conn, background
+from chassis.resources import Conn, background, repeat
 
 log = logging.getLogger("relais.outbox")
 
@@ -59,6 +59,16 @@ SCHEMA_SQL = """
         PRIMARY KEY (consumer, message_id)
     );
 """
+
+
+# The namespace of message ids derived from what a message is about.
+MESSAGE_IDS = uuid.UUID("5d0a4a8e-2f0b-4e1b-9c55-6a1f1f1f0001")
+
+
+def derived_message_id(*subject: object) -> str:
+    """A message id derived from what the message is about (an event and its payment, a
+    webhook's event id): enqueued twice, it is published once and consumed once."""
+    return str(uuid.uuid5(MESSAGE_IDS, ":".join(map(str, subject))))
 
 
 def wake_channel(schema: str) -> str:
@@ -131,14 +141,10 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Relay for the app's life; woken by NOTIFY, polling as a fallback."""
-        purged_at = 0.0
         while True:
             self.wake.clear()
             try:
                 published = await self.relay_once()
-                if time.monotonic() - purged_at > 3600:
-                    await self.purge_sent()
-                    purged_at = time.monotonic()
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("outbox relay: database unavailable (%r)", exc)
                 published = 0
@@ -191,12 +197,13 @@ class OutboxRelay:
         await self.broker.publish(row["exchange"], row["routing_key"], message)
         return None
 
-    async def purge_sent(self) -> None:
-        """Forget rows sent longer ago than the retention."""
-        await self.pool.execute(
+    async def purge_sent(self) -> int:
+        """Forget rows sent longer ago than the retention; how many."""
+        status = await self.pool.execute(
             "DELETE FROM outbox WHERE sent_at < now() - make_interval(hours => $1)",
             self.retention_hours,
         )
+        return int(status.split()[-1])
 
 
 async def outbox_relay(app: web.Application) -> AsyncIterator[None]:
@@ -212,5 +219,6 @@ async def outbox_relay(app: web.Application) -> AsyncIterator[None]:
         linger=settings.outbox_linger_ms / 1000,
     )
     app[PG_LISTENER].subscribe(wake_channel(settings.database_schema), relay.notify)
-    async with background(relay.run(), "outbox-relay"):
+    purge = repeat(relay.purge_sent, every=3600, what="purging sent outbox rows")
+    async with background(relay.run(), "outbox-relay"), background(purge, "outbox-purge"):
         yield

@@ -9,7 +9,6 @@ the first answer back: the provider moves money once.
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 import asyncpg
@@ -28,14 +27,13 @@ from chassis.contracts import (
     RefundFailed,
     RefundPayment,
 )
-from chassis.outbox import enqueue, first_delivery
+from chassis.outbox import derived_message_id, enqueue, first_delivery
 from chassis.resources import Conn
 from services.payments import repository
 from services.payments.providers import Charge, Outcome, Provider, Refund
 
 log = logging.getLogger("relais.payments")
 CONSUMER = "payments"
-EVENT_IDS = uuid.UUID("5d0a4a8e-2f0b-4e1b-9c55-6a1f1f1f0001")
 # Webhook event types and the outcome they announce.
 PROVIDER_OUTCOMES = {
     "payment_intent.succeeded": "succeeded",
@@ -45,11 +43,6 @@ PROVIDER_OUTCOMES = {
 
 class UnknownPayment(LookupError):
     """A message about a payment this worker has not recorded (yet): retried, then dead."""
-
-
-def event_id(kind: str, subject: Any) -> str:
-    """A deterministic message id, so an event enqueued twice is published once."""
-    return str(uuid.uuid5(EVENT_IDS, f"{kind}:{subject}"))
 
 
 async def charge(
@@ -263,4 +256,4 @@ async def daily_report(*, pool: asyncpg.Pool, request: DailyReportRequest) -> Da
 
 
 async def _announce(conn: Conn, event: Contract, *, subject: Any) -> None:
-    await enqueue(conn, event, exchange=EVENTS, message_id=event_id(event.type, subject))
+    await enqueue(conn, event, exchange=EVENTS, message_id=derived_message_id(event.type, subject))

@@ -36,7 +36,7 @@ from chassis.contracts import (
     RefundFailed,
     RefundPayment,
 )
-from chassis.outbox import enqueue, first_delivery
+from chassis.outbox import derived_message_id, enqueue, first_delivery
 from chassis.problems import BadRequest, Conflict, NotFound, Unprocessable
 from chassis.rpc import RpcClient
 from services.core import idempotency
@@ -48,7 +48,6 @@ from services.core.payments import repository
 log = logging.getLogger("relais.payments")
 CONSUMER = "core.payments"
 SETTLED_CHANNEL = "core_payments"
-WEBHOOK_IDS = uuid.UUID("5d0a4a8e-2f0b-4e1b-9c55-6a1f1f1f0002")
 # How far along a payment is; an event never moves it to a lower rank.
 RANK = {"processing": 0, "failed": 1, "succeeded": 2, "partially_refunded": 3, "refunded": 4}
 UNPAID = frozenset({"pending_payment", "payment_failed"})
@@ -284,27 +283,23 @@ class SettlementWaiters:
         processing, so the first read is skipped.
         """
         deadline = time.monotonic() + seconds
-        while True:
-            future = watching or self.watch(payment_id)
-            try:
-                if watching is None:
+        future = watching
+        try:
+            while True:
+                if future is None:  # watch, then read: a change after the read wakes us
+                    future = self.watch(payment_id)
                     row = await repository.payment_by_id(pool, payment_id)
                     if row is None:
                         raise NotFound("No such payment")
-                    if row["status"] != "processing":
+                    if row["status"] != "processing" or time.monotonic() >= deadline:
                         return payment_json(row)
-                watching = None
-                left = deadline - time.monotonic()
-                if left > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(future, left)
-            finally:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(future, max(deadline - time.monotonic(), 0))
                 self.forget(payment_id, future)
-            if time.monotonic() >= deadline:
-                row = await repository.payment_by_id(pool, payment_id)
-                if row is None:
-                    raise NotFound("No such payment")
-                return payment_json(row)
+                future = None
+        finally:
+            if future is not None:
+                self.forget(payment_id, future)
 
 
 def verify_signature(
@@ -369,7 +364,7 @@ async def accept_webhook(*, pool: asyncpg.Pool, event: ProviderEvent) -> bool:
                 conn,
                 event,
                 exchange=COMMANDS,
-                message_id=str(uuid.uuid5(WEBHOOK_IDS, f"{event.provider}:{event.event_id}")),
+                message_id=derived_message_id("webhook", event.provider, event.event_id),
             )
     return new
 
