@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import uvloop
 from aiohttp import web
@@ -17,8 +18,10 @@ from chassis.metrics import setup_metrics
 from chassis.middleware import edge_middleware
 from chassis.resources import background
 from chassis.settings import ServiceSettings
+from chassis.tracing import start_tracing, stop_tracing
 
 log = logging.getLogger("relais.service")
+S = TypeVar("S", bound=ServiceSettings)
 MAX_BODY_BYTES = 1024 * 1024
 BACKLOG = 1024
 
@@ -41,9 +44,19 @@ async def _access_log_flusher(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def serve(create_app: Callable[[S], web.Application], settings: S) -> None:
+    """The process: logging and tracing first (instrumented apps are built after them), then
+    the app served until SIGINT/SIGTERM, then the spans still queued are exported."""
+    configure_logging(service=settings.service_name, level=settings.log_level)
+    provider = start_tracing(settings)
+    try:
+        run_service(create_app(settings), settings)
+    finally:
+        stop_tracing(provider)
+
+
 def run_service(app: web.Application, settings: ServiceSettings) -> None:
     """Serve `app` on uvloop until SIGINT/SIGTERM, then shut down gracefully."""
-    configure_logging(service=settings.service_name, level=settings.log_level)
     where = {
         "host": settings.http_host,
         "port": settings.http_port,

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from chassis.keys import DB_POOL, REDIS
 from chassis.problems import ServiceUnavailable
+from chassis.tracing import untraced
 
 Check = Callable[[web.Application], Awaitable[object]]
 CHECK_TIMEOUT = 2.0
@@ -40,7 +41,8 @@ def setup_health(app: web.Application, checks: dict[str, Check] | None = None) -
                 return f"down: {type(exc).__name__}"
             return "ok"
 
-        results = await asyncio.gather(*(run(check) for check in active.values()))
+        with untraced():  # probes come every few seconds; their spans would bury the requests'
+            results = await asyncio.gather(*(run(check) for check in active.values()))
         report = dict(zip(active, results, strict=True))
         failed = [name for name, result in report.items() if result != "ok"]
         if failed:

@@ -10,6 +10,8 @@ from typing import Any, TextIO
 
 import orjson
 
+from chassis.tracing import TraceIds, current_ids
+
 # Attributes every LogRecord has; anything else was passed through `extra=` and is logged.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -37,6 +39,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        ids = current_ids()
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids[0], ids[1]
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
@@ -70,12 +75,21 @@ class AccessLog:
     ) -> None:
         self._service = service
         self._stream = stream
-        self._entries: list[tuple[float, str, str, int, float, str]] = []
+        self._entries: list[tuple[float, str, str, int, float, str, TraceIds | None]] = []
         self._interval = interval
 
-    def write(self, method: str, route: str, status: int, duration: float, request_id: str) -> None:
-        """Queue the access line of one answered request (`duration` in seconds)."""
-        self._entries.append((time.time(), method, route, status, duration, request_id))
+    def write(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        duration: float,
+        request_id: str,
+        ids: TraceIds | None,
+    ) -> None:
+        """Queue the access line of one answered request (`duration` in seconds, `ids` the
+        trace and span it was served in)."""
+        self._entries.append((time.time(), method, route, status, duration, request_id, ids))
 
     def flush(self) -> None:
         """Format and write the queued lines in one call."""
@@ -83,7 +97,7 @@ class AccessLog:
             return
         entries, self._entries = self._entries, []
         lines = []
-        for stamp, method, route, status, duration, request_id in entries:
+        for stamp, method, route, status, duration, request_id, ids in entries:
             entry = {
                 "ts": timestamp(stamp),
                 "level": "info",
@@ -96,6 +110,8 @@ class AccessLog:
                 "duration_ms": round(duration * 1000, 3),
                 "request_id": request_id,
             }
+            if ids is not None:
+                entry["trace_id"], entry["span_id"] = ids[0], ids[1]
             lines.append(orjson.dumps(entry))
         stream = self._stream or sys.stderr
         stream.write(b"\n".join(lines).decode() + "\n")

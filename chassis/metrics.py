@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
 from chassis.keys import DB_POOL, METRICS, SETTINGS
+from chassis.tracing import TraceIds, current_ids
 
 # Few buckets: prometheus_client scans them linearly on every observation.
 # Any other method is counted as OTHER, so clients cannot mint label values.
@@ -114,18 +115,21 @@ class Metrics:
         self.in_flight_now = 0
         self.in_flight.labels(service).set_function(lambda: self.in_flight_now)
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._pending: list[tuple[str, str, int, float]] = []
+        self._pending: list[tuple[str, str, int, float, TraceIds | None]] = []
 
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one finished request: queued here, applied in a batch by `drain()`."""
-        self._pending.append((method, route, status, seconds))
+    def observe(
+        self, method: str, route: str, status: int, seconds: float, ids: TraceIds | None = None
+    ) -> None:
+        """Count one finished request (served in the trace `ids`): queued here, applied in a
+        batch by `drain()`."""
+        self._pending.append((method, route, status, seconds, ids))
         if len(self._pending) >= PENDING_LIMIT:
             self.drain()
 
     def drain(self) -> None:
         """Apply the queued observations (every scrape calls this first)."""
         pending, self._pending = self._pending, []
-        for method, route, status, seconds in pending:
+        for method, route, status, seconds, ids in pending:
             if method not in KNOWN_METHODS:
                 method = "OTHER"
             key = (method, route, status // 100)
@@ -136,7 +140,7 @@ class Metrics:
                     self.latency.labels(self.service, method, route),
                 )
             children[0].inc()
-            children[1].observe(seconds)
+            children[1].observe(seconds, exemplar(ids))
 
     def consumed(self, queue: str, kind: str, *, redelivered: bool) -> None:
         """Count a delivery."""
@@ -154,13 +158,20 @@ class Metrics:
 
     def handled(self, queue: str, kind: str, seconds: float) -> None:
         """Record how long a message took to handle."""
-        self.message_latency.labels(self.service, queue, kind).observe(seconds)
+        self.message_latency.labels(self.service, queue, kind).observe(
+            seconds, exemplar(current_ids())
+        )
 
     def expose(self, accept: str) -> tuple[bytes, str]:
         """The current metrics in the format `accept` asks for, and its content type."""
         self.drain()
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
+
+
+def exemplar(ids: TraceIds | None) -> dict[str, str] | None:
+    """The OpenMetrics exemplar linking an observation to its trace, if that was exported."""
+    return {"trace_id": ids[0]} if ids is not None and ids[2] else None
 
 
 def setup_metrics(app: web.Application, service: str) -> None:

@@ -11,8 +11,11 @@ from aiohttp import web
 
 from chassis.keys import ACCESS_LOG, METRICS, REQUEST_ID
 from chassis.problems import problem_for
+from chassis.tracing import tag_request
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# W3C Trace Context Level 2: tells the client which trace served it.
+TRACE_RESPONSE_HEADER = "traceresponse"
 CLIENT_CLOSED_REQUEST = 499
 _WELL_FORMED_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 
@@ -35,6 +38,7 @@ async def edge_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         incoming if _WELL_FORMED_ID.fullmatch(incoming) else f"{random.getrandbits(128):032x}"
     )
     request[REQUEST_ID] = request_id
+    ids = tag_request(request_id)
     metrics = request.app[METRICS]
     started = time.perf_counter()
     metrics.in_flight_now += 1
@@ -46,6 +50,8 @@ async def edge_middleware(request: web.Request, handler: Any) -> web.StreamRespo
             response = problem_for(request, exc)
         status = response.status
         response.headers[REQUEST_ID_HEADER] = request_id
+        if ids is not None:
+            response.headers[TRACE_RESPONSE_HEADER] = f"00-{ids[0]}-{ids[1]}-0{int(ids[2])}"
         return response
     except web.HTTPException as exc:  # below 400 only (redirect, 304): passed on as raised
         status = exc.status
@@ -55,5 +61,5 @@ async def edge_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         elapsed = time.perf_counter() - started
         metrics.in_flight_now -= 1
         route = route_template(request)
-        metrics.observe(request.method, route, status, elapsed)
-        request.app[ACCESS_LOG].write(request.method, route, status, elapsed, request_id)
+        metrics.observe(request.method, route, status, elapsed, ids)
+        request.app[ACCESS_LOG].write(request.method, route, status, elapsed, request_id, ids)

@@ -27,6 +27,7 @@ from chassis.contracts import Contract
 from chassis.keys import BROKER, DB_POOL, METRICS, PG_LISTENER, SETTINGS
 from chassis.metrics import Metrics
 from chassis.resources import Conn, background, repeat
+from chassis.tracing import attached, context_headers, untraced
 
 log = logging.getLogger("relais.outbox")
 
@@ -84,16 +85,22 @@ async def enqueue(
     routing_key: str | None = None,
     message_id: str | None = None,
 ) -> None:
-    """Add a message to the outbox, in the caller's transaction (an id makes it idempotent)."""
+    """Add a message to the outbox, in the caller's transaction (an id makes it idempotent).
+
+    The row keeps the current trace context: the relay publishes it under that context, so the
+    message belongs to the trace of the request or message that caused it."""
+    trace_context = context_headers()
     await conn.execute(
-        """INSERT INTO outbox (message_id, exchange, routing_key, type, body)
-           VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5)
+        """INSERT INTO outbox (message_id, exchange, routing_key, type, body, headers)
+           VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5,
+                   coalesce($6::jsonb, '{}'))
            ON CONFLICT (message_id) DO NOTHING""",
         message_id,
         exchange,
         routing_key or contract.type,
         contract.type,
         contract.encode(),
+        orjson.dumps(trace_context).decode() if trace_context else None,
     )
 
 
@@ -144,7 +151,8 @@ class OutboxRelay:
         while True:
             self.wake.clear()
             try:
-                published = await self.relay_once()
+                with untraced():  # its polls; each publish joins the trace of its row
+                    published = await self.relay_once()
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("outbox relay: database unavailable (%r)", exc)
                 published = 0
@@ -194,7 +202,8 @@ class OutboxRelay:
             timestamp=row["created_at"],
             headers=headers,
         )
-        await self.broker.publish(row["exchange"], row["routing_key"], message)
+        with attached(headers):
+            await self.broker.publish(row["exchange"], row["routing_key"], message)
         return None
 
     async def purge_sent(self) -> int:

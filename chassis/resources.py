@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from chassis.keys import DB_POOL, REDIS, SETTINGS
 from chassis.metrics import bind_pool_gauges
+from chassis.tracing import untraced
 
 log = logging.getLogger("relais.jobs")
 
@@ -37,10 +38,11 @@ async def background(coroutine: Coroutine[Any, Any, None], name: str) -> AsyncIt
 
 async def repeat(job: Callable[[], Awaitable[int]], *, every: float, what: str) -> None:
     """Run `job` every `every` seconds for the app's life, logging how many things it did and
-    any database failure (the next round retries)."""
+    any database failure (the next round retries). Housekeeping makes no traces of its own."""
     while True:
         try:
-            count = await job()
+            with untraced():
+                count = await job()
         except (asyncpg.PostgresError, OSError) as exc:
             log.warning("%s failed: %r", what, exc)
         else:
@@ -93,7 +95,8 @@ async def redis_client(app: web.Application) -> AsyncIterator[None]:
         socket_timeout=settings.redis_timeout,
         socket_connect_timeout=settings.redis_timeout,
     )
-    await client.ping()
+    with untraced():  # startup, not a request
+        await client.ping()
     app[REDIS] = client
     yield
     await client.aclose()

@@ -52,6 +52,12 @@ class ServiceSettings(BaseSettings):
     trusted_proxies: list[str] = ["127.0.0.1/32", "::1/128"]
     write_rate_limit: str = "300/minute"
 
+    # OpenTelemetry's own variable names (see chassis.tracing).
+    otel_sdk_disabled: bool = False
+    otel_service_name: str | None = None
+    otel_exporter_otlp_endpoint: str = "http://127.0.0.1:4318"
+    otel_traces_sampler_arg: float = Field(1.0, ge=0, le=1)
+
     jwt_private_key_file: Path | None = Path(DEV_KEY_DIR) / "jwt-private.pem"
     jwt_public_key_file: Path | None = Path(DEV_KEY_DIR) / "jwt-public.pem"
     jwt_private_key: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from chassis.app import run_service
+from chassis.app import serve
 from services.core.app import create_app
 from services.core.settings import CoreSettings
 
@@ -21,7 +21,7 @@ def main() -> None:
         if value is not None
     }
     settings = CoreSettings(**overrides)
-    run_service(create_app(settings), settings)
+    serve(create_app, settings)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter, Histogram
 
-from chassis.metrics import Metrics
+from chassis.metrics import Metrics, exemplar
+from chassis.tracing import current_ids
 
 # Settlement is seconds for a card, minutes when a webhook resolves a timeout.
 SETTLEMENT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 600.0)
@@ -54,4 +55,6 @@ class CheckoutMetrics:
         self.payments.labels(self.service, outcome, currency).inc()
         self.amount.labels(self.service, outcome, currency).inc(amount_cents)
         seconds = (datetime.now(UTC) - created_at).total_seconds()
-        self.settlement.labels(self.service, outcome).observe(max(seconds, 0.0))
+        self.settlement.labels(self.service, outcome).observe(
+            max(seconds, 0.0), exemplar(current_ids())
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chassis.app import run_service
+from chassis.app import serve
 from services.payments.app import create_app
 from services.payments.settings import PaymentsSettings
 
@@ -10,7 +10,7 @@ from services.payments.settings import PaymentsSettings
 def main() -> None:
     """Serve the worker with the environment's settings."""
     settings = PaymentsSettings()
-    run_service(create_app(settings), settings)
+    serve(create_app, settings)
 
 
 if __name__ == "__main__":
