@@ -19,10 +19,12 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +100,10 @@ class StackConfig:
     rabbitmq_vhost: str = field(default_factory=lambda: _env("RABBITMQ_VHOST", "relais"))
     rabbitmq_user: str = field(default_factory=lambda: _env("RABBITMQ_USER", "relais"))
     rabbitmq_password: str = field(default_factory=lambda: _env("RABBITMQ_PASSWORD", "relais"))
+    # Where traces go: Jaeger's OTLP/HTTP port (the compose stack publishes it on 4318).
+    otlp_endpoint: str = field(
+        default_factory=lambda: _env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    )
 
     @property
     def database_url(self) -> str:
@@ -364,6 +370,20 @@ def _pid(path: Path) -> int | None:
     return pid
 
 
+def tracing_enabled(config: StackConfig) -> bool:
+    """Trace unless `OTEL_SDK_DISABLED` says otherwise or nothing listens at the OTLP
+    endpoint (no Jaeger running): spans with nowhere to go would only fill the logs."""
+    disabled = os.environ.get("OTEL_SDK_DISABLED")
+    if disabled:
+        return disabled.strip().lower() != "true"
+    url = urllib.parse.urlsplit(config.otlp_endpoint)
+    try:
+        socket.create_connection((url.hostname or "127.0.0.1", url.port or 4318), 1).close()
+    except OSError:
+        return False
+    return True
+
+
 def service_env(config: StackConfig, name: str, port: int, metrics_port: int) -> dict[str, str]:
     """The environment of one service process."""
     env = dict(os.environ)
@@ -381,6 +401,9 @@ def service_env(config: StackConfig, name: str, port: int, metrics_port: int) ->
             "JWT_PRIVATE_KEY_FILE": str(config.key_dir / "jwt-private.pem"),
             "JWT_PUBLIC_KEY_FILE": str(config.key_dir / "jwt-public.pem"),
             "PYTHONUNBUFFERED": "1",
+            "OTEL_SERVICE_NAME": name.rsplit("-", 1)[0],
+            "OTEL_EXPORTER_OTLP_ENDPOINT": config.otlp_endpoint,
+            "OTEL_SDK_DISABLED": str(not tracing_enabled(config)).lower(),
         }
     )
     env.pop("HTTP_UNIX_SOCKET", None)
@@ -471,6 +494,8 @@ def start_observability(config: StackConfig) -> None:
             f"--storage.tsdb.path={data / 'prometheus'}",
             f"--web.listen-address=127.0.0.1:{config.prometheus_port}",
             "--storage.tsdb.retention.time=7d",
+            # Latency buckets carry trace ids: keep them, so Grafana links a slow bucket to Jaeger.
+            "--enable-feature=exemplar-storage",
         ],
         dict(os.environ),
         config,
@@ -617,6 +642,12 @@ def up(config: StackConfig) -> None:
     print(f"  RabbitMQ   amqp://{config.rabbitmq_host}/{config.rabbitmq_vhost}  (make dlq)")
     print(f"  Prometheus http://127.0.0.1:{config.prometheus_port}/   (rules and alerts loaded)")
     print(f"  Alertmanager http://127.0.0.1:{config.alertmanager_port}/")
+    traces = (
+        f"exported to {config.otlp_endpoint}"
+        if tracing_enabled(config)
+        else f"off: nothing listens at {config.otlp_endpoint} (start Jaeger, then `make down up`)"
+    )
+    print(f"  Traces     {traces}")
     print("  Grafana and Jaeger are not installable here: they run in the compose stack")
     print(f"  logs       {config.log_dir}  (make logs)")
 

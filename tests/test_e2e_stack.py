@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,9 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from scripts.otlp import OtlpReceiver, ReceivedSpan
 from scripts.stack import StackConfig, drop_broker, drop_database
+from tests.faults import eventually
 from tests.test_dashboards import panel_queries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +65,17 @@ def _free(port: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[dict[str, Any]]:
+def otlp() -> Iterator[OtlpReceiver]:
+    """The stack's trace collector: an OTLP/HTTP receiver in this process (in a thread of its
+    own, so it outlives each test's event loop)."""
+    receiver = OtlpReceiver()
+    receiver.start_thread()
+    yield receiver
+    receiver.stop_thread()
+
+
+@pytest.fixture(scope="module")
+def stack(otlp: OtlpReceiver) -> Iterator[dict[str, Any]]:
     run = uuid.uuid4().hex[:8]
     nginx_port, tls_port, prometheus_port, alertmanager_port = free_ports(4)
     # Not under pytest's 0700 folders: NGINX workers (another user under root) use its sockets.
@@ -83,6 +96,10 @@ def stack() -> Iterator[dict[str, Any]]:
         "ALERTMANAGER_PORT": str(alertmanager_port),
         "PROMETHEUS_SCRAPE_INTERVAL": "1s",
         "REDIS_KEY_PREFIX": f"relais-e2e:{run}:",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp.port}",
+        "OTEL_SDK_DISABLED": "false",
+        "OTEL_TRACES_SAMPLER_ARG": "1.0",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
     for key in list(env):
         if key in {"DATABASE_URL", "HTTP_PORT", "METRICS_PORT", "AMQP_URL"}:
@@ -208,33 +225,48 @@ async def test_through_nginx_to_both_instances(stack):
     assert instances <= set(upstreams(stack))
 
 
-async def test_checkout_through_nginx_with_the_worker_make_up_started(stack):
+async def admin_headers(stack: dict[str, Any], http: aiohttp.ClientSession) -> dict[str, str]:
+    """Register a customer, make them an admin with `make admin`, log in: their auth header."""
     base = stack["base"]
     email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
+    async with http.post(
+        f"{base}/api/auth/register",
+        json={"email": email, "password": "e2e password", "name": "E2E"},
+    ) as response:
+        assert response.status == 201
+    stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password")
+    async with http.post(
+        f"{base}/api/auth/login", json={"email": email, "password": "e2e password"}
+    ) as response:
+        return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
+
+
+async def place_order(
+    stack: dict[str, Any], http: aiohttp.ClientSession, auth: dict[str, str], *, quantity: int
+) -> dict[str, Any]:
+    """A new product at 25.00 EUR, and an order of `quantity` of it."""
+    base = stack["base"]
+    product_body = {
+        "sku": f"E2E-{uuid.uuid4().hex[:8]}",
+        "name": "Teapot",
+        "price_cents": 2500,
+        "currency": "EUR",
+        "stock": 5,
+        "category": "kitchen",
+    }
+    async with http.post(f"{base}/api/products", headers=auth, json=product_body) as response:
+        product = await response.json()
+    order_body = {"items": [{"product_id": product["id"], "quantity": quantity}]}
+    async with http.post(f"{base}/api/orders", headers=auth, json=order_body) as response:
+        order: dict[str, Any] = await response.json()
+    return order
+
+
+async def test_checkout_through_nginx_with_the_worker_make_up_started(stack):
+    base = stack["base"]
     async with aiohttp.ClientSession() as http:
-        async with http.post(
-            f"{base}/api/auth/register",
-            json={"email": email, "password": "e2e password", "name": "E2E"},
-        ) as response:
-            assert response.status == 201
-        stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password")
-        async with http.post(
-            f"{base}/api/auth/login", json={"email": email, "password": "e2e password"}
-        ) as r:
-            auth = {"Authorization": f"Bearer {(await r.json())['access_token']}"}
-        product_body = {
-            "sku": f"E2E-{uuid.uuid4().hex[:8]}",
-            "name": "Teapot",
-            "price_cents": 2500,
-            "currency": "EUR",
-            "stock": 5,
-            "category": "kitchen",
-        }
-        async with http.post(f"{base}/api/products", headers=auth, json=product_body) as r:
-            product = await r.json()
-        order_body = {"items": [{"product_id": product["id"], "quantity": 2}]}
-        async with http.post(f"{base}/api/orders", headers=auth, json=order_body) as r:
-            order = await r.json()
+        auth = await admin_headers(stack, http)
+        order = await place_order(stack, http, auth, quantity=2)
         async with http.post(
             f"{base}/api/orders/{order['id']}/payments",
             headers={**auth, "Idempotency-Key": f"e2e-{uuid.uuid4()}", "Prefer": "wait=10"},
@@ -253,6 +285,113 @@ async def test_checkout_through_nginx_with_the_worker_make_up_started(stack):
         await conn.close()
     listed = stack["make"]("dlq")
     assert "0 message(s) listed" in listed.stderr
+
+
+def only(spans: list[ReceivedSpan], what: str, **where: str) -> ReceivedSpan:
+    """The one span matching every `where` (`name` matches by substring)."""
+    found = [
+        span
+        for span in spans
+        if all(
+            value in span.name if key == "name" else getattr(span, key) == value
+            for key, value in where.items()
+        )
+    ]
+    assert len(found) == 1, f"{what}: {len(found)} spans match {where}"
+    return found[0]
+
+
+def sql_under(spans: list[ReceivedSpan], parent: ReceivedSpan) -> list[str]:
+    """The statements run as children of `parent`, by their operation."""
+    return [
+        span.name
+        for span in spans
+        if span.parent_id == parent.span_id and span.attributes.get("db.system") == "postgresql"
+    ]
+
+
+async def test_one_trace_follows_a_checkout_across_every_hop(stack, otlp):
+    # The client starts the trace; NGINX passes `traceparent` through to core.
+    trace_id, client_span = os.urandom(16).hex(), os.urandom(8).hex()
+    async with aiohttp.ClientSession() as http:
+        auth = await admin_headers(stack, http)
+        order = await place_order(stack, http, auth, quantity=1)
+        async with http.post(
+            f"{stack['base']}/api/orders/{order['id']}/payments",
+            headers={
+                **auth,
+                "Idempotency-Key": f"e2e-{uuid.uuid4()}",
+                "Prefer": "wait=10",
+                "traceparent": f"00-{trace_id}-{client_span}-01",
+            },
+            json={"payment_method": "tok_visa"},
+        ) as response:
+            assert (await response.json())["status"] == "succeeded"
+            request_id = response.headers["X-Request-ID"]
+            assert response.headers["traceresponse"].startswith(f"00-{trace_id}-")
+
+    def settled_in_core() -> list[ReceivedSpan] | None:
+        spans = otlp.trace(trace_id)
+        events = [s for s in spans if s.kind == "consumer" and s.service == "core"]
+        return spans if events and any(s.parent_id == events[0].span_id for s in spans) else None
+
+    spans = await eventually(settled_in_core, within=20)
+    # core's server span, child of the client's span, tagged with the request id
+    server = only(spans, "core's server span", kind="server", service="core")
+    assert server.parent_id == client_span
+    assert server.name == "POST /api/orders/{id}/payments"
+    assert server.attributes["relais.request_id"] == request_id
+    assert {"INSERT", "COMMIT;"} <= set(sql_under(spans, server))
+    # the outbox relay published the charge command later, under the request's context
+    charge = only(spans, "the relay's publish", kind="producer", service="core")
+    assert "payment.charge" in charge.name and charge.parent_id == server.span_id
+    # the worker consumed it, ran its statements (the ledger's INSERTs) and emitted the event
+    worker = only(spans, "the worker's consume", kind="consumer", service="payments")
+    assert worker.parent_id == charge.span_id
+    assert "INSERT" in sql_under(spans, worker)
+    event = only(spans, "the worker's publish", kind="producer", service="payments")
+    assert "payment.succeeded" in event.name and event.parent_id == worker.span_id
+    # core consumed the event and settled the order in its database
+    settled = only(spans, "core's consume", kind="consumer", service="core")
+    assert settled.parent_id == event.span_id
+    assert "COMMIT;" in sql_under(spans, settled)
+    # every span hangs off another span of the trace (or off the client's)
+    ids = {span.span_id for span in spans} | {client_span}
+    assert all(span.parent_id in ids for span in spans)
+    # the access-log lines of NGINX and of core lead to the trace
+    nginx_log = (stack["config"].log_dir / "nginx-access.log").read_text().splitlines()
+    edge = json.loads(next(line for line in nginx_log if request_id in line))
+    assert edge["traceparent"] == f"00-{trace_id}-{client_span}-01"
+    assert edge["traceresponse"].startswith(f"00-{trace_id}-{server.span_id}-")
+    core_lines = [
+        json.loads(line)
+        for path in stack["config"].log_dir.glob("core-*.log")
+        for line in path.read_text().splitlines()
+        if request_id in line
+    ]
+    assert [(line["trace_id"], line["span_id"]) for line in core_lines] == [
+        (trace_id, server.span_id)
+    ]
+
+
+async def test_latency_exemplars_lead_to_exported_traces(stack, otlp):
+    api = f"http://127.0.0.1:{stack['config'].prometheus_port}/api/v1/query_exemplars"
+    query = 'relais_http_request_duration_seconds_bucket{route="/api/orders/{id}/payments"}'
+
+    async def exemplar_traces() -> set[str]:
+        now = time.time()
+        params = {"query": query, "start": str(now - 600), "end": str(now)}
+        async with aiohttp.ClientSession() as http, http.get(api, params=params) as response:
+            body = await response.json()
+        return {
+            exemplar["labels"]["trace_id"]
+            for series in body["data"]
+            for exemplar in series["exemplars"]
+        }
+
+    traces = await eventually(exemplar_traces, within=20, every=0.5)
+    exported = {span.trace_id for span in otlp.spans if span.kind == "server"}
+    assert traces <= exported
 
 
 async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
