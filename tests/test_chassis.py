@@ -10,13 +10,17 @@ import logging
 import asyncpg
 import pytest
 from aiohttp import web
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from chassis.app import create_service_app
 from chassis.keys import ACCESS_LOG, DB_POOL
 from chassis.logs import AccessLog
+from chassis.metrics import Metrics
 from chassis.settings import ServiceSettings
+from chassis.tracing import start_tracing
 from services.core.app import create_app
 from services.core.settings import CoreSettings
 from services.payments.settings import PaymentsSettings
@@ -116,6 +120,64 @@ async def test_json_formatter_emits_fields():
     record.route = "/api/x/{id}"
     line = json.loads(JsonFormatter("core").format(record))
     assert line["service"] == "core" and line["route"] == "/api/x/{id}" and line["level"] == "info"
+
+
+async def test_log_lines_inside_a_span_carry_its_ids():
+    from chassis.logs import JsonFormatter
+
+    tracer = TracerProvider().get_tracer("test")
+    record = logging.LogRecord("relais.test", logging.INFO, __file__, 1, "hello", None, None)
+    assert "trace_id" not in json.loads(JsonFormatter("core").format(record))
+    with tracer.start_as_current_span("work") as span:
+        line = json.loads(JsonFormatter("core").format(record))
+    ids = span.get_span_context()
+    assert (line["trace_id"], line["span_id"]) == (f"{ids.trace_id:032x}", f"{ids.span_id:016x}")
+
+
+def test_latency_exemplars_name_sampled_traces_only():
+    metrics = Metrics("core")
+    sampled, unsampled = ("ab" * 16, "cd" * 8, True), ("ef" * 16, "01" * 8, False)
+    metrics.observe("GET", "/api/a", 200, 0.003, sampled)
+    metrics.observe("GET", "/api/b", 200, 0.003, unsampled)
+    metrics.observe("GET", "/api/c", 200, 0.003, None)
+    body, content_type = metrics.expose("application/openmetrics-text")
+    assert content_type.startswith("application/openmetrics-text")
+    exemplars = [line for line in body.decode().splitlines() if " # {" in line]
+    assert len(exemplars) == 1
+    assert 'route="/api/a"' in exemplars[0] and f'trace_id="{"ab" * 16}"' in exemplars[0]
+    # the Prometheus text format has no exemplars: the classic scrape is unchanged
+    assert " # {" not in metrics.expose("text/plain")[0].decode()
+
+
+def test_tracing_off_installs_nothing():
+    assert start_tracing(ServiceSettings(otel_sdk_disabled=True)) is None
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
+async def test_responses_name_the_trace_that_served_them(aiohttp_client, settings):
+    # The SDK's tracer in the edge middleware's place: what `start_tracing` installs per process.
+    tracer = TracerProvider().get_tracer("test")
+    served: list[trace.Span] = []
+
+    @web.middleware
+    async def traced(request: web.Request, handler):
+        with tracer.start_as_current_span("server") as span:
+            served.append(span)
+            return await handler(request)
+
+    app = create_app(settings)
+    app.middlewares.insert(0, traced)
+    lines = io.StringIO()
+    app[ACCESS_LOG] = AccessLog("core", lines)
+    client = await aiohttp_client(app)
+    response = await client.get("/api/nothing", headers={"X-Request-ID": "trace-test-0001"})
+    app[ACCESS_LOG].flush()
+    ids = served[0].get_span_context()
+    trace_id, span_id = f"{ids.trace_id:032x}", f"{ids.span_id:016x}"
+    assert response.headers["traceresponse"] == f"00-{trace_id}-{span_id}-01"
+    assert served[0].attributes["relais.request_id"] == "trace-test-0001"
+    entry = json.loads(lines.getvalue().splitlines()[0])
+    assert (entry["trace_id"], entry["span_id"]) == (trace_id, span_id)
 
 
 async def test_metrics_use_route_templates_on_their_own_port(make_client, unused_tcp_port):

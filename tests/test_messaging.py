@@ -10,6 +10,7 @@ import aio_pika
 import asyncpg
 import pytest
 from aio_pika.exceptions import PublishError
+from opentelemetry.sdk.trace import TracerProvider
 
 from chassis.amqp import (
     COMMANDS,
@@ -328,3 +329,39 @@ async def test_a_service_with_other_retry_delays_still_starts(broker):
     for delay in (0.1, 0.2, 0.3):
         await channel.get_queue(retry_queue(queue, delay), ensure=True)
     await channel.close()
+
+
+async def test_the_outbox_carries_the_trace_context_of_the_writer(broker, database_url):
+    queue = await work_queue(broker)
+    pool = await asyncpg.create_pool(database_url, server_settings={"search_path": "core"})
+    tracer = TracerProvider().get_tracer("test")
+    traced_id, untraced_id = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def write(message_id: str) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await enqueue(
+                conn, refund_command(), exchange=COMMANDS, routing_key=queue, message_id=message_id
+            )
+
+    try:
+        with tracer.start_as_current_span("request") as span:
+            await write(traced_id)
+        await write(untraced_id)
+        relay = OutboxRelay(
+            pool, broker, Metrics("relay"), batch=10, poll_interval=0.05, retention_hours=24
+        )
+        await relay.relay_once()
+    finally:
+        await pool.close()
+    received: dict[str, aio_pika.abc.AbstractIncomingMessage] = {}
+
+    async def both() -> bool:
+        received.update({m.message_id or "": m for m in await drain(broker, queue)})
+        return len(received) == 2
+
+    await eventually(both)
+    ids = span.get_span_context()
+    traceparent = received[traced_id].headers["traceparent"]
+    assert isinstance(traceparent, str)
+    assert traceparent.startswith(f"00-{ids.trace_id:032x}-{ids.span_id:016x}-")
+    assert "traceparent" not in received[untraced_id].headers

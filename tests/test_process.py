@@ -13,7 +13,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from scripts.stack import ROOT, StackConfig, ensure_keys, http_status, start_nginx, stop_pid_file
+from scripts.stack import (
+    ROOT,
+    StackConfig,
+    ensure_keys,
+    http_status,
+    start_nginx,
+    stop_pid_file,
+    tracing_enabled,
+)
 from tests.factories import PASSWORD, unique_email
 from tests.test_e2e_stack import free_ports
 
@@ -124,3 +132,20 @@ async def test_sigterm_lets_in_flight_requests_finish(
         statuses = await asyncio.gather(*in_flight)
     assert statuses == [201] * 8
     assert await asyncio.wait_for(process.wait(), timeout=15) == 0
+
+
+async def test_make_up_traces_only_when_an_otlp_endpoint_answers(monkeypatch):
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    (port,) = free_ports(1)
+    config = StackConfig(otlp_endpoint=f"http://127.0.0.1:{port}")
+    assert not tracing_enabled(config)  # nothing listens: spans would only fill the logs
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+    try:
+        assert await asyncio.to_thread(tracing_enabled, config)
+        monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+        assert not tracing_enabled(config)
+    finally:
+        server.close()
+        await server.wait_closed()
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "false")
+    assert tracing_enabled(config)
