@@ -12,13 +12,13 @@ from typing import TypeVar
 import uvloop
 from aiohttp import web
 
-from chassis.keys import ACCESS_LOG, SETTINGS
+from chassis.keys import ACCESS_LOG, SETTINGS, TRACER
 from chassis.logs import AccessLog, configure_logging
 from chassis.metrics import setup_metrics
 from chassis.middleware import edge_middleware
 from chassis.resources import background
 from chassis.settings import ServiceSettings
-from chassis.tracing import start_tracing, stop_tracing
+from chassis.tracing import server_tracer, start_tracing, stop_tracing
 
 log = logging.getLogger("relais.service")
 S = TypeVar("S", bound=ServiceSettings)
@@ -33,6 +33,7 @@ def create_service_app(settings: ServiceSettings) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
+    app[TRACER] = server_tracer()
     app[ACCESS_LOG] = AccessLog(settings.service_name)
     app.cleanup_ctx.append(_access_log_flusher)
     setup_metrics(app, settings.service_name)

@@ -9,6 +9,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 if TYPE_CHECKING:  # forward references only: these modules import the keys
+    from opentelemetry.trace import Tracer  # noqa: F401
+
     from chassis.amqp import Broker  # noqa: F401
     from chassis.auth import Principal, TokenService  # noqa: F401
     from chassis.listen import PgListener  # noqa: F401
@@ -28,6 +30,8 @@ RATE_LIMITER = web.AppKey["RateLimiter"]("rate_limiter")
 INVALIDATION_BUS = web.AppKey["InvalidationBus"]("invalidation_bus")
 BROKER = web.AppKey["Broker"]("broker")
 PG_LISTENER = web.AppKey["PgListener"]("pg_listener")
+# The tracer of server spans; None when the process does not trace.
+TRACER = web.AppKey["Tracer | None"]("tracer")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 PRINCIPAL = web.RequestKey["Principal"]("principal")

@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from chassis.keys import ACCESS_LOG, METRICS, REQUEST_ID
+from chassis.keys import ACCESS_LOG, METRICS, REQUEST_ID, TRACER
 from chassis.problems import problem_for
-from chassis.tracing import tag_request
+from chassis.tracing import end_server_span, span_ids, start_server_span
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # W3C Trace Context Level 2: tells the client which trace served it.
@@ -28,7 +28,8 @@ def route_template(request: web.Request) -> str:
 
 @web.middleware
 async def edge_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Tag the request with an id, answer every error as problem+json, then log and count it.
+    """Tag the request with an id and a server span, answer every error as problem+json, then
+    log and count it.
 
     One middleware rather than several: each layer costs a coroutine on every request.
     """
@@ -38,7 +39,10 @@ async def edge_middleware(request: web.Request, handler: Any) -> web.StreamRespo
         incoming if _WELL_FORMED_ID.fullmatch(incoming) else f"{random.getrandbits(128):032x}"
     )
     request[REQUEST_ID] = request_id
-    ids = tag_request(request_id)
+    route = route_template(request)
+    tracer = request.app[TRACER]
+    server_span = start_server_span(tracer, request, route, request_id) if tracer else None
+    ids = span_ids(server_span[0]) if server_span else None
     metrics = request.app[METRICS]
     started = time.perf_counter()
     metrics.in_flight_now += 1
@@ -60,6 +64,6 @@ async def edge_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     finally:
         elapsed = time.perf_counter() - started
         metrics.in_flight_now -= 1
-        route = route_template(request)
         metrics.observe(request.method, route, status, elapsed, ids)
         request.app[ACCESS_LOG].write(request.method, route, status, elapsed, request_id, ids)
+        end_server_span(server_span, status)

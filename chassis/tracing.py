@@ -1,11 +1,16 @@
 """OpenTelemetry traces: the SDK exporting OTLP/HTTP in batches, and the instrumentations.
 
-`start_tracing(settings)` runs once per process, before the app is built (the aiohttp server
-instrumentation puts its middleware into every `web.Application` made afterwards). Spans come
-from the instrumentation packages: aiohttp server and client, asyncpg, Redis, and aio-pika
-publish and consume (context travels in AMQP headers). The outbox stores the context of the
-transaction that wrote a row (`context_headers`) and the relay publishes under it
-(`attached`), so a message published later still belongs to the request that caused it.
+`start_tracing(settings)` runs once per process, before the app is built. Client spans come
+from the instrumentation packages: aiohttp client, asyncpg, Redis, and aio-pika publish and
+consume (context travels in AMQP headers). The outbox stores the context of the transaction
+that wrote a row (`context_headers`) and the relay publishes under it (`attached`), so a
+message published later still belongs to the request that caused it.
+
+Server spans are opened by the chassis' edge middleware (`start_server_span`), not by the
+aiohttp server instrumentation: that one builds its attributes, span name and metric
+attributes on every request, sampled or not, which measured +95 µs of CPU per request at a
+sampling ratio of 0 (a cached read costs 92 µs without tracing). Here an unsampled request pays
+for the sampling decision only, and a sampled one gets the stable HTTP semantic conventions.
 
 Configuration is OpenTelemetry's own environment: `OTEL_SDK_DISABLED`, `OTEL_SERVICE_NAME`,
 `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_TRACES_SAMPLER_ARG` (the ratio of a parent-based
@@ -17,15 +22,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from aiohttp import web
 from opentelemetry import context, propagate, trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.utils import suppress_instrumentation
@@ -33,6 +37,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.semconv.attributes import http_attributes, url_attributes
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from chassis.settings import ServiceSettings
 
@@ -41,8 +47,12 @@ __all__ = [
     "attached",
     "context_headers",
     "current_ids",
+    "end_server_span",
+    "server_tracer",
+    "span_ids",
+    "start_server_span",
     "start_tracing",
-    "tag_request",
+    "stop_tracing",
     "untraced",
 ]
 
@@ -51,8 +61,9 @@ log = logging.getLogger("relais.tracing")
 # A span's trace id and span id in hex, and whether it is sampled (exported).
 TraceIds = tuple[str, str, bool]
 REQUEST_ID_ATTRIBUTE = "relais.request_id"
-# Scrapes and probes would be most of the traces and say nothing.
-UNTRACED_PATHS = "/metrics,/health/live,/health/ready"
+TRACEPARENT = "traceparent"
+# Probes would be most of the traces and say nothing.
+UNTRACED_PATHS = frozenset({"/health/live", "/health/ready"})
 
 
 def start_tracing(settings: ServiceSettings) -> TracerProvider | None:
@@ -73,12 +84,6 @@ def start_tracing(settings: ServiceSettings) -> TracerProvider | None:
     endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/")
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(f"{endpoint}/v1/traces")))
     trace.set_tracer_provider(provider)
-    os.environ.setdefault("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", UNTRACED_PATHS)
-    with warnings.catch_warnings():
-        # The instrumentor inserts its middleware by subclassing web.Application, which aiohttp
-        # discourages with a DeprecationWarning; the subclass changes nothing else.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        AioHttpServerInstrumentor().instrument(tracer_provider=provider)
     AioHttpClientInstrumentor().instrument(tracer_provider=provider)
     AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
     RedisInstrumentor().instrument(tracer_provider=provider)
@@ -88,6 +93,49 @@ def start_tracing(settings: ServiceSettings) -> TracerProvider | None:
         extra={"otlp_endpoint": endpoint, "sampler_ratio": settings.otel_traces_sampler_arg},
     )
     return provider
+
+
+def server_tracer() -> trace.Tracer | None:
+    """The tracer of server spans, or None when this process does not trace."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        return None
+    return trace.get_tracer("relais.http")
+
+
+def start_server_span(
+    tracer: trace.Tracer, request: web.Request, route: str, request_id: str
+) -> tuple[trace.Span, object] | None:
+    """Open the request's server span, child of the caller's `traceparent`, and make it
+    current; None for probes. Close it with `end_server_span`."""
+    if request.path in UNTRACED_PATHS:
+        return None
+    headers = request.headers
+    parent = propagate.extract(headers) if TRACEPARENT in headers else None
+    span = tracer.start_span(f"{request.method} {route}", context=parent, kind=SpanKind.SERVER)
+    if span.is_recording():
+        span.set_attributes(
+            {
+                http_attributes.HTTP_REQUEST_METHOD: request.method,
+                http_attributes.HTTP_ROUTE: route,
+                url_attributes.URL_PATH: request.path,
+                url_attributes.URL_SCHEME: request.scheme,
+                REQUEST_ID_ATTRIBUTE: request_id,
+            }
+        )
+    return span, context.attach(trace.set_span_in_context(span, parent))
+
+
+def end_server_span(started: tuple[trace.Span, object] | None, status: int) -> None:
+    """Record the response status on the server span, end it and restore the context."""
+    if started is None:
+        return
+    span, token = started
+    if span.is_recording():
+        span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, status)
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR))
+    span.end()
+    context.detach(token)  # type: ignore[arg-type]
 
 
 def stop_tracing(provider: TracerProvider | None) -> None:
@@ -120,21 +168,14 @@ def untraced() -> Iterator[None]:
         yield
 
 
-def tag_request(request_id: str) -> TraceIds | None:
-    """Put the request id on the server span, so an access-log line leads to its trace; the
-    span's ids."""
-    span = trace.get_current_span()
-    span.set_attribute(REQUEST_ID_ATTRIBUTE, request_id)
-    return _ids(span)
-
-
 def current_ids() -> TraceIds | None:
     """The current span's trace and span ids in hex, and whether it is sampled (exported);
     None outside a span. An unsampled trace id still ties one request's log lines together."""
-    return _ids(trace.get_current_span())
+    return span_ids(trace.get_current_span())
 
 
-def _ids(span: trace.Span) -> TraceIds | None:
+def span_ids(span: trace.Span) -> TraceIds | None:
+    """`span`'s trace and span ids in hex, and whether it is sampled; None if invalid."""
     span_context = span.get_span_context()
     if not span_context.is_valid:
         return None

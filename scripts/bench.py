@@ -4,6 +4,8 @@ Starts a throwaway stack (its own database, ports, vhost and key prefix) and a b
 app behind an NGINX of its own, and measures, in turn:
 
 - cached product reads through NGINX and direct, against hello (wrk);
+- the price of tracing: the same cached read through NGINX to core pairs that trace nothing, 10%
+  or every request, exporting OTLP to a receiver in this process (interleaved with the above);
 - paid checkouts end to end through NGINX (order, then pay with `Prefer: wait`, sandbox at zero
   latency, every guarantee on), against a raw aio-pika publish -> consume round trip.
 
@@ -14,6 +16,7 @@ test: it asserts nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import shutil
@@ -30,6 +33,7 @@ import asyncpg
 import uvloop
 from redis.asyncio import Redis
 
+from scripts.otlp import OtlpReceiver
 from scripts.stack import (
     ROOT,
     StackConfig,
@@ -38,6 +42,7 @@ from scripts.stack import (
     drop_database,
     http_status,
     prepare_dirs,
+    service_env,
     start_nginx,
     start_process,
     up,
@@ -61,6 +66,11 @@ UNLIMITED_EDGE: dict[str, Any] = {
     "nginx_access_log": False,
     "nginx_workers": os.environ.get("NGINX_WORKERS", "auto"),
 }
+
+
+# Tracing off, at a 10% parent-based ratio, and on every request, with their targets against off.
+TRACING = {"off": None, "10%": 0.1, "100%": 1.0}
+TRACING_TARGETS = {"10%": 0.9, "100%": 0.75}
 
 
 @dataclass
@@ -228,6 +238,33 @@ async def amqp_round_trips(url: str, seconds: float, concurrency: int) -> Result
     return rate("raw aio-pika publish->consume", len(latencies), elapsed, latencies)
 
 
+def start_traced_pair(
+    core: StackConfig, index: int, ratio: float | None, otlp_port: int
+) -> StackConfig:
+    """Two more core instances on the bench's database and broker, behind an NGINX of their
+    own, tracing at `ratio` (None: off) and exporting to the receiver at `otlp_port`."""
+    config = dataclasses.replace(
+        core,
+        state_dir=core.state_dir.parent / f"traced-{index}",
+        core_base_port=18301 + 10 * index,
+        metrics_base_port=19301 + 10 * index,
+        nginx_port=18380 + 10 * index,
+        nginx_tls_port=18643 + 10 * index,
+    )
+    prepare_dirs(config)
+    shutil.copytree(core.key_dir, config.key_dir, dirs_exist_ok=True)
+    for name, module, port, metrics_port in config.processes():
+        if not name.startswith("core"):
+            continue
+        env = service_env(config, name, port, metrics_port)
+        env["OTEL_SDK_DISABLED"] = str(ratio is None).lower()
+        env["OTEL_TRACES_SAMPLER_ARG"] = str(ratio or 0.0)
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{otlp_port}"
+        start_process(name, [sys.executable, "-m", module], env, config)
+    start_nginx(config, config.core_upstreams())
+    return config
+
+
 def wait_for(url: str, timeout: float = 30) -> None:
     """Block until `url` answers 200."""
     deadline = time.monotonic() + timeout
@@ -267,8 +304,13 @@ def main() -> None:
         **UNLIMITED_EDGE,
     )
     hello_ports = [port for port, _ in hello.core_ports()]
+    collector = OtlpReceiver(keep=False)
+    traced: dict[str, StackConfig] = {}
     try:
         up(core)
+        collector.start_thread()
+        for index, (mode, ratio) in enumerate(TRACING.items()):
+            traced[mode] = start_traced_pair(core, index, ratio, collector.port)
         prepare_dirs(hello)
         hello.key_dir.mkdir(parents=True, exist_ok=True)
         for name in ("tls.crt", "tls.key"):
@@ -294,7 +336,16 @@ def main() -> None:
             ("product direct, 1 instance", f"http://127.0.0.1:{core.core_base_port}{product_path}"),
             ("hello via nginx, 2 instances", f"http://127.0.0.1:{hello.nginx_port}/api/hello"),
             ("hello direct, 1 instance", f"http://127.0.0.1:{hello_ports[0]}/api/hello"),
+        ] + [
+            (
+                f"product via nginx, tracing {mode}",
+                f"http://127.0.0.1:{pair.nginx_port}{product_path}",
+            )
+            for mode, pair in traced.items()
         ]
+        for pair in traced.values():
+            for port, _ in pair.core_ports():
+                wait_for(f"http://127.0.0.1:{port}/health/ready")
         for _, url in plan:
             wrk("warm-up", url, seconds=2)
         # Interleaved rounds, median per measurement: a noisy moment hits every measurement alike.
@@ -318,6 +369,9 @@ def main() -> None:
             median = _median(found)
             results[median.name] = median
     finally:
+        collector.stop_thread()
+        for pair in traced.values():
+            down(pair)
         down(core)
         down(hello)
         asyncio.run(drop_database(core))
@@ -351,9 +405,22 @@ def main() -> None:
         f"({CHECKOUT_CONCURRENCY} in flight; a checkout is 2 HTTP requests, about 8 PostgreSQL "
         "transactions writing 18 rows, 2 confirmed outbox publishes and 2 consumed messages)"
     )
+    off = results["product via nginx, tracing off"].rps
+    ratios += [
+        (
+            f"tracing {mode} / tracing off",
+            results[f"product via nginx, tracing {mode}"].rps / off,
+            target,
+        )
+        for mode, target in TRACING_TARGETS.items()
+    ]
     for name, ratio, target in ratios:
         verdict = "meets" if ratio >= target else "MISSES"
         print(f"{name:<40}{ratio:>6.2f}   target >= {target}  ({verdict})")
+    print(
+        f"the OTLP receiver took {collector.exports} exports ({collector.bytes / 1e6:.1f} MB); "
+        "a traced read is one server span (the product comes from the near cache)"
+    )
 
 
 if __name__ == "__main__":

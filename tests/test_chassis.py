@@ -12,11 +12,14 @@ import pytest
 from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from chassis.app import create_service_app
-from chassis.keys import ACCESS_LOG, DB_POOL
+from chassis.keys import ACCESS_LOG, DB_POOL, TRACER
 from chassis.logs import AccessLog
 from chassis.metrics import Metrics
 from chassis.settings import ServiceSettings
@@ -154,28 +157,42 @@ def test_tracing_off_installs_nothing():
     assert not trace.get_current_span().get_span_context().is_valid
 
 
-async def test_responses_name_the_trace_that_served_them(aiohttp_client, settings):
-    # The SDK's tracer in the edge middleware's place: what `start_tracing` installs per process.
-    tracer = TracerProvider().get_tracer("test")
-    served: list[trace.Span] = []
-
-    @web.middleware
-    async def traced(request: web.Request, handler):
-        with tracer.start_as_current_span("server") as span:
-            served.append(span)
-            return await handler(request)
-
+async def test_server_spans_name_the_request_and_the_response_names_its_trace(
+    aiohttp_client, settings
+):
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
     app = create_app(settings)
-    app.middlewares.insert(0, traced)
+    app[TRACER] = provider.get_tracer("test")  # what `serve` installs in a traced process
     lines = io.StringIO()
     app[ACCESS_LOG] = AccessLog("core", lines)
     client = await aiohttp_client(app)
-    response = await client.get("/api/nothing", headers={"X-Request-ID": "trace-test-0001"})
+    caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    response = await client.get(
+        "/api/products/0b7f3a52-4d0a-4a55-9f6d-6a1e8a6f0e11",
+        headers={
+            "X-Request-ID": "trace-test-0001",
+            "traceparent": f"00-{caller_trace}-{caller_span}-01",
+        },
+    )
+    await client.get("/health/ready")  # probes make no spans
     app[ACCESS_LOG].flush()
-    ids = served[0].get_span_context()
+    (span,) = exported.get_finished_spans()
+    ids = span.get_span_context()
     trace_id, span_id = f"{ids.trace_id:032x}", f"{ids.span_id:016x}"
+    assert trace_id == caller_trace and span.parent is not None
+    assert f"{span.parent.span_id:016x}" == caller_span
+    assert span.name == "GET /api/products/{id}" and span.kind == SpanKind.SERVER
+    assert dict(span.attributes or {}) == {
+        "http.request.method": "GET",
+        "http.route": "/api/products/{id}",
+        "url.path": "/api/products/0b7f3a52-4d0a-4a55-9f6d-6a1e8a6f0e11",
+        "url.scheme": "http",
+        "relais.request_id": "trace-test-0001",
+        "http.response.status_code": 404,
+    }
     assert response.headers["traceresponse"] == f"00-{trace_id}-{span_id}-01"
-    assert served[0].attributes["relais.request_id"] == "trace-test-0001"
     entry = json.loads(lines.getvalue().splitlines()[0])
     assert (entry["trace_id"], entry["span_id"]) == (trace_id, span_id)
 
