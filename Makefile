@@ -18,12 +18,16 @@ $(STAMP): pyproject.toml
 deps: $(STAMP)
 
 # Debian packages the native stack, the tests and the benchmark need: nginx; promtool and amtool
-# (prometheus, prometheus-alertmanager) for the rule tests; wrk for `make bench`.
+# (prometheus, prometheus-alertmanager) for the rule tests; the NGINX, PostgreSQL and Redis
+# exporters Prometheus scrapes; wrk for `make bench`.
 system-deps:
 	@missing=""; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v amtool >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v prometheus-nginx-exporter >/dev/null || missing="$$missing prometheus-nginx-exporter"; \
+	command -v prometheus-postgres-exporter >/dev/null || missing="$$missing prometheus-postgres-exporter"; \
+	command -v prometheus-redis-exporter >/dev/null || missing="$$missing prometheus-redis-exporter"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \

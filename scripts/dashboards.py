@@ -14,6 +14,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "infra" / "grafana" / "dashboards"
 API = 'route!~"/health/.*"'
+# Work queues, not their dead-letter and retry queues.
+WORK_QUEUES = 'queue!~".*\\\\.(dlq|retry\\\\..*)"'
+DEAD_LETTER_QUEUES = 'queue=~".*\\\\.dlq"'
+RETRY_QUEUES = 'queue=~".*\\\\.retry\\\\..*"'
+# Databases of the stack, not PostgreSQL's templates.
+DATABASES = 'datname!~"template.*"'
 
 
 @dataclass(frozen=True)
@@ -224,12 +230,122 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 "ops",
                 "confirmed",
             ),
+            Panel(
+                "Messages ready by queue",
+                f"sum by (queue) (rabbitmq_detailed_queue_messages_ready{{{WORK_QUEUES}}})",
+                "short",
+                "{{queue}}",
+            ),
+            Panel(
+                "Dead letters waiting by queue",
+                f"sum by (queue) (rabbitmq_detailed_queue_messages{{{DEAD_LETTER_QUEUES}}})",
+                "short",
+                "{{queue}}",
+            ),
+            Panel(
+                "Messages waiting to be retried by queue",
+                f"sum by (queue) (rabbitmq_detailed_queue_messages{{{RETRY_QUEUES}}})",
+                "short",
+                "{{queue}}",
+            ),
             Panel("Connections", "sum(rabbitmq_connections)", "short", "connections"),
             Panel(
                 "Resident memory",
                 "sum(rabbitmq_process_resident_memory_bytes)",
                 "bytes",
                 "memory",
+            ),
+        ],
+    ),
+    "relais-datastores": (
+        "Relais: PostgreSQL, Redis, NGINX",
+        [
+            Panel("PostgreSQL up", "min(pg_up)", "short", "up"),
+            Panel(
+                "PostgreSQL commits/s",
+                f"sum(rate(pg_stat_database_xact_commit{{{DATABASES}}}[1m]))",
+                "ops",
+                "commits",
+            ),
+            Panel(
+                "PostgreSQL rollbacks/s",
+                f"sum(rate(pg_stat_database_xact_rollback{{{DATABASES}}}[1m]))",
+                "ops",
+                "rollbacks",
+            ),
+            Panel(
+                "PostgreSQL connections by state",
+                "sum by (state) (pg_stat_activity_count)",
+                "short",
+                "{{state}}",
+            ),
+            Panel(
+                "PostgreSQL longest open transaction",
+                "max(pg_stat_activity_max_tx_duration)",
+                "s",
+                "longest",
+            ),
+            Panel(
+                "PostgreSQL buffer cache hit ratio",
+                f"sum(rate(pg_stat_database_blks_hit{{{DATABASES}}}[5m])) / clamp_min("
+                f"sum(rate(pg_stat_database_blks_hit{{{DATABASES}}}[5m])) + "
+                f"sum(rate(pg_stat_database_blks_read{{{DATABASES}}}[5m])), 1e-9)",
+                "percentunit",
+                "hit ratio",
+            ),
+            Panel(
+                "PostgreSQL deadlocks (1h)",
+                f"sum(increase(pg_stat_database_deadlocks{{{DATABASES}}}[1h]))",
+                "short",
+                "deadlocks",
+            ),
+            Panel(
+                "PostgreSQL database size",
+                f"sum by (datname) (pg_database_size_bytes{{{DATABASES}}})",
+                "bytes",
+                "{{datname}}",
+            ),
+            Panel("Redis up", "min(redis_up)", "short", "up"),
+            Panel(
+                "Redis commands/s",
+                "sum(rate(redis_commands_processed_total[1m]))",
+                "ops",
+                "commands",
+            ),
+            Panel(
+                "Redis keyspace hit ratio",
+                "sum(rate(redis_keyspace_hits_total[5m])) / clamp_min("
+                "sum(rate(redis_keyspace_hits_total[5m])) + "
+                "sum(rate(redis_keyspace_misses_total[5m])), 1e-9)",
+                "percentunit",
+                "hit ratio",
+            ),
+            Panel("Redis memory used", "sum(redis_memory_used_bytes)", "bytes", "used"),
+            Panel("Redis clients", "sum(redis_connected_clients)", "short", "clients"),
+            Panel(
+                "Redis evictions/s",
+                "sum(rate(redis_evicted_keys_total[5m]))",
+                "ops",
+                "evicted",
+            ),
+            Panel("NGINX up", "min(nginx_up)", "short", "up"),
+            Panel(
+                "NGINX requests/s",
+                "sum(rate(nginx_http_requests_total[1m]))",
+                "reqps",
+                "requests",
+            ),
+            Panel(
+                "NGINX connections",
+                "sum(nginx_connections_active)",
+                "short",
+                "active",
+            ),
+            Panel(
+                "NGINX connections waiting (keep-alive)",
+                "sum(nginx_connections_waiting)",
+                "short",
+                "waiting",
             ),
         ],
     ),

@@ -95,6 +95,15 @@ class StackConfig:
     redis_key_prefix: str = field(default_factory=lambda: _env("REDIS_KEY_PREFIX", "relais:"))
     prometheus_port: int = field(default_factory=lambda: int(_env("PROMETHEUS_PORT", "9090")))
     alertmanager_port: int = field(default_factory=lambda: int(_env("ALERTMANAGER_PORT", "9093")))
+    nginx_exporter_port: int = field(
+        default_factory=lambda: int(_env("NGINX_EXPORTER_PORT", "9113"))
+    )
+    postgres_exporter_port: int = field(
+        default_factory=lambda: int(_env("POSTGRES_EXPORTER_PORT", "9187"))
+    )
+    redis_exporter_port: int = field(
+        default_factory=lambda: int(_env("REDIS_EXPORTER_PORT", "9121"))
+    )
     scrape_interval: str = field(default_factory=lambda: _env("PROMETHEUS_SCRAPE_INTERVAL", "15s"))
     rabbitmq_host: str = field(default_factory=lambda: _env("RABBITMQ_HOST", "127.0.0.1:5672"))
     rabbitmq_vhost: str = field(default_factory=lambda: _env("RABBITMQ_VHOST", "relais"))
@@ -474,9 +483,55 @@ def render_prometheus(config: StackConfig) -> Path:
         }
         for service, targets in jobs.items()
     ] + [job for job in base["scrape_configs"] if not job["job_name"].startswith("relais-")]
+    ports = exporter_ports(config)
+    for job in base["scrape_configs"]:
+        if job["job_name"] == "rabbitmq-queues":
+            job["params"]["vhost"] = [config.rabbitmq_vhost]
+        if job["job_name"] in ports:
+            job["static_configs"][0]["targets"] = [f"127.0.0.1:{ports[job['job_name']]}"]
     path = config.run_dir / "prometheus.yml"
     path.write_text(yaml.safe_dump(base, sort_keys=False))
     return path
+
+
+def exporter_ports(config: StackConfig) -> dict[str, int]:
+    """The port of each exporter `make up` runs, by the Prometheus job that scrapes it."""
+    return {
+        "nginx": config.nginx_exporter_port,
+        "postgres": config.postgres_exporter_port,
+        "redis": config.redis_exporter_port,
+    }
+
+
+def start_exporters(config: StackConfig) -> None:
+    """Start the NGINX, PostgreSQL and Redis exporters (Debian packages `make up` installs)."""
+    ports = exporter_ports(config)
+    postgres = urllib.parse.urlsplit(config.postgres_admin_url)
+    commands = {
+        "nginx-exporter": [
+            "prometheus-nginx-exporter",
+            f"-nginx.scrape-uri=unix:{config.run_dir / 'nginx' / 'status.sock'}:/stub_status",
+            f"-web.listen-address=127.0.0.1:{ports['nginx']}",
+        ],
+        "postgres-exporter": [
+            "prometheus-postgres-exporter",
+            f"--web.listen-address=127.0.0.1:{ports['postgres']}",
+        ],
+        "redis-exporter": [
+            "prometheus-redis-exporter",
+            f"-redis.addr={config.redis_url}",
+            f"-web.listen-address=127.0.0.1:{ports['redis']}",
+        ],
+    }
+    # The stack's own database; a production deployment gives the exporter a pg_monitor role.
+    dsn = postgres._replace(path=f"/{config.database_name}", query="sslmode=disable").geturl()
+    for name, argv in commands.items():
+        binary = shutil.which(argv[0])
+        if binary is None:
+            print(f"{argv[0]} is not installed: `make up` installs it")
+            continue
+        env = {**os.environ, "DATA_SOURCE_NAME": dsn} if name == "postgres-exporter" else None
+        start_process(name, [binary, *argv[1:]], env or dict(os.environ), config)
 
 
 def start_observability(config: StackConfig) -> None:
@@ -625,6 +680,7 @@ def up(config: StackConfig) -> None:
         )
     start_nginx(config, config.core_upstreams())
     start_observability(config)
+    start_exporters(config)
     wait_ready(config)
     print(
         f"Relais is up ({config.core_instances} core instances, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import yaml
 
@@ -46,3 +47,24 @@ def test_datasources_link_exemplars_to_jaeger_and_dashboards_are_provisioned():
     assert links == [{"name": "trace_id", "datasourceUid": "jaeger"}]
     provider = yaml.safe_load((PROVISIONING / "dashboards" / "relais.yml").read_text())
     assert provider["providers"][0]["type"] == "file"
+
+
+def test_every_panel_query_parses(tmp_path):
+    # promtool parses recording rules' expressions: one rule per panel, no server needed.
+    rules = {
+        "groups": [
+            {
+                "name": "panels",
+                "rules": [
+                    {"record": f"panel:{index}", "expr": expr}
+                    for index, (_, expr) in enumerate(panel_queries())
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "panels.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -77,7 +77,7 @@ def otlp() -> Iterator[OtlpReceiver]:
 @pytest.fixture(scope="module")
 def stack(otlp: OtlpReceiver) -> Iterator[dict[str, Any]]:
     run = uuid.uuid4().hex[:8]
-    nginx_port, tls_port, prometheus_port, alertmanager_port = free_ports(4)
+    nginx_port, tls_port, prometheus_port, alertmanager_port, *exporters = free_ports(7)
     # Not under pytest's 0700 folders: NGINX workers (another user under root) use its sockets.
     state_dir = tempfile.mkdtemp(prefix="relais-e2e-")
     env = {
@@ -94,6 +94,9 @@ def stack(otlp: OtlpReceiver) -> Iterator[dict[str, Any]]:
         "RABBITMQ_VHOST": f"relais_e2e_{run}",
         "PROMETHEUS_PORT": str(prometheus_port),
         "ALERTMANAGER_PORT": str(alertmanager_port),
+        "NGINX_EXPORTER_PORT": str(exporters[0]),
+        "POSTGRES_EXPORTER_PORT": str(exporters[1]),
+        "REDIS_EXPORTER_PORT": str(exporters[2]),
         "PROMETHEUS_SCRAPE_INTERVAL": "1s",
         "REDIS_KEY_PREFIX": f"relais-e2e:{run}:",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp.port}",
@@ -130,6 +133,9 @@ def stack(otlp: OtlpReceiver) -> Iterator[dict[str, Any]]:
         rabbitmq_vhost=env["RABBITMQ_VHOST"],
         prometheus_port=prometheus_port,
         alertmanager_port=alertmanager_port,
+        nginx_exporter_port=exporters[0],
+        postgres_exporter_port=exporters[1],
+        redis_exporter_port=exporters[2],
     )
     try:
         result = make("up", check=False)
@@ -363,13 +369,16 @@ async def test_one_trace_follows_a_checkout_across_every_hop(stack, otlp):
     edge = json.loads(next(line for line in nginx_log if request_id in line))
     assert edge["traceparent"] == f"00-{trace_id}-{client_span}-01"
     assert edge["traceresponse"].startswith(f"00-{trace_id}-{server.span_id}-")
-    core_lines = [
-        json.loads(line)
-        for path in stack["config"].log_dir.glob("core-*.log")
-        for line in path.read_text().splitlines()
-        if request_id in line
-    ]
-    assert [(line["trace_id"], line["span_id"]) for line in core_lines] == [
+
+    def core_lines() -> list[dict[str, Any]]:  # access lines are written in batches
+        return [
+            json.loads(line)
+            for path in stack["config"].log_dir.glob("core-*.log")
+            for line in path.read_text().splitlines()
+            if request_id in line
+        ]
+
+    assert [(line["trace_id"], line["span_id"]) for line in await eventually(core_lines)] == [
         (trace_id, server.span_id)
     ]
 
@@ -419,6 +428,14 @@ async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
         }
         async with http.get(f"{api}/rules") as response:
             groups = (await response.json())["data"]["groups"]
+        exporters = await query(http, 'min by (job) (up{job=~"nginx|postgres|redis"})')
+        assert {row["metric"]["job"]: row["value"][1] for row in exporters} == {
+            "nginx": "1",
+            "postgres": "1",
+            "redis": "1",
+        }
+        healthy = await query(http, "nginx_up or pg_up or redis_up")
+        assert len(healthy) == 3 and all(row["value"][1] == "1" for row in healthy)
         assert {group["name"] for group in groups} == {
             "relais-sli",
             "relais-slo",
@@ -525,8 +542,8 @@ async def test_per_ip_rate_limit_answers_429(stack):
 async def test_make_down_stops_everything(stack):
     config = stack["config"]
     pids = [int(p.read_text()) for p in config.run_dir.rglob("*.pid")]
-    # nginx, two core instances, the payments worker, Prometheus, Alertmanager
-    assert len(pids) == 6
+    # nginx, two core instances, the payments worker, Prometheus, Alertmanager, three exporters
+    assert len(pids) == 9
     stack["make"]("down")
     for pid in pids:
         with pytest.raises(ProcessLookupError):
