@@ -41,6 +41,23 @@ def test_prometheus_config_and_rules_are_valid():
     assert "SUCCESS" in run("promtool", "check", "rules", str(RULES))
 
 
+def test_the_compose_config_scrapes_the_same_jobs_with_the_same_labels():
+    assert "SUCCESS" in run(
+        "promtool", "check", "config", str(PROMETHEUS / "prometheus.compose.yml")
+    )
+
+    def jobs(name: str) -> dict[str, tuple[str, str]]:
+        config = yaml.safe_load((PROMETHEUS / name).read_text())
+        found = {}
+        for job in config["scrape_configs"]:
+            labels = [c["labels"]["service"] for c in job.get("static_configs", [])]
+            labels += [r["replacement"] for r in job.get("relabel_configs", [])]
+            found[job["job_name"]] = (labels[0], job.get("metrics_path", "/metrics"))
+        return found
+
+    assert jobs("prometheus.compose.yml") == jobs("prometheus.yml")
+
+
 def test_every_alert_passes_its_unit_tests():
     assert "SUCCESS" in run("promtool", "test", "rules", str(RULE_TESTS))
 
