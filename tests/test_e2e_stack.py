@@ -77,7 +77,14 @@ def otlp() -> Iterator[OtlpReceiver]:
 @pytest.fixture(scope="module")
 def stack(otlp: OtlpReceiver) -> Iterator[dict[str, Any]]:
     run = uuid.uuid4().hex[:8]
-    nginx_port, tls_port, prometheus_port, alertmanager_port, *exporters = free_ports(7)
+    # Ports are free when picked, not reserved: pick again until no two of them coincide.
+    while True:
+        singles = free_ports(7)
+        bases = [consecutive_free(2), consecutive_free(2), consecutive_free(1), consecutive_free(1)]
+        taken = singles + [bases[0] + 1, bases[1] + 1] + bases
+        if len(set(taken)) == len(taken):
+            break
+    nginx_port, tls_port, prometheus_port, alertmanager_port, *exporters = singles
     # Not under pytest's 0700 folders: NGINX workers (another user under root) use its sockets.
     state_dir = tempfile.mkdtemp(prefix="relais-e2e-")
     env = {
@@ -85,10 +92,10 @@ def stack(otlp: OtlpReceiver) -> Iterator[dict[str, Any]]:
         "RELAIS_STATE_DIR": state_dir,
         "NGINX_PORT": str(nginx_port),
         "NGINX_TLS_PORT": str(tls_port),
-        "CORE_BASE_PORT": str(consecutive_free(2)),
-        "METRICS_BASE_PORT": str(consecutive_free(2)),
-        "PAYMENTS_BASE_PORT": str(consecutive_free(1)),
-        "PAYMENTS_METRICS_BASE_PORT": str(consecutive_free(1)),
+        "CORE_BASE_PORT": str(bases[0]),
+        "METRICS_BASE_PORT": str(bases[1]),
+        "PAYMENTS_BASE_PORT": str(bases[2]),
+        "PAYMENTS_METRICS_BASE_PORT": str(bases[3]),
         "DATABASE_NAME": f"relais_e2e_{run}",
         "PAYMENTS_DATABASE_USER": f"relais_e2e_{run}_payments",
         "RABBITMQ_VHOST": f"relais_e2e_{run}",
