@@ -81,7 +81,7 @@ def stack(otlp: OtlpReceiver) -> Iterator[dict[str, Any]]:
     while True:
         singles = free_ports(7)
         bases = [consecutive_free(2), consecutive_free(2), consecutive_free(1), consecutive_free(1)]
-        taken = singles + [bases[0] + 1, bases[1] + 1] + bases
+        taken = [*singles, bases[0] + 1, bases[1] + 1, *bases]
         if len(set(taken)) == len(taken):
             break
     nginx_port, tls_port, prometheus_port, alertmanager_port, *exporters = singles
