@@ -23,10 +23,12 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
+from contextvars import Token
 from typing import Any
 
 from aiohttp import web
 from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
@@ -60,6 +62,8 @@ log = logging.getLogger("relais.tracing")
 
 # A span's trace id and span id in hex, and whether it is sampled (exported).
 TraceIds = tuple[str, str, bool]
+# An open server span and the token that restores the context it replaced.
+ServerSpan = tuple[trace.Span, Token[Context]]
 REQUEST_ID_ATTRIBUTE = "relais.request_id"
 TRACEPARENT = "traceparent"
 # Probes would be most of the traces and say nothing.
@@ -104,7 +108,7 @@ def server_tracer() -> trace.Tracer | None:
 
 def start_server_span(
     tracer: trace.Tracer, request: web.Request, route: str, request_id: str
-) -> tuple[trace.Span, object] | None:
+) -> ServerSpan | None:
     """Open the request's server span, child of the caller's `traceparent`, and make it
     current; None for probes. Close it with `end_server_span`."""
     if request.path in UNTRACED_PATHS:
@@ -125,7 +129,7 @@ def start_server_span(
     return span, context.attach(trace.set_span_in_context(span, parent))
 
 
-def end_server_span(started: tuple[trace.Span, object] | None, status: int) -> None:
+def end_server_span(started: ServerSpan | None, status: int) -> None:
     """Record the response status on the server span, end it and restore the context."""
     if started is None:
         return
@@ -135,7 +139,7 @@ def end_server_span(started: tuple[trace.Span, object] | None, status: int) -> N
         if status >= 500:
             span.set_status(Status(StatusCode.ERROR))
     span.end()
-    context.detach(token)  # type: ignore[arg-type]
+    context.detach(token)
 
 
 def stop_tracing(provider: TracerProvider | None) -> None:
