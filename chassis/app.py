@@ -49,11 +49,11 @@ def serve(create_app: Callable[[S], web.Application], settings: S) -> None:
     """The process: logging and tracing first (instrumented apps are built after them), then
     the app served until SIGINT/SIGTERM, then the spans still queued are exported."""
     configure_logging(service=settings.service_name, level=settings.log_level)
-    provider = start_tracing(settings)
+    tracing = start_tracing(settings)
     try:
         run_service(create_app(settings), settings)
     finally:
-        stop_tracing(provider)
+        stop_tracing(tracing)
 
 
 def run_service(app: web.Application, settings: ServiceSettings) -> None:

@@ -22,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextvars import Token
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -46,6 +48,7 @@ from chassis.settings import ServiceSettings
 
 __all__ = [
     "TraceIds",
+    "Tracing",
     "attached",
     "context_headers",
     "current_ids",
@@ -65,12 +68,22 @@ TraceIds = tuple[str, str, bool]
 # An open server span and the token that restores the context it replaced.
 ServerSpan = tuple[trace.Span, Token[Context]]
 REQUEST_ID_ATTRIBUTE = "relais.request_id"
+# Seconds a stopping process gives the export of its last spans.
+FLUSH_GRACE = 3.0
 TRACEPARENT = "traceparent"
 # Probes would be most of the traces and say nothing.
 UNTRACED_PATHS = frozenset({"/health/live", "/health/ready"})
 
 
-def start_tracing(settings: ServiceSettings) -> TracerProvider | None:
+@dataclass(frozen=True)
+class Tracing:
+    """The process's tracer provider and the exporter behind its batch processor."""
+
+    provider: TracerProvider
+    exporter: OTLPSpanExporter
+
+
+def start_tracing(settings: ServiceSettings) -> Tracing | None:
     """Install the tracer provider and instrument the libraries; None when tracing is off."""
     if settings.otel_sdk_disabled:
         return None
@@ -84,9 +97,11 @@ def start_tracing(settings: ServiceSettings) -> TracerProvider | None:
     provider = TracerProvider(
         sampler=ParentBased(TraceIdRatioBased(settings.otel_traces_sampler_arg)),
         resource=resource,
+        shutdown_on_exit=False,  # `stop_tracing` does it, within a bounded time
     )
     endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/")
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(f"{endpoint}/v1/traces")))
+    exporter = OTLPSpanExporter(f"{endpoint}/v1/traces")
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     AioHttpClientInstrumentor().instrument(tracer_provider=provider)
     AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
@@ -96,7 +111,7 @@ def start_tracing(settings: ServiceSettings) -> TracerProvider | None:
         "tracing",
         extra={"otlp_endpoint": endpoint, "sampler_ratio": settings.otel_traces_sampler_arg},
     )
-    return provider
+    return Tracing(provider, exporter)
 
 
 def server_tracer() -> trace.Tracer | None:
@@ -142,10 +157,20 @@ def end_server_span(started: ServerSpan | None, status: int) -> None:
     context.detach(token)
 
 
-def stop_tracing(provider: TracerProvider | None) -> None:
-    """Export the spans still queued, then stop."""
-    if provider is not None:
-        provider.shutdown()
+def stop_tracing(tracing: Tracing | None, grace: float = FLUSH_GRACE) -> None:
+    """Export the spans still queued, for `grace` seconds at most, then stop.
+
+    The SDK's shutdown waits up to 30 s for its export thread, which retries while the
+    collector is down: past the grace, shutting the exporter down ends its retries."""
+    if tracing is None:
+        return
+    flushing = threading.Thread(target=tracing.provider.shutdown, name="otel-flush", daemon=True)
+    flushing.start()
+    flushing.join(grace)
+    if flushing.is_alive():
+        log.warning("spans not exported within %.0fs of shutdown; dropping them", grace)
+        tracing.exporter.shutdown()  # type: ignore[no-untyped-call]
+        flushing.join(grace)
 
 
 def context_headers() -> dict[str, str]:

@@ -6,13 +6,15 @@ import asyncio
 import io
 import json
 import logging
+import time
 
 import asyncpg
 import pytest
 from aiohttp import web
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
@@ -23,7 +25,7 @@ from chassis.keys import ACCESS_LOG, DB_POOL, TRACER
 from chassis.logs import AccessLog
 from chassis.metrics import Metrics
 from chassis.settings import ServiceSettings
-from chassis.tracing import start_tracing
+from chassis.tracing import Tracing, start_tracing, stop_tracing
 from services.core.app import create_app
 from services.core.settings import CoreSettings
 from services.payments.settings import PaymentsSettings
@@ -150,6 +152,19 @@ def test_latency_exemplars_name_sampled_traces_only():
     assert 'route="/api/a"' in exemplars[0] and f'trace_id="{"ab" * 16}"' in exemplars[0]
     # the Prometheus text format has no exemplars: the classic scrape is unchanged
     assert " # {" not in metrics.expose("text/plain")[0].decode()
+
+
+def test_a_stopping_process_waits_for_an_unreachable_collector_only_briefly(unused_tcp_port):
+    # Nothing listens on the port: the exporter would retry for 10 s per batch, and the SDK's
+    # shutdown would wait 30 s for it.
+    exporter = OTLPSpanExporter(f"http://127.0.0.1:{unused_tcp_port}/v1/traces")
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    for _ in range(1000):
+        provider.get_tracer("test").start_span("work").end()
+    started = time.monotonic()
+    stop_tracing(Tracing(provider, exporter), grace=0.5)
+    assert time.monotonic() - started < 3
 
 
 def test_tracing_off_installs_nothing():
