@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -451,6 +452,12 @@ async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
         }
         healthy = await query(http, "nginx_up or pg_up or redis_up")
         assert len(healthy) == 3 and all(row["value"][1] == "1" for row in healthy)
+        # the exporters' metrics the alert rules use exist (ours are checked without a stack)
+        async with http.get(f"{api}/label/__name__/values") as response:
+            names = set((await response.json())["data"])
+        rules = (ROOT / "infra" / "prometheus" / "rules" / "relais.rules.yml").read_text()
+        used = set(re.findall(r"\b((?:rabbitmq|pg|redis|nginx)_[a-z_]+)\b", rules))
+        assert used and used <= names, sorted(used - names)
         assert {group["name"] for group in groups} == {
             "relais-sli",
             "relais-slo",
