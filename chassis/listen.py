@@ -16,7 +16,6 @@ from aiohttp import web
 
 from chassis.keys import PG_LISTENER, SETTINGS
 from chassis.resources import background
-from chassis.tracing import untraced
 
 log = logging.getLogger("relais.listen")
 Callback = Callable[[str], None]
@@ -45,10 +44,6 @@ class PgListener:
 
     async def run(self) -> None:
         """Listen for the app's life, reconnecting with a pause after each loss."""
-        with untraced():  # one long-lived connection: no request's trace
-            await self._listen()
-
-    async def _listen(self) -> None:
         while True:
             lost = asyncio.Event()
             try:

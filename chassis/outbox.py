@@ -27,7 +27,7 @@ from chassis.contracts import Contract
 from chassis.keys import BROKER, DB_POOL, METRICS, PG_LISTENER, SETTINGS
 from chassis.metrics import Metrics
 from chassis.resources import Conn, background, repeat
-from chassis.tracing import attached, context_headers, untraced
+from chassis.tracing import attached, context_headers
 
 log = logging.getLogger("relais.outbox")
 
@@ -151,8 +151,7 @@ class OutboxRelay:
         while True:
             self.wake.clear()
             try:
-                with untraced():  # its polls; each publish joins the trace of its row
-                    published = await self.relay_once()
+                published = await self.relay_once()
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("outbox relay: database unavailable (%r)", exc)
                 published = 0
@@ -202,7 +201,7 @@ class OutboxRelay:
             timestamp=row["created_at"],
             headers=headers,
         )
-        with attached(headers):
+        with attached(headers):  # the publish joins the trace of the row's writer
             await self.broker.publish(row["exchange"], row["routing_key"], message)
         return None
 

@@ -26,8 +26,12 @@ Db = asyncpg.Pool | Conn
 
 @contextlib.asynccontextmanager
 async def background(coroutine: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
-    """Run `coroutine` as a task for the block's duration, then cancel it and wait for it."""
-    task = asyncio.create_task(coroutine, name=name)
+    """Run `coroutine` as a task for the block's duration, then cancel it and wait for it.
+
+    The task makes no spans of its own: polls, purges and listeners would bury the requests'
+    traces (the outbox relay publishes each row under the context the row carries)."""
+    with untraced():  # the task copies the context it is created in
+        task = asyncio.create_task(coroutine, name=name)
     try:
         yield
     finally:
@@ -38,11 +42,10 @@ async def background(coroutine: Coroutine[Any, Any, None], name: str) -> AsyncIt
 
 async def repeat(job: Callable[[], Awaitable[int]], *, every: float, what: str) -> None:
     """Run `job` every `every` seconds for the app's life, logging how many things it did and
-    any database failure (the next round retries). Housekeeping makes no traces of its own."""
+    any database failure (the next round retries)."""
     while True:
         try:
-            with untraced():
-                count = await job()
+            count = await job()
         except (asyncpg.PostgresError, OSError) as exc:
             log.warning("%s failed: %r", what, exc)
         else:
