@@ -250,16 +250,15 @@ def start_traced_pair(
         metrics_base_port=19301 + 10 * index,
         nginx_port=18380 + 10 * index,
         nginx_tls_port=18643 + 10 * index,
+        otlp_endpoint=f"http://127.0.0.1:{otlp_port}",
     )
     prepare_dirs(config)
     shutil.copytree(core.key_dir, config.key_dir, dirs_exist_ok=True)
     for name, module, port, metrics_port in config.processes():
         if not name.startswith("core"):
             continue
-        env = service_env(config, name, port, metrics_port)
-        env["OTEL_SDK_DISABLED"] = str(ratio is None).lower()
+        env = service_env(config, name, port, metrics_port, traced=ratio is not None)
         env["OTEL_TRACES_SAMPLER_ARG"] = str(ratio or 0.0)
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{otlp_port}"
         start_process(name, [sys.executable, "-m", module], env, config)
     start_nginx(config, config.core_upstreams())
     return config

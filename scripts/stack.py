@@ -393,8 +393,10 @@ def tracing_enabled(config: StackConfig) -> bool:
     return True
 
 
-def service_env(config: StackConfig, name: str, port: int, metrics_port: int) -> dict[str, str]:
-    """The environment of one service process."""
+def service_env(
+    config: StackConfig, name: str, port: int, metrics_port: int, *, traced: bool
+) -> dict[str, str]:
+    """The environment of one service process (`traced`: exporting spans)."""
     env = dict(os.environ)
     worker = name.startswith("payments")
     env.update(
@@ -412,7 +414,7 @@ def service_env(config: StackConfig, name: str, port: int, metrics_port: int) ->
             "PYTHONUNBUFFERED": "1",
             "OTEL_SERVICE_NAME": name.rsplit("-", 1)[0],
             "OTEL_EXPORTER_OTLP_ENDPOINT": config.otlp_endpoint,
-            "OTEL_SDK_DISABLED": str(not tracing_enabled(config)).lower(),
+            "OTEL_SDK_DISABLED": str(not traced).lower(),
         }
     )
     env.pop("HTTP_UNIX_SOCKET", None)
@@ -671,11 +673,12 @@ def up(config: StackConfig) -> None:
     migrate(config)
     ensure_broker(config)
     enable_broker_metrics()
+    traced = tracing_enabled(config)  # one answer for every process
     for name, module, port, metrics_port in config.processes():
         start_process(
             name,
             [sys.executable, "-m", module],
-            service_env(config, name, port, metrics_port),
+            service_env(config, name, port, metrics_port, traced=traced),
             config,
         )
     start_nginx(config, config.core_upstreams())
@@ -700,7 +703,7 @@ def up(config: StackConfig) -> None:
     print(f"  Alertmanager http://127.0.0.1:{config.alertmanager_port}/")
     traces = (
         f"exported to {config.otlp_endpoint}"
-        if tracing_enabled(config)
+        if traced
         else f"off: nothing listens at {config.otlp_endpoint} (start Jaeger, then `make down up`)"
     )
     print(f"  Traces     {traces}")
