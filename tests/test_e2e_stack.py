@@ -190,24 +190,14 @@ async def test_through_nginx_to_both_instances(stack):
             assert response.status == 200
             for name, value in SECURITY_HEADERS.items():
                 assert response.headers[name] == value
+        # make admin (twice: it is idempotent), then the admin's catalog writes are seen at
+        # once on both instances
         email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
-        async with http.post(
-            f"{base}/api/auth/register",
-            json={"email": email, "password": "e2e password", "name": "E2E"},
-        ) as response:
-            assert response.status == 201
-        # make admin, then the admin's catalog writes are seen at once on both instances
-        result = stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password")
-        assert "admin ready" in result.stdout
+        auth = await admin_headers(stack, http, email)
         assert (
             "admin ready"
             in stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password").stdout
         )
-        async with http.post(
-            f"{base}/api/auth/login", json={"email": email, "password": "e2e password"}
-        ) as r:
-            token = (await r.json())["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
         async with http.post(
             f"{base}/api/products",
             headers=auth,
@@ -239,16 +229,19 @@ async def test_through_nginx_to_both_instances(stack):
     assert instances <= set(upstreams(stack))
 
 
-async def admin_headers(stack: dict[str, Any], http: aiohttp.ClientSession) -> dict[str, str]:
+async def admin_headers(
+    stack: dict[str, Any], http: aiohttp.ClientSession, email: str | None = None
+) -> dict[str, str]:
     """Register a customer, make them an admin with `make admin`, log in: their auth header."""
     base = stack["base"]
-    email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
+    email = email or f"e2e-{uuid.uuid4().hex[:8]}@example.com"
     async with http.post(
         f"{base}/api/auth/register",
         json={"email": email, "password": "e2e password", "name": "E2E"},
     ) as response:
         assert response.status == 201
-    stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password")
+    made = stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password")
+    assert "admin ready" in made.stdout
     async with http.post(
         f"{base}/api/auth/login", json={"email": email, "password": "e2e password"}
     ) as response:
