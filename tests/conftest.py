@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -217,3 +218,17 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(database_url, server_settings={"search_path": "core"})
     yield conn
     await conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect cycles after each test, so that an unclosed transport or socket is reported
+    (with `-W error`, as a failure) by the test that leaked it, not by a later one."""
+    yield
+    gc.collect()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything imported so far lives until the end: keep it out of those collections,
+    which then cost about a millisecond instead of 150."""
+    gc.freeze()
