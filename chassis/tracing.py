@@ -11,6 +11,7 @@ aiohttp server instrumentation: that one builds its attributes, span name and me
 attributes on every request, sampled or not, which measured +95 µs of CPU per request at a
 sampling ratio of 0 (a cached read costs 92 µs without tracing). Here an unsampled request pays
 for the sampling decision only, and a sampled one gets the stable HTTP semantic conventions.
+Spans leave through the SDK's OTLP/HTTP exporter with a faster encoder (`chassis.otlp_encoding`).
 
 Configuration is OpenTelemetry's own environment: `OTEL_SDK_DISABLED`, `OTEL_SERVICE_NAME`,
 `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_TRACES_SAMPLER_ARG` (the ratio of a parent-based
@@ -31,7 +32,6 @@ from typing import Any
 from aiohttp import web
 from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
@@ -44,6 +44,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.semconv.attributes import http_attributes, url_attributes
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from chassis.otlp_encoding import FastOTLPSpanExporter
 from chassis.settings import ServiceSettings
 
 __all__ = [
@@ -80,7 +81,7 @@ class Tracing:
     """The process's tracer provider and the exporter behind its batch processor."""
 
     provider: TracerProvider
-    exporter: OTLPSpanExporter
+    exporter: FastOTLPSpanExporter
 
 
 def start_tracing(settings: ServiceSettings) -> Tracing | None:
@@ -100,7 +101,7 @@ def start_tracing(settings: ServiceSettings) -> Tracing | None:
         shutdown_on_exit=False,  # `stop_tracing` does it, within a bounded time
     )
     endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/")
-    exporter = OTLPSpanExporter(f"{endpoint}/v1/traces")
+    exporter = FastOTLPSpanExporter(f"{endpoint}/v1/traces")
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     AioHttpClientInstrumentor().instrument(tracer_provider=provider)

@@ -7,16 +7,23 @@ import io
 import json
 import logging
 import time
+import uuid
 
 import asyncpg
 import pytest
 from aiohttp import web
-from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry import propagate, trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExportResult,
+)
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
@@ -24,8 +31,10 @@ from chassis.app import create_service_app
 from chassis.keys import ACCESS_LOG, DB_POOL, TRACER
 from chassis.logs import AccessLog
 from chassis.metrics import Metrics
+from chassis.otlp_encoding import FastOTLPSpanExporter, encode_spans
 from chassis.settings import ServiceSettings
 from chassis.tracing import Tracing, start_tracing, stop_tracing
+from scripts.otlp import OtlpReceiver
 from services.core.app import create_app
 from services.core.settings import CoreSettings
 from services.payments.settings import PaymentsSettings
@@ -157,7 +166,7 @@ def test_latency_exemplars_name_sampled_traces_only():
 def test_a_stopping_process_waits_for_an_unreachable_collector_only_briefly(unused_tcp_port):
     # Nothing listens on the port: the exporter would retry for 10 s per batch, and the SDK's
     # shutdown would wait 30 s for it.
-    exporter = OTLPSpanExporter(f"http://127.0.0.1:{unused_tcp_port}/v1/traces")
+    exporter = FastOTLPSpanExporter(f"http://127.0.0.1:{unused_tcp_port}/v1/traces")
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     for _ in range(1000):
@@ -355,3 +364,89 @@ async def test_statement_timeout_cancels_runaway_queries(make_client):
     with pytest.raises(asyncpg.exceptions.QueryCanceledError):
         await pool.fetchval("SELECT pg_sleep(2)")
     assert await pool.fetchval("SELECT 1") == 1
+
+
+def made_spans() -> list[ReadableSpan]:
+    """Spans of two services and three scopes, with every field the OTLP encoders write."""
+    spans: list[ReadableSpan] = []
+    for service, limit in (("core", 128), ("payments", 2)):
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": service}, schema_url="https://x/1.26.0"),
+            span_limits=SpanLimits(max_span_attributes=limit),
+        )
+        finished = InMemorySpanExporter()
+        provider.add_span_processor(SimpleSpanProcessor(finished))
+        http = provider.get_tracer("relais.http", "1.2", schema_url="https://x/1.27.0")
+        messaging = provider.get_tracer("relais.messaging")
+        remote = propagate.extract(
+            {
+                "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "tracestate": "relais=1,vendor=x7",
+            }
+        )
+        scalars = {
+            "http.request.method": "GET",
+            "http.route": "/api/products/{id}",
+            "relais.request_id": uuid.uuid4().hex,
+            "relais.note": "café ☕ " * 40,  # over 127 bytes: a two-byte length
+            "relais.empty": "",
+            "http.response.status_code": 200,
+            "relais.negative": -(2**40),
+            "relais.big": 2**63 - 1,
+            "relais.ratio": 0.25,
+            "relais.cached": True,
+            "relais.stale": False,
+        }
+        with http.start_as_current_span("GET /api/products/{id}", remote, SpanKind.SERVER) as root:
+            root.set_attributes(scalars)
+            with messaging.start_as_current_span("publish", kind=SpanKind.PRODUCER) as child:
+                child.set_attributes(scalars)  # the same attributes again: the reused encodings
+            failed = messaging.start_span("consume", kind=SpanKind.CONSUMER)
+            failed.set_status(Status(StatusCode.ERROR, "provider timed out"))
+            failed.end()
+        unusual = provider.get_tracer("relais.unusual")
+        for shape in ("event", "link", "sequence", "bytes", "ok"):
+            span = unusual.start_span(shape, attributes={"relais.shape": shape})
+            if shape == "event":
+                span.add_event("retry", {"attempt": 2})
+            elif shape == "link":
+                span.add_link(root.get_span_context(), {"relais.why": "caused by"})
+            elif shape == "sequence":
+                span.set_attribute("relais.delays", [0.5, 5.0])
+            elif shape == "bytes":
+                span.set_attribute("relais.raw", b"\x00\xff")
+            else:
+                span.set_status(Status(StatusCode.OK))
+            span.end()
+        spans += finished.get_finished_spans()
+    return spans
+
+
+def test_the_fast_otlp_encoder_writes_what_the_sdk_encoder_writes():
+    spans = made_spans()
+    assert any(span.dropped_attributes for span in spans)  # the payments provider's limit
+    assert any(span.get_span_context().trace_state for span in spans)
+    ours = ExportTraceServiceRequest.FromString(encode_spans(spans))
+    assert ours == sdk_encode_spans(spans)
+    assert len(ours.resource_spans) == 2
+    assert sum(len(scope.spans) for rs in ours.resource_spans for scope in rs.scope_spans) == 16
+
+
+async def test_the_fast_otlp_exporter_delivers_spans_to_an_otlp_receiver(unused_tcp_port):
+    receiver = OtlpReceiver()
+    port = await asyncio.to_thread(receiver.start_thread)
+    try:
+        spans = made_spans()
+        exporter = FastOTLPSpanExporter(f"http://127.0.0.1:{port}/v1/traces")
+        assert await asyncio.to_thread(exporter.export, spans) == SpanExportResult.SUCCESS
+        exporter.shutdown()  # type: ignore[no-untyped-call]
+        assert receiver.exports == 1
+        assert sorted(span.name for span in receiver.spans) == sorted(s.name for s in spans)
+        (server,) = [s for s in receiver.spans if s.kind == "server" and s.service == "core"]
+        assert server.parent_id == "00f067aa0ba902b7"
+        assert server.attributes["relais.negative"] == -(2**40)
+        refused = FastOTLPSpanExporter(f"http://127.0.0.1:{unused_tcp_port}/v1/traces", timeout=1)
+        assert refused.export(spans) == SpanExportResult.FAILURE  # nothing listens there
+        refused.shutdown()  # type: ignore[no-untyped-call]
+    finally:
+        await asyncio.to_thread(receiver.stop_thread)
