@@ -70,7 +70,7 @@ _fixed64 = struct.Struct("<Q").pack
 _fixed32 = struct.Struct("<I").pack
 _double = struct.Struct("<d").pack
 _SMALL = [bytes((n,)) for n in range(0x80)]
-_attributes: dict[tuple[str, Any], bytes | None] = {}
+_attributes: dict[tuple[str, type, Any], bytes | None] = {}
 
 
 def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
@@ -174,11 +174,12 @@ def _encoded_by_the_sdk(span: ReadableSpan) -> bytes:
 def _encode_attributes(attributes: Mapping[str, Any]) -> list[bytes] | None:
     """Each attribute as a `Span.attributes` field; None if one is not a scalar."""
     encoded = []
-    for item in attributes.items():
+    for key, value in attributes.items():
+        cached = key, type(value), value  # True == 1 == 1.0, but each encodes differently
         try:
-            field = _attributes[item]
+            field = _attributes[cached]
         except KeyError:
-            field = _attributes[item] = _encode_attribute(*item)
+            field = _attributes[cached] = _encode_attribute(key, value)
             if len(_attributes) > _ATTRIBUTE_CACHE_SIZE:
                 _attributes.clear()  # unique values (request ids) would only fill it
         except TypeError:  # an unhashable value
