@@ -75,16 +75,23 @@ _attributes: dict[tuple[str, type, Any], bytes | None] = {}
 
 def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     """The serialized `ExportTraceServiceRequest` of `spans`, grouped by resource and scope."""
-    grouped: defaultdict[Any, defaultdict[Any, list[bytes]]] = defaultdict(
+    # Grouped by object, not by equality: a Resource hashes by dumping its attributes to JSON,
+    # once per span, and a tracer's spans share its resource and scope objects.
+    objects: dict[int, Any] = {}
+    grouped: defaultdict[int, defaultdict[int, list[bytes]]] = defaultdict(
         lambda: defaultdict(list)
     )
     for span in spans:
+        resource, scope = span.resource, span.instrumentation_scope
+        objects[id(resource)], objects[id(scope)] = resource, scope
         body = _span(span)
-        grouped[span.resource][span.instrumentation_scope] += (_SPANS, _varint(len(body)), body)
+        grouped[id(resource)][id(scope)] += (_SPANS, _varint(len(body)), body)
     request = []
-    for resource, scopes in grouped.items():
+    for resource_id, scopes in grouped.items():
+        resource = objects[resource_id]
         resource_spans = [_field(_RESOURCE, _encode_resource(resource).SerializeToString())]
-        for scope, encoded in scopes.items():
+        for scope_id, encoded in scopes.items():
+            scope = objects[scope_id]
             scope_spans = [_field(_SCOPE, _encode_instrumentation_scope(scope).SerializeToString())]
             scope_spans += encoded
             if scope is not None and scope.schema_url:
