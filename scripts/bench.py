@@ -25,6 +25,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -87,6 +88,7 @@ class Result:
     rps: float
     p50_ms: float
     p99_ms: float
+    cpu_us: float = 0.0  # CPU of the measured processes per request, where measured
 
 
 def wrk(name: str, url: str, seconds: int = SECONDS) -> Result:
@@ -307,6 +309,25 @@ def encoding_costs(count: int = 4096) -> tuple[float, float]:
     return min(sdk), min(chassis)
 
 
+def core_pids(config: StackConfig) -> list[int]:
+    """The process ids of a stack's core instances."""
+    return [
+        int((config.run_dir / f"{name}.pid").read_text())
+        for name, *_ in config.processes()
+        if name.startswith("core")
+    ]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds the processes have spent so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
+
+
 def wait_for(url: str, timeout: float = 30) -> None:
     """Block until `url` answers 200."""
     deadline = time.monotonic() + timeout
@@ -395,10 +416,23 @@ def main() -> None:
             wrk("warm-up", url, seconds=2)
         # Interleaved rounds, median per measurement: a noisy moment hits every measurement alike.
         runs: dict[str, list[Result]] = {name: [] for name, _ in plan}
+        # CPU the traced pairs' core processes spend per read: tracing's price without the
+        # noise of the other processes sharing the cores.
+        pids = {
+            f"product via nginx, tracing {mode}": core_pids(pair) for mode, pair in traced.items()
+        }
         for _ in range(ROUNDS):
             for name, url in plan:
-                runs[name].append(wrk(name, url))
+                spent = cpu_seconds(pids.get(name, []))
+                result = wrk(name, url)
+                if name in pids:
+                    reads = result.rps * SECONDS
+                    result.cpu_us = (cpu_seconds(pids[name]) - spent) / reads * 1e6
+                runs[name].append(result)
         results = {name: _median(found) for name, found in runs.items()}
+        cpu_per_read = {
+            name: sorted(result.cpu_us for result in runs[name])[ROUNDS // 2] for name in pids
+        }
         base = f"http://127.0.0.1:{core.nginx_port}"
         uvloop.install()
         asyncio.run(checkouts(base, products, 2, CHECKOUT_CONCURRENCY))  # warm-up
@@ -465,6 +499,15 @@ def main() -> None:
     print(
         f"the OTLP receiver took {collector.exports} exports ({collector.bytes / 1e6:.1f} MB); "
         "a traced read is one server span (the product comes from the near cache)"
+    )
+    off_cpu = cpu_per_read["product via nginx, tracing off"]
+    print(
+        "core CPU per read (both instances, median): "
+        + ", ".join(
+            f"tracing {mode} {cpu_per_read[f'product via nginx, tracing {mode}']:.0f} µs"
+            for mode in TRACING
+        )
+        + f" (off: {off_cpu:.0f} µs)"
     )
     sdk, chassis = encoding_costs()
     print(
