@@ -500,14 +500,12 @@ def main() -> None:
         f"the OTLP receiver took {collector.exports} exports ({collector.bytes / 1e6:.1f} MB); "
         "a traced read is one server span (the product comes from the near cache)"
     )
-    off_cpu = cpu_per_read["product via nginx, tracing off"]
     print(
         "core CPU per read (both instances, median): "
         + ", ".join(
             f"tracing {mode} {cpu_per_read[f'product via nginx, tracing {mode}']:.0f} µs"
             for mode in TRACING
         )
-        + f" (off: {off_cpu:.0f} µs)"
     )
     sdk, chassis = encoding_costs()
     print(
