@@ -47,9 +47,10 @@ status: deps
 logs: deps
 	$(PY) -m scripts.stack logs $(if $(FOLLOW),--follow)
 
+# An existing customer account is promoted only with PROMOTE=1 (registration is open).
 admin: deps
-	@test -n "$(EMAIL)" -a -n "$(PASSWORD)" || { echo "usage: make admin EMAIL=... PASSWORD=..."; exit 2; }
-	@ADMIN_PASSWORD='$(PASSWORD)' $(PY) -m scripts.stack admin --email '$(EMAIL)'
+	@test -n "$(EMAIL)" -a -n "$(PASSWORD)" || { echo "usage: make admin EMAIL=... PASSWORD=... [PROMOTE=1]"; exit 2; }
+	@ADMIN_PASSWORD='$(PASSWORD)' $(PY) -m scripts.stack admin --email '$(EMAIL)' $(if $(PROMOTE),--promote)
 
 # Dead-lettered messages: `make dlq` lists them, `make dlq REQUEUE=1 [ID=<message id>]` requeues.
 dlq: deps

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -63,33 +64,45 @@ def run_service(app: web.Application, settings: ServiceSettings) -> None:
         "port": settings.http_port,
         "metrics_port": settings.metrics_port,
     }
+    unix = UnixSocket(settings.http_unix_socket) if settings.http_unix_socket else None
 
-    async def announce(app: web.Application) -> None:
+    def serving(*_: object) -> None:
+        """Every socket listens now (aiohttp calls this once its sites have started)."""
+        if unix is not None:
+            unix.publish()
         log.info("serving", extra=where)
 
     async def farewell(app: web.Application) -> None:
         log.info("stopping", extra=where)
 
-    app.on_startup.append(announce)
     app.on_shutdown.append(farewell)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    sockets = [unix_socket(settings.http_unix_socket)] if settings.http_unix_socket else None
     web.run_app(
         app,
         host=settings.http_host,
         port=settings.http_port,
-        sock=sockets,
+        sock=[unix.socket] if unix is not None else None,
         backlog=BACKLOG,
         access_log=None,
         shutdown_timeout=settings.shutdown_timeout,
-        print=None,
+        print=serving,
     )
 
 
-def unix_socket(path: Path) -> socket.socket:
-    """A listening-ready Unix socket at `path` that a proxy running as another user may use."""
-    path.unlink(missing_ok=True)  # a stale socket of an earlier run
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    path.chmod(0o666)  # NGINX workers started by root run as an unprivileged user
-    return sock
+class UnixSocket:
+    """A Unix socket for its owner and its folder's group (a proxy running as another user
+    reaches it through that group, which a setgid folder passes on), bound under a temporary
+    name and moved to `path` once it listens: bound but not yet listening, it would refuse
+    connections, and NGINX would count the refusals against the instance."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._bound = path.with_name(f".{path.name}.{os.getpid()}")
+        self._bound.unlink(missing_ok=True)
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.socket.bind(str(self._bound))
+        self._bound.chmod(0o660)
+
+    def publish(self) -> None:
+        """Put the listening socket at its path (replacing a stale one of an earlier run)."""
+        os.replace(self._bound, self.path)

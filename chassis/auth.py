@@ -1,7 +1,10 @@
 """JWT access/refresh tokens: issue, verify (PyJWT, algorithm pinned) and revoke in Redis.
 
 Every login starts a token *family* (`fid`): refreshing rotates the pair inside the family, and
-revoking the family revokes every access and refresh token of that login at once.
+revoking the family revokes every access and refresh token of that login at once. Every token
+also carries its account's *credentials version* (`ver`): a change of role or password raises
+the version (in the database, then here), which cuts off every token issued before it, on every
+request and on refresh.
 """
 
 from __future__ import annotations
@@ -57,20 +60,78 @@ class TokenPair:
         }
 
 
+class Revocations:
+    """What cuts tokens off before they expire, kept in Redis: revoked token ids and families,
+    spent refresh tokens, and each account's credentials version."""
+
+    def __init__(self, redis: Redis, *, prefix: str, refresh_token_ttl: int) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._longest_ttl = refresh_token_ttl + CLOCK_LEEWAY
+
+    async def check(self, claims: dict[str, Any]) -> None:
+        """Refuse the token if it, its family or its account's credentials were revoked (one
+        round trip)."""
+        jti, family, version = await self._redis.mget(
+            self._key("revoked:jti", claims["jti"]),
+            self._key("revoked:fid", claims["fid"]),
+            self._key("version", claims["sub"]),
+        )
+        if jti is not None or family is not None:
+            raise Unauthorized("Token has been revoked")
+        if version is not None and token_version(claims) < int(version):
+            raise Unauthorized("The account's role or password changed; log in again")
+
+    async def cut_off_account(self, user_id: str, version: int) -> None:
+        """Refuse every token of the account older than `version` (kept for as long as the
+        oldest such token could live)."""
+        await self._redis.set(self._key("version", user_id), version, ex=self._longest_ttl)
+
+    async def spend_refresh(self, claims: dict[str, Any]) -> bool:
+        """Mark a refresh token spent; False (and the family revoked) if it was spent before."""
+        ttl = max(1, int(claims["exp"]) - int(time.time()) + CLOCK_LEEWAY)
+        first = await self._redis.set(self._key("spent", claims["jti"]), b"1", nx=True, ex=ttl)
+        if not first:
+            await self.revoke_family(claims["fid"])
+        return bool(first)
+
+    async def revoke_family(self, family: str) -> None:
+        """Revoke every token of one login."""
+        await self._redis.set(self._key("revoked:fid", family), b"1", ex=self._longest_ttl)
+
+    async def revoke_token(self, jti: str, expires_at: int) -> None:
+        """Revoke one token until it would have expired anyway."""
+        ttl = max(1, expires_at - int(time.time()) + CLOCK_LEEWAY)
+        await self._redis.set(self._key("revoked:jti", jti), b"1", ex=ttl)
+
+    def _key(self, kind: str, value: str) -> str:
+        return f"{self._prefix}auth:{kind}:{value}"
+
+
+def token_version(claims: dict[str, Any]) -> int:
+    """The credentials version a token was issued under (tokens from before versions: 0)."""
+    version = claims.get("ver", 0)
+    return version if isinstance(version, int) else -1
+
+
 class TokenService:
-    """Issues and verifies tokens; keeps revoked ids and spent refresh tokens in Redis."""
+    """Issues and verifies tokens; what revokes them lives in `revocations`."""
 
     def __init__(self, settings: ServiceSettings, redis: Redis, *, can_sign: bool) -> None:
         self._settings = settings
-        self._redis = redis
         self._algorithm = settings.jwt_algorithm
         self._public_key = settings.jwt_public_pem()
         self._private_key = settings.jwt_private_pem() if can_sign else None
-        self._prefix = settings.redis_key_prefix
+        self.revocations = Revocations(
+            redis, prefix=settings.redis_key_prefix, refresh_token_ttl=settings.refresh_token_ttl
+        )
         self._verified: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def issue_pair(self, *, user_id: str, role: str, family: str | None = None) -> TokenPair:
-        """Sign a new access and refresh token in `family` (a new family when None)."""
+    def issue_pair(
+        self, *, user_id: str, role: str, version: int, family: str | None = None
+    ) -> TokenPair:
+        """Sign a new access and refresh token of credentials `version` in `family` (a new
+        family when None)."""
         private_key = self._private_key
         if private_key is None:
             raise RuntimeError("this service verifies tokens but cannot sign them")
@@ -88,6 +149,7 @@ class TokenService:
                 "jti": uuid.uuid4().hex,
                 "typ": typ,
                 "fid": family,
+                "ver": version,
                 **extra,
             }
             return jwt.encode(claims, private_key, algorithm=self._algorithm)
@@ -131,35 +193,11 @@ class TokenService:
         return claims
 
     async def verify(self, token: str, typ: TokenType) -> dict[str, Any]:
-        """Decode the token and refuse it if it or its family was revoked."""
+        """Decode the token and refuse it if it, its family or its account's credentials were
+        revoked."""
         claims = self.decode(token, typ)
-        revoked = await self._redis.exists(
-            self._key("revoked:jti", claims["jti"]), self._key("revoked:fid", claims["fid"])
-        )
-        if revoked:
-            raise Unauthorized("Token has been revoked")
+        await self.revocations.check(claims)
         return claims
-
-    async def spend_refresh(self, claims: dict[str, Any]) -> bool:
-        """Mark a refresh token spent; False (and the family revoked) if it was spent before."""
-        ttl = max(1, int(claims["exp"]) - int(time.time()) + CLOCK_LEEWAY)
-        first = await self._redis.set(self._key("spent", claims["jti"]), b"1", nx=True, ex=ttl)
-        if not first:
-            await self.revoke_family(claims["fid"])
-        return bool(first)
-
-    async def revoke_family(self, family: str) -> None:
-        """Revoke every token of one login."""
-        ttl = self._settings.refresh_token_ttl + CLOCK_LEEWAY
-        await self._redis.set(self._key("revoked:fid", family), b"1", ex=ttl)
-
-    async def revoke_token(self, jti: str, expires_at: int) -> None:
-        """Revoke one token until it would have expired anyway."""
-        ttl = max(1, expires_at - int(time.time()) + CLOCK_LEEWAY)
-        await self._redis.set(self._key("revoked:jti", jti), b"1", ex=ttl)
-
-    def _key(self, kind: str, value: str) -> str:
-        return f"{self._prefix}auth:{kind}:{value}"
 
 
 async def authenticated(request: web.Request) -> Principal:

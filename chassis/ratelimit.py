@@ -6,6 +6,8 @@ import functools
 import ipaddress
 import logging
 import math
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -54,13 +56,32 @@ class RateLimiter:
 
 
 def client_address(request: web.Request) -> str:
-    """The client's address: `X-Real-IP` when the peer is a trusted proxy, else the peer."""
-    peer = request.remote or "unknown"
-    trusted = request.app[SETTINGS].trusted_proxies
-    real_ip = request.headers.get("X-Real-IP")
-    if real_ip and _is_trusted(peer, trusted):
-        return real_ip
+    """The client's address, never a constant: `X-Real-IP` when the peer is a trusted proxy,
+    else the peer's own address.
+
+    Trusted proxies are TCP peers in `TRUSTED_PROXIES`, and every peer on the Unix socket: only
+    its owner and the co-located NGINX' group may connect to it. A Unix peer that names no
+    client is a local process, counted by its process id.
+    """
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    on_unix_socket = sock is not None and sock.family == socket.AF_UNIX
+    peer = request.remote or ""
+    if on_unix_socket or _is_trusted(peer, request.app[SETTINGS].trusted_proxies):
+        real_ip = _address(request.headers.get("X-Real-IP", ""))
+        if real_ip is not None:
+            return real_ip
+    if sock is not None and on_unix_socket:
+        pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        return f"unix:{pid}"
     return peer
+
+
+def _address(text: str) -> str | None:
+    """`text` as a normalized IP address, or None if it is not one."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None
 
 
 def _is_trusted(peer: str, trusted: list[str]) -> bool:

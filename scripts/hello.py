@@ -11,7 +11,7 @@ import orjson
 import uvloop
 from aiohttp import web
 
-from chassis.app import BACKLOG, unix_socket
+from chassis.app import BACKLOG, UnixSocket
 
 BODY = orjson.dumps({"message": "hello"})
 
@@ -29,15 +29,16 @@ def main() -> None:
     args = parser.parse_args()
     app = web.Application()
     app.router.add_get("/api/hello", hello)
+    unix = UnixSocket(args.unix) if args.unix else None
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(
         app,
         host="127.0.0.1",
         port=args.port,
-        sock=[unix_socket(args.unix)] if args.unix else None,
+        sock=[unix.socket] if unix else None,
         backlog=BACKLOG,
         access_log=None,
-        print=None,
+        print=lambda *_: unix.publish() if unix else None,
     )
 
 

@@ -14,14 +14,19 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import grp
+import hashlib
 import ipaddress
 import os
+import pwd
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -55,6 +60,25 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+def default_nginx_user() -> str:
+    """The user NGINX' workers run as when NGINX starts as root: Debian's web server user."""
+    try:
+        pwd.getpwnam("www-data")
+    except KeyError:
+        return "nobody"
+    return "www-data"
+
+
+def runtime_base() -> Path:
+    """Where runtime folders live: /run for root, the user's runtime folder, else /tmp."""
+    if os.geteuid() == 0:
+        return Path("/run/relais")
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and Path(xdg).is_dir():
+        return Path(xdg) / "relais"
+    return Path(tempfile.gettempdir()) / f"relais-{os.geteuid()}"
+
+
 @dataclass(frozen=True)
 class StackConfig:
     """Where the stack keeps its state and which ports and names it uses."""
@@ -78,6 +102,10 @@ class StackConfig:
     nginx_rate_limit: int = field(default_factory=lambda: int(_env("NGINX_RATE_LIMIT", "200")))
     nginx_rate_burst: int = field(default_factory=lambda: int(_env("NGINX_RATE_BURST", "400")))
     nginx_access_log: bool = field(default_factory=lambda: _env("NGINX_ACCESS_LOG", "on") == "on")
+    # Started as root, NGINX runs its workers as this unprivileged user.
+    nginx_user: str = field(default_factory=lambda: _env("NGINX_USER", default_nginx_user()))
+    # Unix sockets and NGINX' temp files (default: a folder of /run or /tmp per state folder).
+    runtime_root: str = field(default_factory=lambda: _env("RELAIS_RUNTIME_DIR", ""))
     postgres_admin_url: str = field(
         default_factory=lambda: _env(
             "POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -153,9 +181,20 @@ class StackConfig:
         """The generated development JWT key pair and TLS certificate."""
         return self.state_dir / "keys"
 
+    @property
+    def runtime_dir(self) -> Path:
+        """The instances' Unix sockets and NGINX' temp files: a short path outside the state
+        folder, so NGINX' workers (another user under root) reach them whatever the mode of the
+        folder the stack lives in (a home folder is often 0700), and a socket's path stays
+        within the kernel's 108 bytes."""
+        if self.runtime_root:
+            return Path(self.runtime_root)
+        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
+        return runtime_base() / digest
+
     def unix_socket(self, name: str) -> Path:
         """Where the process `name` listens for NGINX when upstreams are Unix sockets."""
-        return self.run_dir / f"{name}.sock"
+        return self.runtime_dir / f"{name}.sock"
 
     def upstream(self, name: str, port: int) -> str:
         """NGINX' address for the process `name`, which also serves TCP on `port`."""
@@ -363,11 +402,32 @@ def drop_broker(config: StackConfig) -> None:
 
 
 def prepare_dirs(config: StackConfig) -> None:
-    """Create the state folders; NGINX workers (maybe another user) must reach the sockets."""
+    """Create the state folders (private to their owner) and the runtime folder."""
     for directory in (config.state_dir, config.run_dir, config.log_dir):
         directory.mkdir(parents=True, exist_ok=True)
-    for directory in (config.state_dir, config.run_dir):
-        directory.chmod(0o755)
+    prepare_runtime_dir(config)
+
+
+def nginx_group(config: StackConfig) -> int:
+    """The group NGINX' workers run in: the worker user's under root, else our own."""
+    if os.geteuid() != 0:
+        return os.getegid()
+    return pwd.getpwnam(config.nginx_user).pw_gid
+
+
+def prepare_runtime_dir(config: StackConfig) -> Path:
+    """Create the runtime folder: its owner and NGINX' worker group may enter it, nobody else
+    (sockets made in it inherit that group, setgid, and are 0660)."""
+    runtime = config.runtime_dir
+    runtime.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    for folder in (runtime.parent, runtime):
+        info = folder.lstat()
+        if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
+            raise SystemExit(f"{folder} is not a folder of this user's: refusing to use it")
+    os.chown(runtime, -1, nginx_group(config))
+    runtime.chmod(0o2750)
+    return runtime
 
 
 def _pid(path: Path) -> int | None:
@@ -442,9 +502,13 @@ def render_nginx(config: StackConfig, upstreams: list[str]) -> Path:
     servers = "\n".join(
         f"        server {address} max_fails=3 fail_timeout=10s;" for address in upstreams
     )
+    group = grp.getgrgid(nginx_group(config)).gr_name
     values = {
+        # Only a master running as root can switch its workers to another user.
+        "USER": f"user {config.nginx_user} {group};" if os.geteuid() == 0 else "",
         "WORKERS": config.nginx_workers,
         "RUN_DIR": str(config.run_dir / "nginx"),
+        "RUNTIME_DIR": str(prepare_runtime_dir(config)),
         "LOG_DIR": str(config.log_dir),
         "ACCESS_LOG": f"{config.log_dir / 'nginx-access.log'} relais_json"
         if config.nginx_access_log
@@ -496,6 +560,11 @@ def render_prometheus(config: StackConfig) -> Path:
     return path
 
 
+def nginx_status_socket(config: StackConfig) -> Path:
+    """NGINX' `stub_status`, on a Unix socket no client can reach."""
+    return config.runtime_dir / "nginx-status.sock"
+
+
 def exporter_ports(config: StackConfig) -> dict[str, int]:
     """The port of each exporter `make up` runs, by the Prometheus job that scrapes it."""
     return {
@@ -512,7 +581,7 @@ def start_exporters(config: StackConfig) -> None:
     commands = {
         "nginx-exporter": [
             "prometheus-nginx-exporter",
-            f"-nginx.scrape-uri=unix:{config.run_dir / 'nginx' / 'status.sock'}:/stub_status",
+            f"-nginx.scrape-uri=unix:{nginx_status_socket(config)}:/stub_status",
             f"-web.listen-address=127.0.0.1:{ports['nginx']}",
         ],
         "postgres-exporter": [
@@ -631,8 +700,13 @@ def http_status(url: str) -> int | None:
         return None
 
 
+def api_probe_url(config: StackConfig) -> str:
+    """A real API request through NGINX: the last proof that the stack serves."""
+    return f"http://127.0.0.1:{config.nginx_port}/api/products?limit=1"
+
+
 def readiness(config: StackConfig) -> dict[str, int | None]:
-    """Each component's health URL and its status now."""
+    """Each component's health URL and its status now, ending with a real API request."""
     checks = {
         f"http://127.0.0.1:{config.nginx_port}/healthz": http_status(
             f"http://127.0.0.1:{config.nginx_port}/healthz"
@@ -645,20 +719,36 @@ def readiness(config: StackConfig) -> dict[str, int | None]:
         for port in (config.prometheus_port, config.alertmanager_port):
             url = f"http://127.0.0.1:{port}/-/ready"
             checks[url] = http_status(url)
+    # Last, once everything behind it is ready: NGINX counts a refused connection against the
+    # instance, and a probe before the instances listen would take them out of rotation.
+    ready = all(status == 200 for status in checks.values())
+    checks[api_probe_url(config)] = http_status(api_probe_url(config)) if ready else None
     return checks
+
+
+def report(config: StackConfig, checks: dict[str, int | None]) -> bool:
+    """Print each check; for a failed API request, the logs that say why. True if all pass."""
+    for url, code in checks.items():
+        print(f"{'ready' if code == 200 else 'NOT READY':<10} {url} -> {code}")
+    if checks[api_probe_url(config)] != 200:
+        print(
+            f"the API does not answer through NGINX: read {config.log_dir / 'nginx-error.log'}"
+            f" and the instances' logs ({config.log_dir / 'core-*.log'})",
+            file=sys.stderr,
+        )
+    return all(code == 200 for code in checks.values())
 
 
 def wait_ready(config: StackConfig, timeout: float = READY_TIMEOUT) -> None:
     """Block until every component answers 200, or fail with the logs' tails."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        checks = readiness(config)
-        if all(status == 200 for status in checks.values()):
+        if all(status == 200 for status in readiness(config).values()):
             return
         time.sleep(0.2)
-    for url, status in readiness(config).items():
-        print(f"not ready: {url} -> {status}", file=sys.stderr)
     show_logs(config, lines=30)
+    report(config, readiness(config))
+    print("Relais is NOT up", file=sys.stderr)
     raise SystemExit(1)
 
 
@@ -720,6 +810,8 @@ def down(config: StackConfig) -> None:
     for pid_file in sorted(config.run_dir.glob("*.pid")) if config.run_dir.exists() else []:
         if name := stop_pid_file(pid_file):
             stopped.append(name)
+    if not config.runtime_root:  # a folder of our own making: its sockets are dead now
+        shutil.rmtree(config.runtime_dir, ignore_errors=True)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
@@ -736,10 +828,7 @@ def status(config: StackConfig) -> bool:
         healthy &= pid is not None
         state = f"running pid {pid}" if pid else "stopped"
         print(f"{pid_file.stem:<10} {state}")
-    for url, code in readiness(config).items():
-        healthy &= code == 200
-        print(f"{'ready' if code == 200 else 'NOT READY':<10} {url} -> {code}")
-    return healthy
+    return report(config, readiness(config)) and healthy
 
 
 def follow_logs(config: StackConfig) -> None:
@@ -755,12 +844,17 @@ def show_logs(config: StackConfig, lines: int = 50) -> None:
         print("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
 
 
-def admin(config: StackConfig, email: str) -> int:
-    """Create or promote an admin in the stack's database (password from ADMIN_PASSWORD)."""
-    env = {**os.environ, "DATABASE_URL": config.database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "services.core.admin", "--email", email], env=env
-    ).returncode
+def admin(config: StackConfig, email: str, *, promote: bool) -> int:
+    """Create an admin in the stack's database, or promote an existing account (`promote`);
+    the password comes from ADMIN_PASSWORD."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": config.database_url,
+        "REDIS_URL": config.redis_url,
+        "REDIS_KEY_PREFIX": config.redis_key_prefix,
+    }
+    argv = [sys.executable, "-m", "services.core.admin", "--email", email]
+    return subprocess.run([*argv, "--promote"] if promote else argv, env=env).returncode
 
 
 def main() -> None:
@@ -770,6 +864,7 @@ def main() -> None:
     )
     parser.add_argument("command", choices=["up", "down", "status", "logs", "admin"])
     parser.add_argument("--email", help="the account `admin` creates or promotes")
+    parser.add_argument("--promote", action="store_true", help="`admin`: promote a customer")
     parser.add_argument("--lines", type=int, default=50, help="lines per file for `logs`")
     parser.add_argument("--follow", action="store_true", help="`logs`: keep following")
     args = parser.parse_args()
@@ -779,7 +874,7 @@ def main() -> None:
     elif args.command == "down":
         down(config)
     elif args.command == "admin":
-        sys.exit(admin(config, args.email))
+        sys.exit(admin(config, args.email, promote=args.promote))
     elif args.command == "status":
         sys.exit(0 if status(config) else 1)
     elif args.follow:

@@ -1,48 +1,111 @@
-"""`make admin`: create or promote, idempotently."""
+"""`make admin`: create, or promote only when asked; a changed role or password revokes tokens."""
 
 from __future__ import annotations
 
-import asyncpg
+from collections.abc import AsyncIterator
 
-from services.core.admin import ensure_admin
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from chassis.auth import Revocations
+from services.core.admin import RefusedPromotion, ensure_admin
 from services.core.auth.service import Passwords
+from tests.conftest import REDIS_URL
 from tests.factories import login, register, unique_email
 
 
-async def test_ensure_admin_creates_and_is_idempotent(client, settings, database_url):
+@pytest.fixture
+async def admin_tool(settings, database_url) -> AsyncIterator[dict]:
+    """What `make admin` works with: the database, the password hasher and the revocations."""
     pool = await asyncpg.create_pool(
         database_url, min_size=1, max_size=2, server_settings={"search_path": "core"}
     )
-    passwords = Passwords(settings)
-    email = unique_email()
-    try:
-        first = await ensure_admin(
-            pool=pool, passwords=passwords, email=email, password="admin password", name="Boss"
-        )
-        again = await ensure_admin(
-            pool=pool,
-            passwords=passwords,
-            email=email.upper(),
-            password="admin password",
-            name="Boss",
-        )
-        assert first["id"] == again["id"] and again["role"] == "admin"
-        assert await pool.fetchval("SELECT count(*) FROM users WHERE lower(email) = $1", email) == 1
-        account = await login(client, email, "admin password")
-        assert (await client.get("/api/users", headers=account.auth)).status == 200
+    redis = Redis.from_url(REDIS_URL)
+    yield {
+        "pool": pool,
+        "passwords": Passwords(settings),
+        "revocations": Revocations(
+            redis, prefix=settings.redis_key_prefix, refresh_token_ttl=settings.refresh_token_ttl
+        ),
+    }
+    await pool.close()
+    await redis.aclose()
 
-        customer = await register(client)
-        promoted = await ensure_admin(
-            pool=pool, passwords=passwords, email=customer.email, password="new password!", name="x"
+
+async def test_ensure_admin_creates_and_is_idempotent(client, admin_tool):
+    email = unique_email()
+    first = await ensure_admin(**admin_tool, email=email, password="admin password", name="Boss")
+    account = await login(client, email, "admin password")
+    again = await ensure_admin(
+        **admin_tool, email=email.upper(), password="admin password", name="Boss"
+    )
+    assert first["id"] == again["id"] and again["role"] == "admin"
+    pool = admin_tool["pool"]
+    assert await pool.fetchval("SELECT count(*) FROM users WHERE lower(email) = $1", email) == 1
+    # nothing changed, so the admin's tokens still work
+    assert (await client.get("/api/users", headers=account.auth)).status == 200
+
+
+async def test_a_squatted_address_is_not_promoted_without_being_asked(client, admin_tool):
+    squatter = await register(client)  # registered the operator's address first
+    with pytest.raises(RefusedPromotion):
+        await ensure_admin(
+            **admin_tool, email=squatter.email, password="operator password", name="Ops"
         )
-        assert str(promoted["id"]) == customer.id and promoted["role"] == "admin"
-        assert (
-            await client.get(
-                "/api/users", headers=(await login(client, customer.email, "new password!")).auth
-            )
-        ).status == 200
+    pool = admin_tool["pool"]
+    assert await pool.fetchval("SELECT role FROM users WHERE id = $1::uuid", squatter.id) == (
+        "customer"
+    )
+    # the squatter's tokens still work, and still carry no admin role
+    assert (await client.get("/api/users", headers=squatter.auth)).status == 403
+    assert (await client.get("/api/users/me", headers=squatter.auth)).status == 200
+
+
+async def test_promoting_revokes_every_token_the_account_held(client, admin_tool):
+    holder = await register(client)
+    other_login = await login(client, holder.email)
+    promoted = await ensure_admin(
+        **admin_tool, email=holder.email, password="operator password", name="Ops", promote=True
+    )
+    assert promoted["role"] == "admin"
+    # at once, not at the next login: access tokens and refresh tokens of every login
+    for account in (holder, other_login):
+        assert (await client.get("/api/users/me", headers=account.auth)).status == 401
+        refreshed = await client.post(
+            "/api/auth/refresh", json={"refresh_token": account.refresh_token}
+        )
+        assert refreshed.status == 401
+    admin = await login(client, holder.email, "operator password")
+    assert (await client.get("/api/users", headers=admin.auth)).status == 200
+
+
+async def test_a_new_admin_password_revokes_the_old_tokens(client, admin_tool):
+    email = unique_email()
+    await ensure_admin(**admin_tool, email=email, password="first password", name="Boss")
+    before = await login(client, email, "first password")
+    await ensure_admin(**admin_tool, email=email, password="second password", name="Boss")
+    assert (await client.get("/api/users", headers=before.auth)).status == 401
+    refreshed = await client.post("/api/auth/refresh", json={"refresh_token": before.refresh_token})
+    assert refreshed.status == 401
+    after = await login(client, email, "second password")
+    assert (await client.get("/api/users", headers=after.auth)).status == 200
+
+
+async def test_refresh_checks_the_database_even_when_redis_forgot_the_cut_off(
+    client, admin_tool, settings
+):
+    holder = await register(client)
+    await ensure_admin(
+        **admin_tool, email=holder.email, password="operator password", name="Ops", promote=True
+    )
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        await redis.delete(f"{settings.redis_key_prefix}auth:version:{holder.id}")
     finally:
-        await pool.close()
+        await redis.aclose()
+    refreshed = await client.post("/api/auth/refresh", json={"refresh_token": holder.refresh_token})
+    assert refreshed.status == 401
 
 
 async def test_users_listing_admin_only_and_paginated(client, db):

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import tempfile
 import time
@@ -25,12 +26,14 @@ import pytest
 from redis.asyncio import Redis
 
 from scripts.otlp import OtlpReceiver, ReceivedSpan
-from scripts.stack import StackConfig, drop_broker, drop_database
+from scripts.stack import StackConfig, drop_broker, drop_database, start_nginx
 from tests.faults import eventually
 from tests.test_dashboards import panel_queries
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
+# What a copy of the checkout leaves out: history, the virtualenv, state and caches.
+UNCOPIED = (".git", ".venv", "var", "__pycache__", "*_cache", "*.egg-info")
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -86,11 +89,15 @@ def stack(otlp: OtlpReceiver) -> Iterator[dict[str, Any]]:
         if len(set(taken)) == len(taken):
             break
     nginx_port, tls_port, prometheus_port, alertmanager_port, *exporters = singles
-    # Not under pytest's 0700 folders: NGINX workers (another user under root) use its sockets.
-    state_dir = tempfile.mkdtemp(prefix="relais-e2e-")
+    # `make up` from a copy of this checkout in a private folder (0700, as a home folder is),
+    # with the default state folder inside it; the copy shares this checkout's virtualenv.
+    home = Path(tempfile.mkdtemp(prefix="relais-home-"))
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    checkout = home / "relais"
+    shutil.copytree(ROOT, checkout, ignore=shutil.ignore_patterns(*UNCOPIED))
+    (checkout / ".venv").symlink_to(ROOT / ".venv")
     env = {
         **os.environ,
-        "RELAIS_STATE_DIR": state_dir,
         "NGINX_PORT": str(nginx_port),
         "NGINX_TLS_PORT": str(tls_port),
         "CORE_BASE_PORT": str(bases[0]),
@@ -113,13 +120,13 @@ def stack(otlp: OtlpReceiver) -> Iterator[dict[str, Any]]:
         "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
     for key in list(env):
-        if key in {"DATABASE_URL", "HTTP_PORT", "METRICS_PORT", "AMQP_URL"}:
+        if key in {"DATABASE_URL", "HTTP_PORT", "METRICS_PORT", "AMQP_URL", "RELAIS_STATE_DIR"}:
             del env[key]
 
     def make(*targets: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["make", "--no-print-directory", *targets],
-            cwd=ROOT,
+            cwd=checkout,
             env=env,
             text=True,
             capture_output=True,
@@ -128,7 +135,7 @@ def stack(otlp: OtlpReceiver) -> Iterator[dict[str, Any]]:
         )
 
     config = StackConfig(
-        state_dir=Path(env["RELAIS_STATE_DIR"]),
+        state_dir=checkout / "var",
         core_base_port=int(env["CORE_BASE_PORT"]),
         metrics_base_port=int(env["METRICS_BASE_PORT"]),
         nginx_port=nginx_port,
@@ -161,7 +168,7 @@ def stack(otlp: OtlpReceiver) -> Iterator[dict[str, Any]]:
         asyncio.run(drop_database(config))
         drop_broker(config)
         asyncio.run(_clean_redis(env["REDIS_KEY_PREFIX"]))
-        shutil.rmtree(state_dir, ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 async def _clean_redis(prefix: str) -> None:
@@ -181,6 +188,38 @@ def upstreams(stack: dict[str, Any]) -> list[str]:
 async def test_make_up_prints_urls_and_status_passes(stack):
     assert f"{stack['base']}/api/docs" in stack["up_output"]
     assert stack["make"]("status").returncode == 0
+
+
+async def test_make_up_from_a_private_folder_serves_the_api_through_nginx(stack):
+    # The checkout sits in a 0700 folder; NGINX' workers still reach the instances.
+    assert stat.S_IMODE(stack["config"].state_dir.parent.parent.stat().st_mode) == 0o700
+    url = f"{stack['base']}/api/products?limit=1"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert response.status == 200, await response.text()
+        assert "items" in await response.json()
+    error_log = (stack["config"].log_dir / "nginx-error.log").read_text()
+    assert "Permission denied" not in error_log
+
+
+async def test_make_status_fails_loudly_when_the_api_does_not_answer(stack):
+    # Every instance is healthy on its own port, but NGINX cannot reach any of them.
+    config = stack["config"]
+    start_nginx(config, [f"unix:{config.runtime_dir / 'nowhere.sock'}"])
+    try:
+        result = stack["make"]("status", check=False)
+    finally:
+        start_nginx(config, config.core_upstreams())
+    assert result.returncode != 0
+    assert "NOT READY  http://127.0.0.1:" in result.stdout
+    assert "/api/products?limit=1 -> 503" in result.stdout
+    assert str(config.log_dir / "nginx-error.log") in result.stderr
+
+    async def api_answers() -> bool:
+        url = f"{stack['base']}/api/products?limit=1"
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            return response.status == 200
+
+    await eventually(api_answers, within=30, every=0.5)
 
 
 async def test_through_nginx_to_both_instances(stack):
@@ -232,7 +271,8 @@ async def test_through_nginx_to_both_instances(stack):
 async def admin_headers(
     stack: dict[str, Any], http: aiohttp.ClientSession, email: str | None = None
 ) -> dict[str, str]:
-    """Register a customer, make them an admin with `make admin`, log in: their auth header."""
+    """Register a customer, make them an admin with `make admin` (refused without PROMOTE=1),
+    log in: their auth header."""
     base = stack["base"]
     email = email or f"e2e-{uuid.uuid4().hex[:8]}@example.com"
     async with http.post(
@@ -240,8 +280,18 @@ async def admin_headers(
         json={"email": email, "password": "e2e password", "name": "E2E"},
     ) as response:
         assert response.status == 201
-    made = stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password")
+        squatted = await response.json()
+    refused = stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password", check=False)
+    assert refused.returncode != 0 and "PROMOTE=1" in refused.stderr
+    made = stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password", "PROMOTE=1")
     assert "admin ready" in made.stdout
+    # the registration's tokens died with the promotion: they never act as an admin
+    old = {"Authorization": f"Bearer {squatted['access_token']}"}
+    async with http.get(f"{base}/api/users/me", headers=old) as response:
+        assert response.status == 401
+    refresh = {"refresh_token": squatted["refresh_token"]}
+    async with http.post(f"{base}/api/auth/refresh", json=refresh) as response:
+        assert response.status == 401
     async with http.post(
         f"{base}/api/auth/login", json={"email": email, "password": "e2e password"}
     ) as response:
@@ -552,6 +602,29 @@ async def test_per_ip_rate_limit_answers_429(stack):
     limited = [r for r in results if r[0] == 429]
     assert limited, "no request was rate limited"
     assert all(retry == "1" and kind == "application/problem+json" for _, retry, kind in limited)
+
+
+async def test_one_address_exhausting_its_write_budget_leaves_others_theirs(stack):
+    # NGINX reaches the instances over Unix sockets (the default) and names the client in
+    # X-Real-IP; the shipped write limit counts per client address, never under one key.
+    base, limit = stack["base"], 300  # WRITE_RATE_LIMIT as shipped: 300/minute
+
+    def from_address(address: str) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
+
+    async with from_address("127.0.0.2") as noisy:
+        statuses = []
+        for _ in range(limit + 5):
+            async with noisy.post(f"{base}/api/auth/login", json={}) as response:
+                statuses.append(response.status)
+        assert statuses[:limit] == [422] * limit
+        assert statuses[limit:] == [429] * 5
+    async with from_address("127.0.0.3") as other:
+        body = {"email": f"e2e-{uuid.uuid4().hex[:8]}@example.com", "password": "e2e password"}
+        async with other.post(
+            f"{base}/api/auth/register", json={**body, "name": "Other client"}
+        ) as response:
+            assert response.status == 201, await response.text()
 
 
 async def test_make_down_stops_everything(stack):

@@ -1,7 +1,10 @@
 """Create an admin, or promote an existing account: `python -m services.core.admin --email E`.
 
-The password comes from `--password` or the `ADMIN_PASSWORD` environment variable.
-Running it again with the same arguments changes nothing.
+The password comes from `--password` or the `ADMIN_PASSWORD` environment variable. An existing
+account that is not an admin is promoted only with `--promote`: registration is open, so the
+account may belong to whoever registered the address first. Promoting it, or giving an admin a
+new password, cuts off every token the account holds. Running it again with the same arguments
+changes nothing.
 """
 
 from __future__ import annotations
@@ -13,17 +16,31 @@ import sys
 
 import asyncpg
 from pydantic import ValidationError
+from redis.asyncio import Redis
 
+from chassis.auth import Revocations
 from services.core.auth import repository
 from services.core.auth.schemas import RegisterIn
 from services.core.auth.service import Passwords
 from services.core.settings import CoreSettings
 
 
+class RefusedPromotion(Exception):
+    """The address belongs to an account that is not an admin, and promoting was not asked."""
+
+
 async def ensure_admin(
-    *, pool: asyncpg.Pool, passwords: Passwords, email: str, password: str, name: str
+    *,
+    pool: asyncpg.Pool,
+    passwords: Passwords,
+    revocations: Revocations,
+    email: str,
+    password: str,
+    name: str,
+    promote: bool = False,
 ) -> asyncpg.Record:
-    """Make `email` an admin with `password`, creating the account if needed."""
+    """Make `email` an admin with `password`, creating the account if needed; an existing
+    customer only when `promote`. A changed role or password revokes the account's tokens."""
     email = email.lower()
     password_hash = await passwords.hash(password)
     async with pool.acquire() as conn, conn.transaction():
@@ -36,15 +53,23 @@ async def ensure_admin(
                 return created
             row = await repository.user_by_email(conn, email)  # created concurrently
             assert row is not None
-        await repository.set_role(conn, str(row["id"]), "admin")
-        if not await passwords.verify(row["password_hash"], password):
-            await repository.set_password_hash(conn, row["id"], password_hash)
-        refreshed = await repository.user_by_id(conn, str(row["id"]))
-        assert refreshed is not None
-        return refreshed
+        if row["role"] != "admin" and not promote:
+            raise RefusedPromotion(
+                f"{email} is an existing {row['role']} account, possibly registered by someone "
+                "else: PROMOTE=1 makes it an admin (its tokens are revoked, its password reset)"
+            )
+        role = "admin" if row["role"] != "admin" else None
+        new_hash = None if await passwords.verify(row["password_hash"], password) else password_hash
+        if role is None and new_hash is None:
+            return row
+        changed = await repository.change_credentials(
+            conn, str(row["id"]), role=role, password_hash=new_hash
+        )
+    await revocations.cut_off_account(str(changed["id"]), changed["token_version"])
+    return changed
 
 
-async def _main(email: str, password: str, name: str) -> None:
+async def _main(email: str, password: str, name: str, promote: bool) -> None:
     settings = CoreSettings()
     pool = await asyncpg.create_pool(
         settings.database_url,
@@ -52,12 +77,25 @@ async def _main(email: str, password: str, name: str) -> None:
         max_size=1,
         server_settings={"search_path": settings.database_schema},
     )
+    redis = Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout)
+    revocations = Revocations(
+        redis, prefix=settings.redis_key_prefix, refresh_token_ttl=settings.refresh_token_ttl
+    )
     try:
         row = await ensure_admin(
-            pool=pool, passwords=Passwords(settings), email=email, password=password, name=name
+            pool=pool,
+            passwords=Passwords(settings),
+            revocations=revocations,
+            email=email,
+            password=password,
+            name=name,
+            promote=promote,
         )
+    except RefusedPromotion as exc:
+        sys.exit(f"refused: {exc}")
     finally:
         await pool.close()
+        await redis.aclose()
     print(f"admin ready: {row['email']} ({row['id']})")
 
 
@@ -67,12 +105,15 @@ def main() -> None:
     parser.add_argument("--email", required=True)
     parser.add_argument("--password", default=os.environ.get("ADMIN_PASSWORD"))
     parser.add_argument("--name", default="Administrator")
+    parser.add_argument(
+        "--promote", action="store_true", help="make an existing customer account an admin"
+    )
     args = parser.parse_args()
     try:
         RegisterIn(email=args.email, password=args.password or "", name=args.name)
     except ValidationError as exc:
         sys.exit(f"invalid admin: {exc}")
-    asyncio.run(_main(args.email, args.password, args.name))
+    asyncio.run(_main(args.email, args.password, args.name, args.promote))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import asyncpg
 
 from chassis.resources import Db
 
-USER_COLUMNS = "id, email, name, role, created_at"
+USER_COLUMNS = "id, email, name, role, created_at, token_version"
 
 
 async def insert_user(
@@ -35,11 +35,25 @@ async def user_by_id(conn: Db, user_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1::uuid", user_id)
 
 
-async def set_password_hash(conn: Db, user_id: str, password_hash: str) -> None:
-    """Store a rehashed password."""
+async def rehash_password(conn: Db, user_id: str, password_hash: str) -> None:
+    """Store the same password hashed with today's parameters (the credentials stay the same)."""
     await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash)
 
 
-async def set_role(conn: Db, user_id: str, role: str) -> None:
-    """Change a user's role."""
-    await conn.execute("UPDATE users SET role = $2 WHERE id = $1", user_id, role)
+async def change_credentials(
+    conn: Db, user_id: str, *, role: str | None = None, password_hash: str | None = None
+) -> asyncpg.Record:
+    """Change a user's role and/or password and raise its credentials version, which cuts off
+    every token issued before (publish it with `Revocations.cut_off_account`)."""
+    row = await conn.fetchrow(
+        f"""UPDATE users SET role = coalesce($2, role),
+                password_hash = coalesce($3, password_hash),
+                token_version = token_version + 1
+            WHERE id = $1::uuid RETURNING {USER_COLUMNS}""",
+        user_id,
+        role,
+        password_hash,
+    )
+    if row is None:
+        raise LookupError(f"no user {user_id}")
+    return row

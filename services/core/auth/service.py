@@ -9,7 +9,7 @@ import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from chassis.auth import Principal, TokenService
+from chassis.auth import Principal, TokenService, token_version
 from chassis.problems import Conflict, Unauthorized
 from chassis.ratelimit import RateLimiter
 from services.core.auth import repository
@@ -51,6 +51,17 @@ def user_json(row: asyncpg.Record) -> dict[str, Any]:
     return {key: row[key] for key in ("id", "email", "name", "role", "created_at")}
 
 
+def signed_in(
+    tokens: TokenService, row: asyncpg.Record, family: str | None = None
+) -> dict[str, Any]:
+    """The answer to a successful sign-in: the user and a fresh token pair of its current
+    role and credentials version."""
+    pair = tokens.issue_pair(
+        user_id=str(row["id"]), role=row["role"], version=row["token_version"], family=family
+    )
+    return {"user": user_json(row), **pair.as_json()}
+
+
 async def register(
     *,
     pool: asyncpg.Pool,
@@ -67,8 +78,7 @@ async def register(
     )
     if row is None:
         raise Conflict("An account with this email already exists")
-    pair = tokens.issue_pair(user_id=str(row["id"]), role=row["role"])
-    return {"user": user_json(row), **pair.as_json()}
+    return signed_in(tokens, row)
 
 
 async def login(
@@ -91,9 +101,8 @@ async def login(
     assert row is not None  # verify() is False for a missing user
     await limiter.clear(failure_limit, "login", account)
     if passwords.needs_rehash(row["password_hash"]):
-        await repository.set_password_hash(pool, row["id"], await passwords.hash(password))
-    pair = tokens.issue_pair(user_id=str(row["id"]), role=row["role"])
-    return {"user": user_json(row), **pair.as_json()}
+        await repository.rehash_password(pool, row["id"], await passwords.hash(password))
+    return signed_in(tokens, row)
 
 
 async def refresh(
@@ -101,23 +110,27 @@ async def refresh(
 ) -> dict[str, Any]:
     """Rotate a refresh token; a spent one revokes its whole family."""
     claims = await tokens.verify(refresh_token, "refresh")
-    if not await tokens.spend_refresh(claims):
+    if not await tokens.revocations.spend_refresh(claims):
         raise Unauthorized("Refresh token already used; every token of this login is revoked")
     row = await repository.user_by_id(pool, claims["sub"])
     if row is None:
         raise Unauthorized("The account no longer exists")
-    pair = tokens.issue_pair(user_id=str(row["id"]), role=row["role"], family=claims["fid"])
-    return {"user": user_json(row), **pair.as_json()}
+    # The database decides, whatever Redis holds: a token older than the credentials is spent.
+    if token_version(claims) < row["token_version"]:
+        await tokens.revocations.revoke_family(claims["fid"])
+        raise Unauthorized("The account's role or password changed; log in again")
+    return signed_in(tokens, row, family=claims["fid"])
 
 
 async def logout(*, tokens: TokenService, principal: Principal, refresh_token: str | None) -> None:
     """Revoke the access token and its login's family (and the given refresh token's family)."""
-    await tokens.revoke_token(principal.jti, principal.expires_at)
-    await tokens.revoke_family(principal.family)
+    revocations = tokens.revocations
+    await revocations.revoke_token(principal.jti, principal.expires_at)
+    await revocations.revoke_family(principal.family)
     if refresh_token:
         try:
             claims = tokens.decode(refresh_token, "refresh")
         except Unauthorized:
             return  # an unusable refresh token needs no revoking
         if claims["sub"] == principal.user_id and claims["fid"] != principal.family:
-            await tokens.revoke_family(claims["fid"])
+            await revocations.revoke_family(claims["fid"])
