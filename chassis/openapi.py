@@ -63,7 +63,12 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
                 query_schema = op.query.model_json_schema()
                 required = set(query_schema.get("required", []))
                 params += [
-                    {"name": name, "in": "query", "required": name in required, "schema": prop}
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": name in required,
+                        "schema": _present(prop),
+                    }
                     for name, prop in query_schema["properties"].items()
                 ]
             params += [
@@ -80,7 +85,7 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
                 spec["parameters"] = params
             if op.body is not None:
                 spec["requestBody"] = {
-                    "required": True,
+                    "required": op.body_required,
                     "content": {"application/json": {"schema": ref(op.body)}},
                 }
             if op.auth != "public":
@@ -99,6 +104,17 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
             },
         },
     }
+
+
+def _present(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema without pydantic's `null` branch: a parameter is absent or a
+    string, never null."""
+    branches = schema.get("anyOf")
+    if not branches:
+        return schema
+    kept = [branch for branch in branches if branch != {"type": "null"}]
+    rest = {key: value for key, value in schema.items() if key not in ("anyOf", "default")}
+    return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
 
 
 def _response(status: int, response: Response, ref: Callable[[type[BaseModel]], Any]) -> Any:

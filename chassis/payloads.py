@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -10,7 +11,13 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from chassis.problems import BadRequest, NotFound, UnsupportedMediaType, validation_problem
+from chassis.problems import (
+    BadRequest,
+    NotFound,
+    Unprocessable,
+    UnsupportedMediaType,
+    validation_problem,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -36,10 +43,30 @@ def query_params(request: web.Request, model: type[M]) -> M:
 
 def validated(model: type[M], data: object) -> M:
     """`data` validated as `model`, or a 422 naming every bad field."""
+    nul = list(nul_fields(data))
+    if nul:  # PostgreSQL text cannot hold NUL: refused here, for every field alike
+        errors = [{"field": field, "message": "must not contain NUL characters"} for field in nul]
+        raise Unprocessable("The request has invalid fields", extra={"errors": errors})
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise validation_problem(exc) from exc
+
+
+def nul_fields(data: object, path: str = "") -> Iterator[str]:
+    """The dotted paths of the strings (keys included) in `data` that hold a NUL character."""
+    if isinstance(data, str):
+        if "\x00" in data:
+            yield path or "body"
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            field = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                yield field
+            yield from nul_fields(value, field)
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from nul_fields(value, f"{path}.{index}" if path else str(index))
 
 
 JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC

@@ -31,6 +31,7 @@ class Operation:
     query: type[BaseModel] | None
     responses: dict[int, Response]
     headers: dict[str, str] = field(default_factory=dict)
+    body_required: bool = True
 
 
 class ApiRoutes:
@@ -49,10 +50,12 @@ class ApiRoutes:
         responses: dict[int, Response],
         auth: Auth = "public",
         body: type[BaseModel] | None = None,
+        body_required: bool = True,
         query: type[BaseModel] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Declare and document a handler for `method path`."""
+        """Declare and document a handler for `method path` (`body_required=False`: the handler
+        reads an empty body as the model's defaults)."""
 
         # What the declaration itself can answer is documented here, once, for every route.
         implied: dict[int, Response] = {}
@@ -81,6 +84,7 @@ class ApiRoutes:
                     query,
                     responses,
                     headers or {},
+                    body_required,
                 )
             )
             return handler

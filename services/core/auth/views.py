@@ -77,6 +77,7 @@ async def refresh(request: web.Request) -> web.Response:
     summary="Revoke this login's tokens",
     auth="user",
     body=LogoutIn,
+    body_required=False,
     responses={204: None},
 )
 async def logout(request: web.Request) -> web.Response:

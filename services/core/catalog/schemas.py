@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from chassis.pagination import Cursor
 from services.core.auth.schemas import Strict
 
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
@@ -55,7 +56,7 @@ class ProductQuery(BaseModel):
     min_price: Annotated[int | None, Field(ge=0, le=10**12)] = None
     max_price: Annotated[int | None, Field(ge=0, le=10**12)] = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
-    cursor: Annotated[str | None, Field(max_length=512)] = None
+    cursor: Cursor = None
 
     @model_validator(mode="after")
     def _price_range(self) -> ProductQuery:

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -37,6 +38,7 @@ from chassis.contracts import (
     RefundPayment,
 )
 from chassis.outbox import derived_message_id, enqueue, first_delivery
+from chassis.payloads import nul_fields
 from chassis.problems import BadRequest, Conflict, NotFound, Unprocessable
 from chassis.rpc import RpcClient
 from services.core import idempotency
@@ -302,6 +304,10 @@ class SettlementWaiters:
                 self.forget(payment_id, future)
 
 
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"[0-9a-f]{64}")
+
+
 def verify_signature(
     payload: bytes, header: str | None, *, secret: str, tolerance: int, now: float | None = None
 ) -> None:
@@ -311,16 +317,16 @@ def verify_signature(
     timestamp, signatures = None, []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
+        if name == "t" and _TIMESTAMP.fullmatch(value):  # ASCII digits only, unlike isdigit()
             timestamp = int(value)
-        elif name == "v1":
-            signatures.append(value)
+        elif name == "v1" and _SIGNATURE.fullmatch(value):  # what an HMAC-SHA256 looks like
+            signatures.append(value.encode())
     if timestamp is None or not signatures:
         raise BadRequest("Malformed Stripe-Signature header")
     if abs((now if now is not None else time.time()) - timestamp) > tolerance:
         raise BadRequest("Webhook timestamp is outside the tolerance")
     signed = str(timestamp).encode() + b"." + payload
-    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest().encode()
     if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
         raise BadRequest("Webhook signature does not match")
 
@@ -337,6 +343,8 @@ def provider_event(provider: str, payload: bytes) -> ProviderEvent:
             raise TypeError("id, type and data.object have the wrong types")
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise BadRequest(f"Not a provider event: {exc}") from exc
+    if any(nul_fields(event)):
+        raise BadRequest("Not a provider event: it holds NUL characters")
     metadata = obj.get("metadata") or {}
     try:
         payment_id = uuid.UUID(str(metadata.get("payment_id")))

@@ -125,6 +125,7 @@ async def get_payment(request: web.Request) -> web.Response:
     summary="Refund all (no amount) or part of a payment",
     auth="admin",
     body=RefundIn,
+    body_required=False,
     headers={"Idempotency-Key": KEY_REQUIRED},
     responses={202: RefundOut, 404: None, 409: None},
 )

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chassis.pagination import Cursor
 from services.core.auth.schemas import UserOut
 
 
@@ -15,7 +16,7 @@ class PageQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: Annotated[int, Field(ge=1, le=100)] = 20
-    cursor: Annotated[str | None, Field(max_length=512)] = None
+    cursor: Cursor = None
 
 
 class UserPage(BaseModel):
