@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
+from chassis.payloads import without_null
 from chassis.routes import ApiRoutes, Response
 
 _STATUS_TEXT = {
@@ -67,7 +68,7 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
                         "name": name,
                         "in": "query",
                         "required": name in required,
-                        "schema": _present(prop),
+                        "schema": without_null(prop),
                     }
                     for name, prop in query_schema["properties"].items()
                 ]
@@ -75,11 +76,12 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
                 {
                     "name": name,
                     "in": "header",
-                    "required": False,
-                    "description": text,
-                    "schema": {"type": "string"},
+                    "required": header.required,
+                    "description": header.description,
+                    "schema": {"type": "string"}
+                    | ({"pattern": header.pattern} if header.pattern else {}),
                 }
-                for name, text in op.headers.items()
+                for name, header in op.headers.items()
             ]
             if params:
                 spec["parameters"] = params
@@ -92,6 +94,11 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
                 spec["security"] = [{"bearer": []}]
             for status, response in sorted(op.responses.items()):
                 spec["responses"][str(status)] = _response(status, response, ref)
+                if op.links and 200 <= status < 300 and response is not None:
+                    spec["responses"][str(status)]["links"] = {
+                        target: {"operationId": target, "parameters": {"id": "$response.body#/id"}}
+                        for target in op.links
+                    }
             paths.setdefault(op.path, {})[op.method.lower()] = spec
     return {
         "openapi": "3.1.0",
@@ -104,17 +111,6 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
             },
         },
     }
-
-
-def _present(schema: dict[str, Any]) -> dict[str, Any]:
-    """A query parameter's schema without pydantic's `null` branch: a parameter is absent or a
-    string, never null."""
-    branches = schema.get("anyOf")
-    if not branches:
-        return schema
-    kept = [branch for branch in branches if branch != {"type": "null"}]
-    rest = {key: value for key, value in schema.items() if key not in ("anyOf", "default")}
-    return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
 
 
 def _response(status: int, response: Response, ref: Callable[[type[BaseModel]], Any]) -> Any:
@@ -161,23 +157,41 @@ _DOCS_PAGE = """<!doctype html>
 <script src="/api/docs/static/init.js"></script></body></html>
 """
 _DOCS_INIT = "window.ui = SwaggerUIBundle({url: '/api/openapi.json', dom_id: '#swagger-ui'});\n"
+# The page loads its own assets and nothing else: no other origin, no inline script.
+DOCS_POLICY = "default-src 'self'; frame-ancestors 'none'"
+# The only files of the Swagger UI distribution the page uses.
+DOCS_ASSETS = {
+    "swagger-ui.css": "text/css",
+    "swagger-ui-bundle.js": "application/javascript",
+}
 
 
 def setup_docs(app: web.Application, document: dict[str, Any], assets: Path) -> None:
-    """Serve the document at `/api/openapi.json` and Swagger UI (bundled assets) at `/api/docs`."""
+    """Serve the document at `/api/openapi.json` and Swagger UI at `/api/docs`: the page, its
+    initializer and the two distribution files it loads, under a same-origin-only policy."""
     body = orjson.dumps(document)
+    headers = {"Content-Security-Policy": DOCS_POLICY}
     page = _DOCS_PAGE.format(title=document["info"]["title"])
 
     async def openapi_json(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type="application/json")
 
     async def docs(request: web.Request) -> web.Response:
-        return web.Response(text=page, content_type="text/html")
+        return web.Response(text=page, content_type="text/html", headers=headers)
 
     async def init_js(request: web.Request) -> web.Response:
-        return web.Response(text=_DOCS_INIT, content_type="application/javascript")
+        return web.Response(text=_DOCS_INIT, content_type="application/javascript", headers=headers)
+
+    def asset(name: str, content_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+        data = (assets / name).read_bytes()
+
+        async def serve(request: web.Request) -> web.Response:
+            return web.Response(body=data, content_type=content_type, headers=headers)
+
+        return serve
 
     app.router.add_get("/api/openapi.json", openapi_json)
     app.router.add_get("/api/docs", docs)
     app.router.add_get("/api/docs/static/init.js", init_js)
-    app.router.add_static("/api/docs/static", assets)
+    for name, content_type in DOCS_ASSETS.items():
+        app.router.add_get(f"/api/docs/static/{name}", asset(name, content_type))

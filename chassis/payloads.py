@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, Strict, ValidationError
 
 from chassis.problems import (
     BadRequest,
@@ -20,6 +20,35 @@ from chassis.problems import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def _integral(value: object) -> object:
+    # JSON Schema counts 3.0 as an integer; a string or a bool never is (strict below).
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer field of a JSON body: 3 or 3.0, never "3" or true.
+JsonInt = Annotated[int, BeforeValidator(_integral), Strict()]
+
+
+def without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A property's schema without pydantic's `null` branch: for a value that may be absent
+    (a query parameter, a field of a partial update) but never null."""
+    branches = schema.get("anyOf")
+    if not branches:
+        return schema
+    kept = [branch for branch in branches if branch != {"type": "null"}]
+    rest = {key: value for key, value in schema.items() if key not in ("anyOf", "default")}
+    return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
+
+
+def partial_update_schema(schema: dict[str, Any]) -> None:
+    """`json_schema_extra` of a partial update's model: each field may be left out but not set
+    to null, and at least one is set."""
+    schema["properties"] = {
+        name: without_null(prop) for name, prop in schema.get("properties", {}).items()
+    }
+    schema["minProperties"] = 1
 
 
 async def json_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:

@@ -18,6 +18,15 @@ Response = type[BaseModel] | str | None
 
 
 @dataclass(frozen=True)
+class Header:
+    """A request header an operation reads, as documented: required or not, and its shape."""
+
+    description: str
+    required: bool = False
+    pattern: str | None = None
+
+
+@dataclass(frozen=True)
 class Operation:
     """One documented HTTP operation."""
 
@@ -30,8 +39,9 @@ class Operation:
     body: type[BaseModel] | None
     query: type[BaseModel] | None
     responses: dict[int, Response]
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, Header] = field(default_factory=dict)
     body_required: bool = True
+    links: tuple[str, ...] = ()
 
 
 class ApiRoutes:
@@ -52,10 +62,12 @@ class ApiRoutes:
         body: type[BaseModel] | None = None,
         body_required: bool = True,
         query: type[BaseModel] | None = None,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, Header] | None = None,
+        links: tuple[str, ...] = (),
     ) -> Callable[[Handler], Handler]:
         """Declare and document a handler for `method path` (`body_required=False`: the handler
-        reads an empty body as the model's defaults)."""
+        reads an empty body as the model's defaults; `links`: the operations whose `{id}` is the
+        `id` of this operation's answer)."""
 
         # What the declaration itself can answer is documented here, once, for every route.
         implied: dict[int, Response] = {}
@@ -85,6 +97,7 @@ class ApiRoutes:
                     responses,
                     headers or {},
                     body_required,
+                    links,
                 )
             )
             return handler

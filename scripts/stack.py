@@ -101,6 +101,13 @@ class StackConfig:
     nginx_upstream: str = field(default_factory=lambda: _env("NGINX_UPSTREAM", "unix"))
     nginx_rate_limit: int = field(default_factory=lambda: int(_env("NGINX_RATE_LIMIT", "200")))
     nginx_rate_burst: int = field(default_factory=lambda: int(_env("NGINX_RATE_BURST", "400")))
+    nginx_conn_limit: int = field(default_factory=lambda: int(_env("NGINX_CONN_LIMIT", "100")))
+    # Browser origins allowed to call the API (CORS), comma-separated; none by default.
+    cors_allowed_origins: str = field(default_factory=lambda: _env("CORS_ALLOWED_ORIGINS", ""))
+    # Callers (CIDRs, comma-separated) whose trace context NGINX passes on; none by default.
+    trusted_trace_callers: str = field(
+        default_factory=lambda: _env("NGINX_TRUSTED_TRACE_CALLERS", "")
+    )
     nginx_access_log: bool = field(default_factory=lambda: _env("NGINX_ACCESS_LOG", "on") == "on")
     # Started as root, NGINX runs its workers as this unprivileged user.
     nginx_user: str = field(default_factory=lambda: _env("NGINX_USER", default_nginx_user()))
@@ -519,13 +526,42 @@ def render_nginx(config: StackConfig, upstreams: list[str]) -> Path:
         "TLS_KEY": str(config.key_dir / "tls.key"),
         "RATE_LIMIT": str(config.nginx_rate_limit),
         "RATE_BURST": str(config.nginx_rate_burst),
+        "CONN_LIMIT": str(config.nginx_conn_limit),
         "CORE_SERVERS": servers,
+        "CONF_DIR": str(TEMPLATE.parent),
+        "CORS_ORIGINS": "\n".join(
+            f'        "{origin}" $http_origin;' for origin in cors_origins(config)
+        ),
+        "TRACE_TRUSTED_CALLERS": "\n".join(
+            f"        {network} 1;" for network in trusted_trace_networks(config)
+        ),
     }
     text = re.sub(r"{{ (\w+) }}", lambda m: values[m.group(1)], TEMPLATE.read_text())
     (config.run_dir / "nginx").mkdir(parents=True, exist_ok=True)
     path = config.run_dir / "nginx" / "nginx.conf"
     path.write_text(text)
     return path
+
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def cors_origins(config: StackConfig) -> list[str]:
+    """The browser origins CORS admits, each `scheme://host[:port]` exactly."""
+    origins = [origin.strip() for origin in config.cors_allowed_origins.split(",")]
+    for origin in filter(None, origins):
+        if not _ORIGIN.fullmatch(origin):
+            raise SystemExit(f"CORS_ALLOWED_ORIGINS: {origin!r} is not scheme://host[:port]")
+    return [origin for origin in origins if origin]
+
+
+def trusted_trace_networks(config: StackConfig) -> list[str]:
+    """The networks whose callers keep their trace context, normalized."""
+    networks = filter(None, (text.strip() for text in config.trusted_trace_callers.split(",")))
+    try:
+        return [str(ipaddress.ip_network(network, strict=False)) for network in networks]
+    except ValueError as exc:
+        raise SystemExit(f"NGINX_TRUSTED_TRACE_CALLERS: {exc}") from exc
 
 
 def render_prometheus(config: StackConfig) -> Path:

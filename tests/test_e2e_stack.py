@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import os
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import asyncpg
@@ -32,6 +34,9 @@ from tests.test_dashboards import panel_queries
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e
+# The browser front end allowed to call the stack's API, and the caller whose traces NGINX trusts.
+APP_ORIGIN = "https://app.example.com"
+TRACING_CALLER = "127.0.0.4"
 # What a copy of the checkout leaves out: history, the virtualenv, state and caches.
 UNCOPIED = (".git", ".venv", "var", "__pycache__", "*_cache", "*.egg-info")
 SECURITY_HEADERS = {
@@ -118,6 +123,8 @@ def stack(otlp: OtlpReceiver) -> Iterator[dict[str, Any]]:
         "OTEL_SDK_DISABLED": "false",
         "OTEL_TRACES_SAMPLER_ARG": "1.0",
         "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "CORS_ALLOWED_ORIGINS": f"{APP_ORIGIN},http://localhost:5173",
+        "NGINX_TRUSTED_TRACE_CALLERS": f"{TRACING_CALLER}/32",
     }
     for key in list(env):
         if key in {"DATABASE_URL", "HTTP_PORT", "METRICS_PORT", "AMQP_URL", "RELAIS_STATE_DIR"}:
@@ -134,24 +141,9 @@ def stack(otlp: OtlpReceiver) -> Iterator[dict[str, Any]]:
             check=check,
         )
 
-    config = StackConfig(
-        state_dir=checkout / "var",
-        core_base_port=int(env["CORE_BASE_PORT"]),
-        metrics_base_port=int(env["METRICS_BASE_PORT"]),
-        nginx_port=nginx_port,
-        nginx_tls_port=tls_port,
-        database_name=env["DATABASE_NAME"],
-        redis_key_prefix=env["REDIS_KEY_PREFIX"],
-        payments_base_port=int(env["PAYMENTS_BASE_PORT"]),
-        payments_metrics_base_port=int(env["PAYMENTS_METRICS_BASE_PORT"]),
-        payments_database_user=env["PAYMENTS_DATABASE_USER"],
-        rabbitmq_vhost=env["RABBITMQ_VHOST"],
-        prometheus_port=prometheus_port,
-        alertmanager_port=alertmanager_port,
-        nginx_exporter_port=exporters[0],
-        postgres_exporter_port=exporters[1],
-        redis_exporter_port=exporters[2],
-    )
+    # The stack as `make` sees it: its environment, and the default state folder of the copy.
+    with mock.patch.dict(os.environ, env, clear=True):
+        config = dataclasses.replace(StackConfig(), state_dir=checkout / "var")
     try:
         result = make("up", check=False)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -367,10 +359,15 @@ def sql_under(spans: list[ReceivedSpan], parent: ReceivedSpan) -> list[str]:
     ]
 
 
+def from_address(address: str) -> aiohttp.ClientSession:
+    """A client whose connections come from `address` (127.0.0.0/8 is all local)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
+
+
 async def test_one_trace_follows_a_checkout_across_every_hop(stack, otlp):
-    # The client starts the trace; NGINX passes `traceparent` through to core.
+    # A trusted caller starts the trace; NGINX passes its `traceparent` through to core.
     trace_id, client_span = os.urandom(16).hex(), os.urandom(8).hex()
-    async with aiohttp.ClientSession() as http:
+    async with from_address(TRACING_CALLER) as http:
         auth = await admin_headers(stack, http)
         order = await place_order(stack, http, auth, quantity=1)
         async with http.post(
@@ -567,6 +564,121 @@ async def test_edge_behaviour(stack):
     assert entry["request_id"] == "e2e-trace-000001" and "upstream_response_time" in entry
 
 
+async def test_an_outside_caller_does_not_choose_our_sampling(stack, otlp):
+    trace_id = os.urandom(16).hex()
+    forced = {"traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01"}
+    url = f"{stack['base']}/api/products"
+    # from 127.0.0.1: not a trusted caller
+    async with aiohttp.ClientSession() as http, http.get(url, headers=forced) as response:
+        assert response.status == 200
+        answered = response.headers["traceresponse"]
+    # NGINX started a new trace: the caller's id and its sampled flag went nowhere
+    assert answered.split("-")[1] != trace_id
+    await asyncio.sleep(0.5)  # the batch processor's delay, and more
+    assert otlp.trace(trace_id) == []
+
+
+async def test_the_edge_headers(stack):
+    base, tls = stack["base"], stack["tls"]
+    context = ssl.create_default_context(cafile=str(stack["config"].key_dir / "tls.crt"))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{tls}/api/products", ssl=context) as response:
+            assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+        async with http.get(f"{base}/api/products") as response:
+            assert "Strict-Transport-Security" not in response.headers
+            assert "Origin" in response.headers.getall("Vary")
+        body = {"email": f"e2e-{uuid.uuid4().hex[:8]}@example.com", "password": "e2e password"}
+        async with http.post(f"{base}/api/auth/register", json={**body, "name": "N"}) as response:
+            assert response.status == 201
+            assert response.headers["Cache-Control"] == "no-store"
+        async with http.post(f"{base}/api/auth/login", json=body) as response:
+            assert response.headers["Cache-Control"] == "no-store"
+            refresh = {"refresh_token": (await response.json())["refresh_token"]}
+        async with http.post(f"{base}/api/auth/refresh", json=refresh) as response:
+            assert response.headers["Cache-Control"] == "no-store"
+        # NGINX' own problem bodies stay JSON whatever the path holds
+        async with http.get(f"{base}/nope%22,%22evil%22:%22x") as response:
+            assert response.status == 404
+            problem = json.loads(await response.read())
+            assert set(problem) == {"type", "title", "status", "detail", "instance", "request_id"}
+            assert "evil" not in problem
+        # an undeclared method: a problem listing the path's methods, from whoever answers
+        async with http.request("TRACE", f"{base}/api/products") as response:
+            assert response.status == 405
+            assert response.content_type == "application/problem+json"
+            assert {"GET", "POST"} <= {m.strip() for m in response.headers["Allow"].split(",")}
+
+
+async def test_the_docs_page_loads_only_its_own_assets(stack):
+    base = stack["base"]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/api/docs") as response:
+            assert response.status == 200
+            assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+            async with http.get(f"{base}/api/docs/static/{asset}") as response:
+                assert response.status == 200
+        for unused in ("index.html", "oauth2-redirect.html", "swagger-initializer.js"):
+            async with http.get(f"{base}/api/docs/static/{unused}") as response:
+                assert response.status == 404
+
+
+async def test_cors_admits_only_the_listed_origins(stack):
+    base = stack["base"]
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x"}
+    async with aiohttp.ClientSession() as http:
+        # a listed origin: its preflight is answered at the edge, its requests carry CORS
+        async with http.options(
+            f"{base}/api/orders", headers={"Origin": APP_ORIGIN, **preflight}
+        ) as response:
+            assert response.status == 204
+            assert response.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
+            assert response.headers["Access-Control-Allow-Credentials"] == "true"
+            assert "POST" in response.headers["Access-Control-Allow-Methods"]
+            assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+            assert "Origin" in response.headers.getall("Vary")
+        async with http.get(f"{base}/api/products", headers={"Origin": APP_ORIGIN}) as response:
+            assert response.status == 200
+            assert response.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
+            assert "Location" in response.headers["Access-Control-Expose-Headers"]
+        # any other origin: no CORS header at all, and its preflight is not approved
+        for origin in ("https://evil.example.com", f"{APP_ORIGIN}.evil.example.com", "null"):
+            async with http.get(f"{base}/api/products", headers={"Origin": origin}) as response:
+                assert response.status == 200
+                assert not any(name.startswith("Access-Control-") for name in response.headers)
+                assert "Origin" in response.headers.getall("Vary")
+            async with http.options(
+                f"{base}/api/orders", headers={"Origin": origin, **preflight}
+            ) as response:
+                assert response.status != 204
+                assert not any(name.startswith("Access-Control-") for name in response.headers)
+
+
+async def test_one_address_holds_a_bounded_number_of_connections(stack):
+    limit = stack["config"].nginx_conn_limit  # NGINX_CONN_LIMIT as shipped
+    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    port = stack["config"].nginx_port
+    # A request whose body never comes: NGINX holds the connection while it waits for it.
+    request = b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+    try:
+        for _ in range(limit):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=("127.0.0.5", 0)
+            )
+            writer.write(request)
+            held.append((reader, writer))
+        await asyncio.sleep(0.2)
+        url = f"{stack['base']}/api/products"
+        async with from_address("127.0.0.5") as http, http.get(url) as response:
+            assert response.status == 429
+        # another address is not affected
+        async with from_address("127.0.0.6") as other, other.get(url) as response:
+            assert response.status == 200
+    finally:
+        for _, writer in held:
+            writer.close()
+
+
 async def test_make_up_twice_is_harmless(stack):
     pids = sorted(p.read_text() for p in stack["config"].run_dir.glob("*.pid"))
     result = stack["make"]("up")
@@ -608,10 +720,6 @@ async def test_one_address_exhausting_its_write_budget_leaves_others_theirs(stac
     # NGINX reaches the instances over Unix sockets (the default) and names the client in
     # X-Real-IP; the shipped write limit counts per client address, never under one key.
     base, limit = stack["base"], 300  # WRITE_RATE_LIMIT as shipped: 300/minute
-
-    def from_address(address: str) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
-
     async with from_address("127.0.0.2") as noisy:
         statuses = []
         for _ in range(limit + 5):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import swagger_ui_bundle
+import swagger_ui
 from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 
@@ -141,5 +141,5 @@ def create_app(settings: CoreSettings) -> web.Application:
     setup_health(app, {**DEFAULT_CHECKS, "rabbitmq": broker_ready})
     for table in ROUTE_TABLES:
         table.add_to(app)
-    setup_docs(app, api_document(), Path(swagger_ui_bundle.swagger_ui_path))
+    setup_docs(app, api_document(), Path(swagger_ui.__file__).parent / "static")
     return app

@@ -18,8 +18,16 @@ from aiohttp import web
 from chassis.payloads import dumps
 from chassis.problems import BadRequest, Conflict, Unprocessable
 from chassis.resources import Conn, Db
+from chassis.routes import Header
 
-_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # visible ASCII
+_KEY = re.compile(KEY_PATTERN)
+
+
+def key_header(*, required: bool) -> Header:
+    """How an operation documents its `Idempotency-Key`."""
+    replay = "replays the first response for the same key and body"
+    return Header(("Required: " if required else "Optional: ") + replay, required, KEY_PATTERN)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from services.core.auth.schemas import AuthOut, LoginIn, LogoutIn, RefreshIn, Re
 from services.core.keys import CORE_SETTINGS, PASSWORDS
 
 routes = ApiRoutes("auth")
+# Tokens are secrets: no cache (browser, proxy or CDN) may keep an answer that carries them.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 @routes.route(
@@ -32,7 +34,7 @@ async def register(request: web.Request) -> web.Response:
         password=data.password,
         name=data.name,
     )
-    return json_response(result, status=201)
+    return json_response(result, status=201, headers=NO_STORE)
 
 
 @routes.route(
@@ -53,7 +55,7 @@ async def login(request: web.Request) -> web.Response:
         email=data.email,
         password=data.password,
     )
-    return json_response(result)
+    return json_response(result, headers=NO_STORE)
 
 
 @routes.route(
@@ -68,7 +70,7 @@ async def refresh(request: web.Request) -> web.Response:
     result = await service.refresh(
         pool=request.app[DB_POOL], tokens=request.app[TOKENS], refresh_token=data.refresh_token
     )
-    return json_response(result)
+    return json_response(result, headers=NO_STORE)
 
 
 @routes.route(

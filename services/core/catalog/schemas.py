@@ -9,14 +9,15 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from chassis.pagination import Cursor
+from chassis.payloads import JsonInt, partial_update_schema
 from services.core.auth.schemas import Strict
 
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=5000)]
-Cents = Annotated[int, Field(strict=True, gt=0, le=10**12)]
+Cents = Annotated[JsonInt, Field(gt=0, le=10**12)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-Stock = Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
+Stock = Annotated[JsonInt, Field(ge=0, le=2**31 - 1)]
 
 
 class ProductIn(Strict):
@@ -30,6 +31,8 @@ class ProductIn(Strict):
 
 
 class ProductPatch(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=partial_update_schema)
+
     sku: Sku | None = None
     name: Text | None = None
     description: Description | None = None
@@ -57,16 +60,6 @@ class ProductQuery(BaseModel):
     max_price: Annotated[int | None, Field(ge=0, le=10**12)] = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Cursor = None
-
-    @model_validator(mode="after")
-    def _price_range(self) -> ProductQuery:
-        if (
-            self.min_price is not None
-            and self.max_price is not None
-            and self.min_price > self.max_price
-        ):
-            raise ValueError("min_price must not exceed max_price")
-        return self
 
 
 class ProductOut(BaseModel):

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from chassis.keys import DB_POOL
 from chassis.payloads import json_body, json_response, path_uuid, query_params
-from chassis.routes import ApiRoutes
+from chassis.routes import ApiRoutes, Header
 from services.core.catalog import service
 from services.core.catalog.schemas import (
     ProductIn,
@@ -27,6 +27,7 @@ routes = ApiRoutes("catalog")
     auth="admin",
     body=ProductIn,
     responses={201: ProductOut, 409: None},
+    links=("get_product", "update_product", "delete_product"),
 )
 async def create_product(request: web.Request) -> web.Response:
     data = await json_body(request, ProductIn)
@@ -56,7 +57,7 @@ async def list_products(request: web.Request) -> web.Response:
     "GET",
     "/api/products/{id}",
     summary="One product, with an ETag",
-    headers={"If-None-Match": "An ETag from an earlier response; 304 when unchanged"},
+    headers={"If-None-Match": Header("An ETag from an earlier response; 304 when unchanged")},
     responses={200: ProductOut, 304: None, 404: None},
 )
 async def get_product(request: web.Request) -> web.Response:

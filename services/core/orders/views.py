@@ -8,7 +8,7 @@ from chassis.auth import authenticated
 from chassis.keys import DB_POOL
 from chassis.payloads import json_body, json_response, path_uuid, query_params
 from chassis.routes import ApiRoutes
-from services.core.idempotency import idempotency_key
+from services.core.idempotency import idempotency_key, key_header
 from services.core.keys import CHECKOUT_METRICS, CORE_SETTINGS, PRODUCT_CACHE
 from services.core.orders import service
 from services.core.orders.schemas import OrderIn, OrderOut, OrderPage
@@ -23,8 +23,9 @@ routes = ApiRoutes("orders")
     summary="Place an order, reserving stock",
     auth="user",
     body=OrderIn,
-    headers={"Idempotency-Key": "Replays the first response for the same key and body"},
+    headers={"Idempotency-Key": key_header(required=False)},
     responses={201: OrderOut, 409: None},
+    links=("get_order", "cancel_order", "pay_order"),
 )
 async def create_order(request: web.Request) -> web.Response:
     principal = await authenticated(request)

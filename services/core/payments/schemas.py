@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from chassis.payloads import JsonInt
 from services.core.auth.schemas import Strict
 
 PaymentStatus = Literal["processing", "succeeded", "failed", "partially_refunded", "refunded"]
@@ -31,7 +32,7 @@ class PaymentOut(BaseModel):
 
 
 class RefundIn(Strict):
-    amount_cents: Annotated[int, Field(strict=True, gt=0)] | None = None
+    amount_cents: Annotated[JsonInt, Field(gt=0)] | None = None
 
 
 class RefundOut(BaseModel):

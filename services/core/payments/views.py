@@ -10,8 +10,8 @@ from chassis.auth import authenticated
 from chassis.keys import DB_POOL
 from chassis.payloads import json_body, json_response, path_uuid, query_params
 from chassis.problems import NotFound
-from chassis.routes import ApiRoutes
-from services.core.idempotency import idempotency_key
+from chassis.routes import ApiRoutes, Header
+from services.core.idempotency import idempotency_key, key_header
 from services.core.keys import CORE_SETTINGS, RPC_CLIENT, SETTLEMENTS
 from services.core.payments import service
 from services.core.payments.schemas import (
@@ -25,7 +25,6 @@ from services.core.payments.schemas import (
 )
 
 routes = ApiRoutes("payments")
-KEY_REQUIRED = "Required: replays the first response for the same key and body"
 
 
 def preferred_wait(request: web.Request, maximum: int) -> int | None:
@@ -44,8 +43,12 @@ def preferred_wait(request: web.Request, maximum: int) -> int | None:
     summary="Pay for an order (202 at once, or 200 once settled with Prefer: wait=N)",
     auth="user",
     body=PaymentIn,
-    headers={"Idempotency-Key": KEY_REQUIRED, "Prefer": "wait=N: wait up to N (≤ 30) seconds"},
+    headers={
+        "Idempotency-Key": key_header(required=True),
+        "Prefer": Header("wait=N: wait up to N (≤ 30) seconds for the outcome"),
+    },
     responses={200: PaymentOut, 202: PaymentOut, 404: None, 409: None},
+    links=("get_payment", "refund_payment"),
 )
 async def pay_order(request: web.Request) -> web.Response:
     principal = await authenticated(request)
@@ -126,7 +129,7 @@ async def get_payment(request: web.Request) -> web.Response:
     auth="admin",
     body=RefundIn,
     body_required=False,
-    headers={"Idempotency-Key": KEY_REQUIRED},
+    headers={"Idempotency-Key": key_header(required=True)},
     responses={202: RefundOut, 404: None, 409: None},
 )
 async def refund_payment(request: web.Request) -> web.Response:
@@ -149,7 +152,9 @@ async def refund_payment(request: web.Request) -> web.Response:
     "POST",
     "/api/payments/webhooks/{provider}",
     summary="A payment provider's event, signed Stripe-style (t=…,v1=… HMAC-SHA256)",
-    headers={"Stripe-Signature": "t=<unix time>,v1=<hex HMAC-SHA256 of 't.body'>"},
+    headers={
+        "Stripe-Signature": Header("t=<unix time>,v1=<hex HMAC-SHA256 of 't.body'>", required=True)
+    },
     responses={200: WebhookAck, 400: None, 404: None, 413: None},
 )
 async def provider_webhook(request: web.Request) -> web.Response:
