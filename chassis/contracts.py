@@ -7,14 +7,13 @@ meets a pair it does not know refuses the message (`UnknownContract`), which dea
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-Cents = Annotated[int, Field(strict=True, gt=0)]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+from chassis.money import Amount, Currency
 
 
 class UnknownContract(ValueError):
@@ -76,7 +75,7 @@ class ChargePayment(Contract):
     payment_id: UUID
     order_id: UUID
     user_id: UUID
-    amount_cents: Cents
+    amount_cents: Amount
     currency: Currency
     payment_method: str
 
@@ -88,7 +87,7 @@ class RefundPayment(Contract):
     version: Literal[1] = 1
     refund_id: UUID
     payment_id: UUID
-    amount_cents: Cents
+    amount_cents: Amount
 
 
 class ProviderEvent(Contract):

@@ -37,8 +37,10 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
     schemas: dict[str, Any] = {"Problem": _PROBLEM_SCHEMA}
     paths: dict[str, dict[str, Any]] = {}
 
-    def ref(model: type[BaseModel]) -> dict[str, str]:
+    def ref(model: type[BaseModel], *, request: bool = False) -> dict[str, str]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        if request:
+            schema = _without_nul(schema)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
         return {"$ref": f"#/components/schemas/{model.__name__}"}
@@ -68,7 +70,7 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
                         "name": name,
                         "in": "query",
                         "required": name in required,
-                        "schema": without_null(prop),
+                        "schema": _without_nul(without_null(prop)),
                     }
                     for name, prop in query_schema["properties"].items()
                 ]
@@ -88,7 +90,7 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
             if op.body is not None:
                 spec["requestBody"] = {
                     "required": op.body_required,
-                    "content": {"application/json": {"schema": ref(op.body)}},
+                    "content": {"application/json": {"schema": ref(op.body, request=True)}},
                 }
             if op.auth != "public":
                 spec["security"] = [{"bearer": []}]
@@ -111,6 +113,23 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
             },
         },
     }
+
+
+# What `chassis.payloads.validated` refuses in every string of a request (PostgreSQL cannot
+# store it), said in the document where no pattern or format says more.
+_NO_NUL = "^[^\\u0000]*$"
+
+
+def _without_nul(schema: Any) -> Any:
+    """`schema` with every free-form string refusing NUL, as the API does."""
+    if isinstance(schema, list):
+        return [_without_nul(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    copy = {key: _without_nul(value) for key, value in schema.items()}
+    if copy.get("type") == "string" and not {"pattern", "format", "enum"} & set(copy):
+        copy["pattern"] = _NO_NUL
+    return copy
 
 
 def _response(status: int, response: Response, ref: Callable[[type[BaseModel]], Any]) -> Any:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import date
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, BeforeValidator, Strict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    StringConstraints,
+    ValidationError,
+)
 
 from chassis.problems import (
     BadRequest,
@@ -27,8 +34,35 @@ def _integral(value: object) -> object:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-# An integer field of a JSON body: 3 or 3.0, never "3" or true.
-JsonInt = Annotated[int, BeforeValidator(_integral), Strict()]
+# Last in an integer field's `Annotated[int, Field(strict=True, ...), JSON_INTEGER]` (after its
+# constraints, which the document shows only when they come first): 3 or 3.0, never "3" or true.
+JSON_INTEGER = BeforeValidator(_integral)
+
+
+# What str.strip() removes, spelled out so that the document's regex and Python agree on it.
+_SPACE = r"\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# A short text (a name, a category): 1 to 200 characters, something besides spaces in them, no
+# NUL; stored without the spaces around it.
+Text = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=200, pattern=rf"^[^\u0000]*[^\u0000{_SPACE}][^\u0000]*$"
+    ),
+    AfterValidator(str.strip),
+]
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_date(value: object) -> object:
+    # pydantic would also read "0" or 1700000000 as a date (seconds since the epoch)
+    if isinstance(value, date) or (isinstance(value, str) and _ISO_DATE.fullmatch(value)):
+        return value
+    raise ValueError("expected a date as YYYY-MM-DD")
+
+
+# A date in a query string or body: YYYY-MM-DD and nothing else.
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
 def without_null(schema: dict[str, Any]) -> dict[str, Any]:

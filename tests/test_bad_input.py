@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import time
+import uuid
 
 import orjson
 import pytest
@@ -100,3 +101,16 @@ async def test_an_optional_body_is_documented_as_optional(client):
     assert logout["required"] is False and refund["required"] is False
     account = await register(client)
     assert (await client.post("/api/auth/logout", headers=account.auth)).status == 204
+
+
+async def test_an_amount_beyond_any_price_is_a_422(client, db):
+    from tests.factories import admin
+
+    boss = await admin(client, db)
+    response = await client.post(
+        f"/api/payments/{uuid.uuid4()}/refunds",
+        json={"amount_cents": 660385952357081259674976649216},  # found by Schemathesis
+        headers={**boss.auth, "Idempotency-Key": f"refund-{uuid.uuid4()}"},
+    )
+    body = await _problem(response, 422)
+    assert [error["field"] for error in body["errors"]] == ["amount_cents"]

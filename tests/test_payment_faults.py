@@ -15,7 +15,7 @@ from tests.conftest import REDIS_URL, rabbitmqctl
 from tests.factories import admin, create_product, pay, place_order, register
 from tests.faults import eventually
 from tests.payments_support import ledger_sum, provider_charges
-from tests.test_e2e_stack import free_ports
+from tests.stacks import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,7 +25,7 @@ from scripts.stack import (
     tracing_enabled,
 )
 from tests.factories import PASSWORD, unique_email
-from tests.test_e2e_stack import free_ports
+from tests.stacks import free_ports
 
 pytestmark = pytest.mark.e2e
 

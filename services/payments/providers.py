@@ -28,6 +28,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from chassis.money import decimal_amount
+
 Status = Literal["succeeded", "failed", "processing"]
 
 
@@ -127,11 +129,12 @@ class SandboxProvider:
             charge.payment_method, Outcome("failed", failure_code="invalid_payment_method")
         )
         ref = f"pi_sandbox_{charge.key.replace('-', '')}"
+        amount = {"amount": decimal_amount(charge.amount_cents, charge.currency)}
         outcome = await self._book(
             self.charges_key,
             charge.key,
             Outcome(planned.status, ref, planned.failure_code),
-            charge.metadata,
+            {**charge.metadata, **amount, "currency": charge.currency},
         )
         if charge.payment_method == "tok_timeout":
             await asyncio.sleep(HANG_SECONDS)

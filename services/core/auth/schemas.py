@@ -6,10 +6,48 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+import email_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
+from chassis.payloads import Text
+
+
+def _mailbox(value: str) -> str:
+    # A syntactically valid address (RFC 5321) at a domain that can receive mail: special-use
+    # names such as `.test` or `.localhost` cannot.
+    try:
+        address = email_validator.validate_email(value, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from exc
+    return address.normalized
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{letter.lower()}{letter.upper()}]" for letter in word)
+
+
+# The document's word for the same: a mailbox whose domain is not a special-use name.
+_RESERVED = "|".join(map(_any_case, email_validator.SPECIAL_USE_DOMAIN_NAMES))
+Email = Annotated[
+    str,
+    Field(max_length=320),
+    AfterValidator(_mailbox),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "email",
+            "maxLength": 320,
+            "pattern": rf"^(?![^\u0000]*[@.](?:{_RESERVED})$)[^\u0000]*$",
+        }
+    ),
+]
 Password = Annotated[str, Field(min_length=8, max_length=1024)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class Strict(BaseModel):
@@ -19,9 +57,9 @@ class Strict(BaseModel):
 
 
 class RegisterIn(Strict):
-    email: EmailStr
+    email: Email
     password: Password
-    name: Name
+    name: Text
 
 
 class LoginIn(Strict):

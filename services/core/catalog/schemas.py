@@ -8,23 +8,21 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from chassis.money import Amount, Currency
 from chassis.pagination import Cursor
-from chassis.payloads import JsonInt, partial_update_schema
+from chassis.payloads import JSON_INTEGER, Text, partial_update_schema
 from services.core.auth.schemas import Strict
 
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=5000)]
-Cents = Annotated[JsonInt, Field(gt=0, le=10**12)]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-Stock = Annotated[JsonInt, Field(ge=0, le=2**31 - 1)]
+Stock = Annotated[int, Field(strict=True, ge=0, le=2**31 - 1), JSON_INTEGER]
 
 
 class ProductIn(Strict):
     sku: Sku
     name: Text
     description: Description = ""
-    price_cents: Cents
+    price_cents: Amount
     currency: Currency
     stock: Stock
     category: Text
@@ -36,7 +34,7 @@ class ProductPatch(Strict):
     sku: Sku | None = None
     name: Text | None = None
     description: Description | None = None
-    price_cents: Cents | None = None
+    price_cents: Amount | None = None
     currency: Currency | None = None
     stock: Stock | None = None
     category: Text | None = None

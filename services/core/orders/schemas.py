@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
 
-from chassis.payloads import JsonInt
+from chassis.payloads import JSON_INTEGER
 from services.core.auth.schemas import Strict
 
 OrderStatus = Literal["pending_payment", "paid", "payment_failed", "cancelled", "refunded"]
@@ -16,7 +16,7 @@ OrderStatus = Literal["pending_payment", "paid", "payment_failed", "cancelled", 
 
 class OrderItemIn(Strict):
     product_id: UUID
-    quantity: Annotated[JsonInt, Field(ge=1, le=10_000)]
+    quantity: Annotated[int, Field(strict=True, ge=1, le=10_000), JSON_INTEGER]
 
 
 class OrderIn(Strict):

@@ -8,7 +8,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from chassis.payloads import JsonInt
+from chassis.money import Amount
+from chassis.payloads import IsoDate
 from services.core.auth.schemas import Strict
 
 PaymentStatus = Literal["processing", "succeeded", "failed", "partially_refunded", "refunded"]
@@ -32,7 +33,7 @@ class PaymentOut(BaseModel):
 
 
 class RefundIn(Strict):
-    amount_cents: Annotated[JsonInt, Field(gt=0)] | None = None
+    amount_cents: Amount | None = None
 
 
 class RefundOut(BaseModel):
@@ -46,7 +47,7 @@ class RefundOut(BaseModel):
 
 
 class ReportQuery(Strict):
-    date: dt.date
+    date: IsoDate
 
 
 class CurrencyTotalsOut(BaseModel):

@@ -37,6 +37,7 @@ from chassis.contracts import (
     RefundFailed,
     RefundPayment,
 )
+from chassis.money import CURRENCIES
 from chassis.outbox import derived_message_id, enqueue, first_delivery
 from chassis.payloads import nul_fields
 from chassis.problems import BadRequest, Conflict, NotFound, Unprocessable
@@ -107,6 +108,11 @@ async def start_payment(
             raise NotFound("No such order")
         if order["status"] not in UNPAID:
             raise Conflict(f"An order that is {order['status']} cannot be paid")
+        if order["currency"] not in CURRENCIES:  # an order placed before the allow-list
+            raise Unprocessable(
+                f"Payments in {order['currency']} are not accepted",
+                extra={"errors": [{"field": "currency", "message": "not an accepted currency"}]},
+            )
         try:
             payment = await repository.insert_payment(
                 conn, order=order, payment_method=payment_method, payment_id=payment_id
