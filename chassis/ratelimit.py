@@ -45,6 +45,16 @@ class RateLimiter:
         if not await self._strategy.hit(item, *identity):
             await self._refuse(item, identity)
 
+    async def refuse_if_spent(self, limit: str, *identity: str) -> None:
+        """Raise 429 with `Retry-After` if the limit is exhausted, without counting a hit."""
+        item = parse(limit)
+        if not await self._strategy.test(item, *identity):
+            await self._refuse(item, identity)
+
+    async def count(self, limit: str, *identity: str) -> None:
+        """Count one hit, whatever is left."""
+        await self._strategy.hit(parse(limit), *identity)
+
     async def clear(self, limit: str, *identity: str) -> None:
         """Forget the hits counted for this identity."""
         await self._strategy.clear(parse(limit), *identity)

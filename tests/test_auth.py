@@ -109,20 +109,36 @@ async def test_wrong_password_and_unknown_email_answer_alike(client):
     assert wrong_body == unknown_body
 
 
-async def test_login_throttled_per_account_after_five_failures(client):
+async def test_login_throttled_per_account_and_address_after_five_failures(client):
     account = await register(client)
+    attacker = {"X-Real-IP": "198.51.100.66"}
     bad = {"email": account.email, "password": "wrong password"}
     for _ in range(5):
-        assert (await client.post("/api/auth/login", json=bad)).status == 401
-    throttled = await client.post(
-        "/api/auth/login",
-        json={"email": account.email, "password": PASSWORD},
-        headers={"X-Real-IP": "203.0.113.9"},  # another client address changes nothing
-    )
+        assert (await client.post("/api/auth/login", json=bad, headers=attacker)).status == 401
+    good = {"email": account.email, "password": PASSWORD}
+    throttled = await client.post("/api/auth/login", json=good, headers=attacker)
     assert throttled.status == 429
     assert int(throttled.headers["Retry-After"]) > 0
     assert throttled.content_type == PROBLEM
+    # the owner, from an address that has not failed, still gets in: no lockout as a weapon
+    owner = await client.post("/api/auth/login", json=good, headers={"X-Real-IP": "203.0.113.9"})
+    assert owner.status == 200
     other = await register(client)
+    assert (await login(client, other.email)).id == other.id
+
+
+async def test_failures_from_many_addresses_back_off_the_account(make_client):
+    client = await make_client(login_account_failure_limit="12/hour")
+    account = await register(client)
+    bad = {"email": account.email, "password": "wrong password"}
+    for address in range(12):  # a distributed guesser: few tries per address
+        headers = {"X-Real-IP": f"198.51.100.{address}"}
+        assert (await client.post("/api/auth/login", json=bad, headers=headers)).status == 401
+    good = {"email": account.email, "password": PASSWORD}
+    fresh = await client.post("/api/auth/login", json=good, headers={"X-Real-IP": "203.0.113.1"})
+    assert fresh.status == 429
+    assert fresh.content_type == PROBLEM and int(fresh.headers["Retry-After"]) > 0
+    other = await register(client)  # other accounts are not affected
     assert (await login(client, other.email)).id == other.id
 
 

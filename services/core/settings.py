@@ -13,7 +13,11 @@ class CoreSettings(ServiceSettings):
     """Core's settings: the chassis' plus login limits, caching and password hashing."""
 
     service_name: str = "core"
+    # Sign-in attempts per account from one client address (a success resets them), then
+    # failed ones per account from every address together: a slower back-off that stops a
+    # distributed guesser without letting one address lock the owner out.
     login_failure_limit: str = "5/15minutes"
+    login_account_failure_limit: str = "50/hour"
     product_cache_ttl: float = Field(300.0, gt=0)
     product_absent_ttl: float = Field(5.0, gt=0)
     idempotency_retention_hours: int = Field(24, gt=0)

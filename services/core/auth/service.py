@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -46,6 +47,14 @@ class Passwords:
         return self._hasher.check_needs_rehash(password_hash)
 
 
+@dataclass(frozen=True)
+class LoginLimits:
+    """Failed sign-ins allowed per account and client address, and per account."""
+
+    per_address: str
+    per_account: str
+
+
 def user_json(row: asyncpg.Record) -> dict[str, Any]:
     """The public view of a user row."""
     return {key: row[key] for key in ("id", "email", "name", "role", "created_at")}
@@ -87,19 +96,24 @@ async def login(
     passwords: Passwords,
     tokens: TokenService,
     limiter: RateLimiter,
-    failure_limit: str,
+    limits: LoginLimits,
     email: str,
     password: str,
+    address: str,
 ) -> dict[str, Any]:
-    """Check the password and start a new token family; throttle repeated failures per account."""
+    """Check the password and start a new token family; throttle failures per account and client
+    address, and more slowly per account."""
     account = email.strip().lower()
-    # Every attempt counts (atomically, so concurrent guesses cannot slip past); success resets.
-    await limiter.enforce(failure_limit, "login", account)
+    # Every attempt from this address counts (atomically, so concurrent guesses cannot slip
+    # past); a success resets them. Failures from anywhere count towards the account's limit.
+    await limiter.enforce(limits.per_address, "login", account, address)
+    await limiter.refuse_if_spent(limits.per_account, "login-account", account)
     row = await repository.user_by_email(pool, account)
     if not await passwords.verify(row["password_hash"] if row else None, password):
+        await limiter.count(limits.per_account, "login-account", account)
         raise Unauthorized("Wrong email or password")
     assert row is not None  # verify() is False for a missing user
-    await limiter.clear(failure_limit, "login", account)
+    await limiter.clear(limits.per_address, "login", account, address)
     if passwords.needs_rehash(row["password_hash"]):
         await repository.rehash_password(pool, row["id"], await passwords.hash(password))
     return signed_in(tokens, row)

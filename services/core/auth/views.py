@@ -7,6 +7,7 @@ from aiohttp import web
 from chassis.auth import authenticated
 from chassis.keys import DB_POOL, RATE_LIMITER, TOKENS
 from chassis.payloads import json_body, json_response
+from chassis.ratelimit import client_address
 from chassis.routes import ApiRoutes
 from services.core.auth import service
 from services.core.auth.schemas import AuthOut, LoginIn, LogoutIn, RefreshIn, RegisterIn
@@ -46,14 +47,18 @@ async def register(request: web.Request) -> web.Response:
 )
 async def login(request: web.Request) -> web.Response:
     data = await json_body(request, LoginIn)
+    settings = request.app[CORE_SETTINGS]
     result = await service.login(
         pool=request.app[DB_POOL],
         passwords=request.app[PASSWORDS],
         tokens=request.app[TOKENS],
         limiter=request.app[RATE_LIMITER],
-        failure_limit=request.app[CORE_SETTINGS].login_failure_limit,
+        limits=service.LoginLimits(
+            settings.login_failure_limit, settings.login_account_failure_limit
+        ),
         email=data.email,
         password=data.password,
+        address=client_address(request),
     )
     return json_response(result, headers=NO_STORE)
 
