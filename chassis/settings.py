@@ -11,6 +11,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Development values that must never reach production.
 DEV_DATABASE_PASSWORD = "relais"  # noqa: S105
 DEV_KEY_DIR = "var/keys"
+# `make up` leaves this file beside the secrets it generates: a secret found beside it is a
+# development secret, wherever the state folder lives.
+DEV_MARKER = "GENERATED-FOR-DEVELOPMENT"
+
+
+def is_development_secret(path: Path) -> bool:
+    """Whether `path` names a secret `make up` generated (paths resolved first: a relative
+    default and the absolute path `make up` passes are the same file)."""
+    resolved = path.resolve()
+    return (
+        resolved.is_relative_to(Path(DEV_KEY_DIR).resolve())
+        or (resolved.parent / DEV_MARKER).exists()
+    )
 
 
 class ServiceSettings(BaseSettings):
@@ -80,7 +93,7 @@ class ServiceSettings(BaseSettings):
         for kind in ("private", "public") if self.uses_jwt else ():
             path = getattr(self, f"jwt_{kind}_key_file")
             inline = getattr(self, f"jwt_{kind}_key")
-            if not inline and path is not None and Path(DEV_KEY_DIR) in (path, *path.parents):
+            if not inline and path is not None and is_development_secret(path):
                 problems.append(
                     f"JWT_{kind.upper()}_KEY_FILE points at the generated development key"
                 )

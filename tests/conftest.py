@@ -28,6 +28,8 @@ from services.payments.settings import PaymentsSettings
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 RUN_ID = uuid.uuid4().hex[:10]
+# What this run's providers sign webhooks with.
+WEBHOOK_SECRET = f"whsec_{uuid.uuid4().hex}"
 
 
 def _dsn(database: str) -> str:
@@ -142,6 +144,7 @@ def settings(
         metrics_port=0,
         write_rate_limit="100000/minute",
         password_memory_kib=19 * 1024,
+        payments_webhook_secret=WEBHOOK_SECRET,
     )
 
 

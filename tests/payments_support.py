@@ -14,12 +14,11 @@ import orjson
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from services.core.settings import DEV_WEBHOOK_SECRET
 from services.payments.providers import sandbox_books
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, WEBHOOK_SECRET
 
 
-def signature(payload: bytes, *, secret: str = DEV_WEBHOOK_SECRET, at: int | None = None) -> str:
+def signature(payload: bytes, *, secret: str = WEBHOOK_SECRET, at: int | None = None) -> str:
     """A Stripe-Signature header for `payload`."""
     timestamp = int(time.time()) if at is None else at
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)

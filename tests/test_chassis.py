@@ -8,6 +8,7 @@ import json
 import logging
 import time
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -32,9 +33,10 @@ from chassis.keys import ACCESS_LOG, DB_POOL, TRACER
 from chassis.logs import AccessLog
 from chassis.metrics import Metrics
 from chassis.otlp_encoding import FastOTLPSpanExporter, encode_spans
-from chassis.settings import ServiceSettings
+from chassis.settings import DEV_KEY_DIR, ServiceSettings
 from chassis.tracing import Tracing, start_tracing, stop_tracing
 from scripts.otlp import OtlpReceiver
+from scripts.stack import StackConfig, ensure_keys
 from services.core.app import create_app
 from services.core.settings import CoreSettings
 from services.payments.settings import PaymentsSettings
@@ -452,3 +454,38 @@ async def test_the_fast_otlp_exporter_delivers_spans_to_an_otlp_receiver(unused_
         refused.shutdown()  # type: ignore[no-untyped-call]
     finally:
         await asyncio.to_thread(receiver.stop_thread)
+
+
+async def test_production_refuses_generated_secrets_wherever_they_live(monkeypatch, tmp_path):
+    monkeypatch.setenv("RELAIS_ENV", "production")
+    monkeypatch.setenv("AMQP_URL", "amqp://relais:s3cret@mq:5672/relais")
+    database = "postgresql://relais:s3cret@db/relais"
+    # the default key folder named by its absolute path, as `make up` passes it
+    absolute = (Path(DEV_KEY_DIR) / "jwt-private.pem").resolve()
+    with pytest.raises(ValidationError, match="generated development key"):
+        ServiceSettings(
+            database_url=database,
+            jwt_private_key_file=absolute,
+            jwt_public_key_file=absolute.with_name("jwt-public.pem"),
+        )
+    # a state folder elsewhere: its secrets sit beside the marker `make up` leaves
+    ensure_keys(StackConfig(state_dir=tmp_path))
+    keys = tmp_path / "keys"
+    with pytest.raises(ValidationError, match="generated development key"):
+        ServiceSettings(
+            database_url=database,
+            jwt_private_key_file=keys / "jwt-private.pem",
+            jwt_public_key_file=keys / "jwt-public.pem",
+        )
+    elsewhere = {
+        "database_url": database,
+        "jwt_public_key_file": "/etc/relais/jwt-public.pem",
+        "jwt_private_key_file": "/etc/relais/jwt-private.pem",
+    }
+    with pytest.raises(ValidationError, match="PAYMENTS_WEBHOOK_SECRET"):
+        CoreSettings(**elsewhere, payments_webhook_secret_file=keys / "webhook-secret")
+    CoreSettings(**elsewhere, payments_webhook_secret="whsec_" + "x" * 32)
+    # the value every copy of the code once shared is refused in any environment
+    monkeypatch.setenv("RELAIS_ENV", "development")
+    with pytest.raises(ValidationError, match="public development value"):
+        CoreSettings(payments_webhook_secret="whsec_relais_development")

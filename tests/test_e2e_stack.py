@@ -23,6 +23,7 @@ import pytest
 from scripts.otlp import OtlpReceiver, ReceivedSpan
 from scripts.stack import start_nginx
 from tests.faults import eventually
+from tests.payments_support import intent_event, signature
 from tests.stacks import native_stack
 from tests.test_dashboards import panel_queries
 
@@ -503,6 +504,18 @@ async def test_the_edge_headers(stack):
             assert response.status == 405
             assert response.content_type == "application/problem+json"
             assert {"GET", "POST"} <= {m.strip() for m in response.headers["Allow"].split(",")}
+
+
+async def test_webhooks_need_the_secret_make_up_generated(stack):
+    secret = (stack["config"].key_dir / "webhook-secret").read_text().strip()
+    assert secret.startswith("whsec_") and secret != "whsec_relais_development"
+    payload = intent_event(f"evt_{uuid.uuid4().hex}", "charge.dispute.created", str(uuid.uuid4()))
+    url = f"{stack['base']}/api/payments/webhooks/sandbox"
+    async with aiohttp.ClientSession() as http:
+        for key, expected in (("whsec_relais_development", 400), (secret, 200)):
+            headers = {"Stripe-Signature": signature(payload, secret=key)}
+            async with http.post(url, data=payload, headers=headers) as response:
+                assert response.status == expected, await response.text()
 
 
 async def test_the_docs_page_loads_only_its_own_assets(stack):

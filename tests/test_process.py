@@ -18,12 +18,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from scripts.stack import (
     ROOT,
     StackConfig,
+    check_settings,
     ensure_keys,
     http_status,
     start_nginx,
     stop_pid_file,
     tracing_enabled,
 )
+from tests.conftest import WEBHOOK_SECRET
 from tests.factories import PASSWORD, unique_email
 from tests.stacks import free_ports
 
@@ -118,6 +120,7 @@ async def test_sigterm_lets_in_flight_requests_finish(
         "REDIS_KEY_PREFIX": redis_prefix,
         "JWT_PRIVATE_KEY": key_pair[0],
         "JWT_PUBLIC_KEY": key_pair[1],
+        "PAYMENTS_WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -184,3 +187,24 @@ def test_make_up_traces_only_when_an_otlp_endpoint_answers(monkeypatch):
         assert not tracing_enabled(config)
     monkeypatch.setenv("OTEL_SDK_DISABLED", "false")
     assert tracing_enabled(config)
+
+
+def test_make_up_refuses_the_generated_secrets_in_production(monkeypatch, tmp_path):
+    # Everything else is fit for production: only the secrets `make up` generated are not.
+    for name, value in {
+        "RELAIS_ENV": "production",
+        "DATABASE_PASSWORD": "a production password",
+        "PAYMENT_PROVIDER": "stripe",
+        "STRIPE_SECRET_KEY": "sk_live_x",
+    }.items():
+        monkeypatch.setenv(name, value)
+    config = StackConfig(state_dir=tmp_path / "var")
+    ensure_keys(config)
+    with pytest.raises(SystemExit, match="generated development key"):
+        check_settings(config, traced=False)
+    monkeypatch.setenv("JWT_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----...")
+    monkeypatch.setenv("JWT_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----...")
+    with pytest.raises(SystemExit, match="PAYMENTS_WEBHOOK_SECRET"):
+        check_settings(config, traced=False)
+    monkeypatch.setenv("PAYMENTS_WEBHOOK_SECRET", "whsec_a production secret")
+    check_settings(config, traced=False)  # nothing left to refuse

@@ -14,6 +14,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, help="HTTP port (HTTP_PORT)")
     parser.add_argument("--metrics-port", type=int, help="Prometheus port (METRICS_PORT)")
+    parser.add_argument("--check", action="store_true", help="validate the settings and exit")
     args = parser.parse_args()
     overrides = {
         key: value
@@ -21,7 +22,8 @@ def main() -> None:
         if value is not None
     }
     settings = CoreSettings(**overrides)
-    serve(create_app, settings)
+    if not args.check:
+        serve(create_app, settings)
 
 
 if __name__ == "__main__":

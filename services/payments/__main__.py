@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from chassis.app import serve
 from services.payments.app import create_app
 from services.payments.settings import PaymentsSettings
@@ -9,8 +11,12 @@ from services.payments.settings import PaymentsSettings
 
 def main() -> None:
     """Serve the worker with the environment's settings."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="validate the settings and exit")
+    args = parser.parse_args()
     settings = PaymentsSettings()
-    serve(create_app, settings)
+    if not args.check:
+        serve(create_app, settings)
 
 
 if __name__ == "__main__":

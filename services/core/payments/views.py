@@ -12,7 +12,7 @@ from chassis.payloads import json_body, json_response, path_uuid, query_params
 from chassis.problems import NotFound
 from chassis.routes import ApiRoutes, Header
 from services.core.idempotency import idempotency_key, key_header
-from services.core.keys import CORE_SETTINGS, RPC_CLIENT, SETTLEMENTS
+from services.core.keys import CORE_SETTINGS, RPC_CLIENT, SETTLEMENTS, WEBHOOK_SECRET
 from services.core.payments import service
 from services.core.payments.schemas import (
     DailyReportOut,
@@ -162,12 +162,11 @@ async def provider_webhook(request: web.Request) -> web.Response:
     if provider not in service.WEBHOOK_PROVIDERS:
         raise NotFound(f"No webhook for provider {provider!r}")
     payload = await request.read()
-    settings = request.app[CORE_SETTINGS]
     service.verify_signature(
         payload,
         request.headers.get("Stripe-Signature"),
-        secret=settings.payments_webhook_secret,
-        tolerance=settings.webhook_tolerance_seconds,
+        secret=request.app[WEBHOOK_SECRET],
+        tolerance=request.app[CORE_SETTINGS].webhook_tolerance_seconds,
     )
     event = service.provider_event(provider, payload)
     new = await service.accept_webhook(pool=request.app[DB_POOL], event=event)
