@@ -42,12 +42,14 @@ async def background(coroutine: Coroutine[Any, Any, None], name: str) -> AsyncIt
 
 async def repeat(job: Callable[[], Awaitable[int]], *, every: float, what: str) -> None:
     """Run `job` every `every` seconds for the app's life, logging how many things it did and
-    any database failure (the next round retries)."""
+    any failure of a round (the next round retries)."""
     while True:
         try:
             count = await job()
         except (asyncpg.PostgresError, OSError) as exc:
             log.warning("%s failed: %r", what, exc)
+        except Exception:
+            log.exception("%s failed", what)
         else:
             if count:
                 log.info("%s: %d", what, count)

@@ -25,23 +25,27 @@ def signature(payload: bytes, *, secret: str = WEBHOOK_SECRET, at: int | None = 
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
-def intent_event(event_id: str, event_type: str, payment_id: str, **obj: Any) -> bytes:
-    """A Stripe-style event about a PaymentIntent carrying our payment id in its metadata."""
+def provider_event(event_id: str, event_type: str, obj: dict[str, Any]) -> bytes:
+    """A Stripe-style event about `obj` (a PaymentIntent, Charge or Refund)."""
     body = {
         "id": event_id,
         "object": "event",
         "type": event_type,
         "created": int(time.time()),
-        "data": {
-            "object": {
-                "id": f"pi_{payment_id[:8]}",
-                "object": "payment_intent",
-                "metadata": {"payment_id": payment_id},
-                **obj,
-            }
-        },
+        "data": {"object": obj},
     }
     return orjson.dumps(body)
+
+
+def intent_event(event_id: str, event_type: str, payment_id: str, **obj: Any) -> bytes:
+    """A Stripe-style event about a PaymentIntent carrying our payment id in its metadata."""
+    intent = {
+        "id": f"pi_{payment_id[:8]}",
+        "object": "payment_intent",
+        "metadata": {"payment_id": payment_id},
+        **obj,
+    }
+    return provider_event(event_id, event_type, intent)
 
 
 async def send_webhook(

@@ -10,6 +10,8 @@ from chassis.metrics import Metrics, exemplar
 from chassis.tracing import current_ids
 
 # Settlement is seconds for a card, minutes when a webhook resolves a timeout.
+# What an order may be when a payment of it succeeds too late.
+NOT_PAYABLE = ("cancelled", "paid", "refunded")
 SETTLEMENT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 600.0)
 
 
@@ -44,9 +46,23 @@ class CheckoutMetrics:
             registry=metrics.registry,
         )
 
+        self.auto_refunds = Counter(
+            "relais_payments_auto_refunded_total",
+            "Payments that succeeded for an order no longer payable, refunded automatically, "
+            "by what the order was.",
+            ["service", "order_status"],
+            registry=metrics.registry,
+        )
+        for order_status in NOT_PAYABLE:  # from 0, so that the first one raises the alert
+            self.auto_refunds.labels(self.service, order_status)
+
     def order_created(self, currency: str) -> None:
         """Count a new order."""
         self.orders.labels(self.service, currency).inc()
+
+    def refunded_automatically(self, order_status: str) -> None:
+        """Count a payment refunded because its order was no longer payable."""
+        self.auto_refunds.labels(self.service, order_status).inc()
 
     def payment_settled(
         self, outcome: str, *, amount_cents: int, currency: str, created_at: datetime

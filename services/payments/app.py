@@ -17,13 +17,14 @@ from chassis.contracts import (
     Contract,
     DailyReportRequest,
     ProviderEvent,
+    ProviderEventV1,
     RefundPayment,
 )
 from chassis.health import DEFAULT_CHECKS, setup_health
 from chassis.keys import BROKER, DB_POOL, REDIS
 from chassis.listen import listening, setup_pg_listener
 from chassis.outbox import outbox_relay
-from chassis.resources import postgres_pool, redis_client
+from chassis.resources import background, postgres_pool, redis_client, repeat
 from chassis.rpc import RpcServer
 from services.payments import service
 from services.payments.keys import PAYMENTS_SETTINGS, PROVIDER
@@ -75,8 +76,15 @@ def command_handler(app: web.Application) -> Handler:
             await service.refund(
                 pool=pool, provider=provider, command=contract, message_id=message_id
             )
-        elif isinstance(contract, ProviderEvent):
-            await service.provider_event(pool=pool, event=contract, message_id=message_id)
+        elif isinstance(contract, ProviderEvent | ProviderEventV1):
+            event = (
+                ProviderEvent.from_v1(contract)
+                if isinstance(contract, ProviderEventV1)
+                else contract
+            )
+            await service.provider_event(
+                pool=pool, provider=provider, event=event, message_id=message_id
+            )
         else:
             raise Poison(f"{contract.type} is not a payments command")
 
@@ -84,19 +92,31 @@ def command_handler(app: web.Application) -> Handler:
 
 
 async def workers(app: web.Application) -> AsyncIterator[None]:
-    """Consume the command queue and serve the report RPC."""
+    """Consume the command queue, serve the report RPC and reconcile with the provider."""
 
     async def report(request: Contract) -> Contract:
         if not isinstance(request, DailyReportRequest):
             raise ValueError(f"{request.type} is not a report request")
         return await service.daily_report(pool=app[DB_POOL], request=request)
 
+    settings = app[PAYMENTS_SETTINGS]
     consumer = await consume_work_queue(
         app, COMMAND_QUEUE, exchange=COMMANDS, contracts=COMMAND_TYPES, handler=command_handler(app)
     )
     reports = RpcServer(app[BROKER], DailyReportRequest.type_name(), report, prefetch=8)
     await reports.start()
-    yield
+    reconciler = repeat(
+        lambda: service.reconcile(
+            pool=app[DB_POOL],
+            provider=app[PROVIDER],
+            older_than=settings.reconcile_after,
+            give_up_after=settings.payment_action_timeout,
+        ),
+        every=settings.reconcile_interval,
+        what="settling payments and refunds left in flight",
+    )
+    async with background(reconciler, "reconciler"):
+        yield
     await reports.stop()
     await consumer.stop()
 

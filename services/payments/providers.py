@@ -1,12 +1,15 @@
 """Payment providers behind one interface, and the guard every call to one passes through.
 
 `Provider.charge` and `Provider.refund` carry our idempotency key (the payment's or the refund's
-id), so a retried call never moves money twice. Their answers:
+id), so a retried call never moves money twice. `find_charge` and `find_refund` ask what became
+of one (the reconciler's question, and how a webhook is confirmed), and `cancel_charge` gives up
+on a charge still waiting for the buyer. Their answers:
 
     ProviderError            the call's outcome is unknown: retry later with the same key
     ├── ProviderTimeout      no answer within the timeout (money may have moved)
     └── ProviderUnavailable  connection refused, 5xx, 429, key in use, circuit open
     an `Outcome`             succeeded, failed (with a code: no money moved) or processing
+    None (find_*)            the provider has no record of it: it never reached them
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
 from purgatory import AsyncCircuitBreakerFactory
@@ -31,6 +34,7 @@ from tenacity import (
 from chassis.money import decimal_amount
 
 Status = Literal["succeeded", "failed", "processing"]
+T = TypeVar("T")
 
 
 class ProviderError(Exception):
@@ -47,9 +51,13 @@ class ProviderUnavailable(ProviderError):
 
 @dataclass(frozen=True)
 class Outcome:
+    """What the provider says of a charge or a refund (with the amount it holds, when it says)."""
+
     status: Status
     provider_ref: str | None = None
     failure_code: str | None = None
+    amount_cents: int | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class Refund:
     key: str
     provider_ref: str
     amount_cents: int
+    metadata: dict[str, str]
 
 
 class Provider(Protocol):
@@ -79,6 +88,21 @@ class Provider(Protocol):
         """Refund once per key."""
         ...
 
+    async def find_charge(self, key: str, provider_ref: str | None) -> Outcome | None:
+        """What became of the charge made with `key`; None if the provider never saw it."""
+        ...
+
+    async def cancel_charge(self, key: str, provider_ref: str | None) -> Outcome:
+        """Give up on a charge still waiting (for the buyer, say): failed, or succeeded if it
+        completed first."""
+        ...
+
+    async def find_refund(
+        self, key: str, provider_ref: str | None, charge_ref: str
+    ) -> Outcome | None:
+        """What became of the refund made with `key`; None if the provider never saw it."""
+        ...
+
 
 # Stripe's test tokens and what the sandbox does with them.
 SANDBOX_TOKENS: dict[str, Outcome] = {
@@ -86,8 +110,19 @@ SANDBOX_TOKENS: dict[str, Outcome] = {
     "tok_chargeDeclined": Outcome("failed", failure_code="card_declined"),
     "tok_insufficientFunds": Outcome("failed", failure_code="insufficient_funds"),
     "tok_timeout": Outcome("succeeded"),  # charged, but the answer never comes
+    "tok_threeDSecure2Required": Outcome("processing"),  # waits for the buyer, who never acts
 }
 HANG_SECONDS = 3600.0
+# Replaces a charge's outcome only while it is still processing (a cancel racing a success).
+_CANCEL_IF_PROCESSING = """
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+if not stored then return nil end
+if cjson.decode(stored)['outcome']['status'] == 'processing' then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return ARGV[2]
+end
+return stored
+"""
 
 
 class SandboxProvider:
@@ -104,6 +139,7 @@ class SandboxProvider:
         self.calls_key = f"{prefix}sandbox:calls"
         self.latency = latency
         self.failure_rate = failure_rate
+        self._cancel = redis.register_script(_CANCEL_IF_PROCESSING)
 
     async def _simulate(self) -> None:
         if self.latency:
@@ -121,7 +157,7 @@ class SandboxProvider:
             pipe.hsetnx(books, key, orjson.dumps(entry))
             pipe.hget(books, key)
             _, _, stored = await pipe.execute()
-        return Outcome(**orjson.loads(stored)["outcome"])
+        return _outcome(stored)
 
     async def charge(self, charge: Charge) -> Outcome:
         await self._simulate()
@@ -133,7 +169,9 @@ class SandboxProvider:
         outcome = await self._book(
             self.charges_key,
             charge.key,
-            Outcome(planned.status, ref, planned.failure_code),
+            Outcome(
+                planned.status, ref, planned.failure_code, charge.amount_cents, charge.currency
+            ),
             {**charge.metadata, **amount, "currency": charge.currency},
         )
         if charge.payment_method == "tok_timeout":
@@ -144,8 +182,35 @@ class SandboxProvider:
         await self._simulate()
         ref = f"re_sandbox_{refund.key.replace('-', '')}"
         return await self._book(
-            self.refunds_key, refund.key, Outcome("succeeded", ref), {"charge": refund.provider_ref}
+            self.refunds_key,
+            refund.key,
+            Outcome("succeeded", ref, amount_cents=refund.amount_cents),
+            {**refund.metadata, "charge": refund.provider_ref},
         )
+
+    async def find_charge(self, key: str, provider_ref: str | None) -> Outcome | None:
+        await self._simulate()
+        stored = await self.redis.hget(self.charges_key, key)
+        return None if stored is None else _outcome(stored)
+
+    async def cancel_charge(self, key: str, provider_ref: str | None) -> Outcome:
+        await self._simulate()
+        cancelled = {"outcome": asdict(Outcome("failed", provider_ref, "canceled")), "metadata": {}}
+        stored = await self._cancel(keys=[self.charges_key], args=[key, orjson.dumps(cancelled)])
+        if stored is None:
+            return Outcome("failed", provider_ref, "canceled")  # nothing to cancel
+        return _outcome(stored)
+
+    async def find_refund(
+        self, key: str, provider_ref: str | None, charge_ref: str
+    ) -> Outcome | None:
+        await self._simulate()
+        stored = await self.redis.hget(self.refunds_key, key)
+        return None if stored is None else _outcome(stored)
+
+
+def _outcome(stored: bytes | str) -> Outcome:
+    return Outcome(**orjson.loads(stored)["outcome"])
 
 
 async def sandbox_books(redis: Redis, prefix: str) -> list[dict[str, Any]]:
@@ -182,7 +247,7 @@ class GuardedProvider:
             default_threshold=breaker_threshold, default_ttl=breaker_reset
         )
 
-    async def _guarded(self, call: str, make: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    async def _guarded(self, call: str, make: Callable[[], Awaitable[T]]) -> T:
         # Transient refusals are retried here; a timeout is not (the slot would be held for
         # attempts x timeout): the consumer retries it later from a retry queue.
         async for attempt in AsyncRetrying(
@@ -207,3 +272,16 @@ class GuardedProvider:
 
     async def refund(self, refund: Refund) -> Outcome:
         return await self._guarded("refund", lambda: self.provider.refund(refund))
+
+    async def find_charge(self, key: str, provider_ref: str | None) -> Outcome | None:
+        return await self._guarded("find", lambda: self.provider.find_charge(key, provider_ref))
+
+    async def cancel_charge(self, key: str, provider_ref: str | None) -> Outcome:
+        return await self._guarded("cancel", lambda: self.provider.cancel_charge(key, provider_ref))
+
+    async def find_refund(
+        self, key: str, provider_ref: str | None, charge_ref: str
+    ) -> Outcome | None:
+        return await self._guarded(
+            "find", lambda: self.provider.find_refund(key, provider_ref, charge_ref)
+        )

@@ -114,6 +114,60 @@ async def refund_for_update(conn: Conn, refund_id: Any) -> asyncpg.Record | None
     )
 
 
+async def find_payment(
+    db: Db, *, payment_id: Any = None, provider_ref: str | None = None
+) -> asyncpg.Record | None:
+    """A payment found by our id or the provider's."""
+    return await db.fetchrow(
+        f"""SELECT {PAYMENT_COLUMNS} FROM payments
+            WHERE ($1::uuid IS NOT NULL AND id = $1) OR ($1::uuid IS NULL AND provider_ref = $2)
+            LIMIT 1""",
+        payment_id,
+        provider_ref,
+    )
+
+
+async def payments_in_flight(db: Db, *, older_than: float, limit: int) -> list[asyncpg.Record]:
+    """Payments still `processing` that have not changed for `older_than` seconds."""
+    return await db.fetch(
+        f"""SELECT {PAYMENT_COLUMNS}, extract(epoch FROM clock_timestamp() - created_at) AS age
+            FROM payments WHERE status = 'processing'
+              AND updated_at < clock_timestamp() - make_interval(secs => $1)
+            ORDER BY updated_at LIMIT $2""",
+        older_than,
+        limit,
+    )
+
+
+async def refunds_in_flight(
+    db: Db, *, older_than: float, limit: int, payment_id: Any = None
+) -> list[asyncpg.Record]:
+    """Refunds still `pending` untouched for `older_than` seconds (of one payment if given),
+    with the provider's reference of their payment."""
+    return await db.fetch(
+        """SELECT r.id, r.payment_id, r.amount_cents, r.provider_ref,
+                  p.provider_ref AS charge_ref
+           FROM refunds r JOIN payments p ON p.id = r.payment_id
+           WHERE r.status = 'pending'
+             AND r.updated_at < clock_timestamp() - make_interval(secs => $1)
+             AND ($3::uuid IS NULL OR r.payment_id = $3)
+           ORDER BY r.updated_at LIMIT $2""",
+        older_than,
+        limit,
+        payment_id,
+    )
+
+
+async def record_refund_ref(conn: Conn, refund_id: Any, provider_ref: str) -> None:
+    """Remember the provider's reference of a refund it has not settled yet."""
+    await conn.execute(
+        """UPDATE refunds SET provider_ref = $2, updated_at = clock_timestamp()
+           WHERE id = $1 AND status = 'pending'""",
+        refund_id,
+        provider_ref,
+    )
+
+
 async def settle_refund_row(
     conn: Conn, refund_id: Any, *, status: str, provider_ref: str | None, failure_code: str | None
 ) -> None:

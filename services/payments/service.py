@@ -30,15 +30,25 @@ from chassis.contracts import (
 from chassis.outbox import derived_message_id, enqueue, first_delivery
 from chassis.resources import Conn
 from services.payments import repository
-from services.payments.providers import Charge, Outcome, Provider, Refund
+from services.payments.providers import Charge, Outcome, Provider, Refund, Status
 
 log = logging.getLogger("relais.payments")
 CONSUMER = "payments"
 # Webhook event types and the outcome they announce.
-PROVIDER_OUTCOMES = {
+PROVIDER_OUTCOMES: dict[str, Status] = {
     "payment_intent.succeeded": "succeeded",
     "payment_intent.payment_failed": "failed",
 }
+# Webhook event types that say something happened to a refund.
+REFUND_EVENTS = frozenset(
+    {
+        "charge.refunded",
+        "charge.refund.updated",
+        "refund.created",
+        "refund.updated",
+        "refund.failed",
+    }
+)
 
 
 class UnknownPayment(LookupError):
@@ -149,7 +159,10 @@ async def refund(
         provider_ref = payment["provider_ref"] or ""
     outcome = await provider.refund(
         Refund(
-            key=str(command.refund_id), provider_ref=provider_ref, amount_cents=command.amount_cents
+            key=str(command.refund_id),
+            provider_ref=provider_ref,
+            amount_cents=command.amount_cents,
+            metadata={"refund_id": str(command.refund_id), "payment_id": str(command.payment_id)},
         )
     )
     async with pool.acquire() as conn, conn.transaction():
@@ -160,7 +173,11 @@ async def refund(
 async def settle_refund(conn: Conn, refund_id: Any, outcome: Outcome) -> None:
     """Apply a refund's outcome: reversing entries and `payment.refunded`, or `refund_failed`."""
     row = await repository.refund_for_update(conn, refund_id)
-    if row is None or row["status"] != "pending" or outcome.status == "processing":
+    if row is None or row["status"] != "pending":
+        return
+    if outcome.status == "processing":  # pending at the provider: a webhook or the reconciler
+        if outcome.provider_ref:
+            await repository.record_refund_ref(conn, refund_id, outcome.provider_ref)
         return
     payment = await repository.payment_for_update(conn, payment_id=row["payment_id"])
     if payment is None:
@@ -215,26 +232,122 @@ async def settle_refund(conn: Conn, refund_id: Any, outcome: Outcome) -> None:
     )
 
 
-async def provider_event(*, pool: asyncpg.Pool, event: ProviderEvent, message_id: str) -> None:
-    """Settle a payment from a verified webhook; events of other kinds are recorded only."""
-    outcome_status = PROVIDER_OUTCOMES.get(event.event_type)
+async def provider_event(
+    *, pool: asyncpg.Pool, provider: Provider, event: ProviderEvent, message_id: str
+) -> None:
+    """Act on a verified webhook once. A webhook is a claim, not proof: a success is applied only
+    when its provider, amount and currency match the payment, and one for a payment recorded as
+    failed only once the provider confirms it; a refund event makes the worker ask the provider
+    about the payment's pending refunds."""
+    if event.event_type in PROVIDER_OUTCOMES:
+        await _payment_event(pool=pool, provider=provider, event=event)
+    elif event.event_type in REFUND_EVENTS:
+        payment = await _payment_of(pool, event)
+        await reconcile_refunds(
+            pool=pool, provider=provider, older_than=0, payment_id=payment["id"]
+        )
+    else:
+        log.info("webhook %s of type %s ignored", event.event_id, event.event_type)
+    async with pool.acquire() as conn:
+        await first_delivery(conn, consumer=CONSUMER, message_id=message_id)
+
+
+async def _payment_of(pool: asyncpg.Pool, event: ProviderEvent) -> asyncpg.Record:
+    payment = await repository.find_payment(
+        pool, payment_id=event.payment_id, provider_ref=event.provider_payment_id
+    )
+    if payment is None:
+        raise UnknownPayment(f"webhook {event.event_id} names an unknown payment")
+    return payment
+
+
+async def _payment_event(*, pool: asyncpg.Pool, provider: Provider, event: ProviderEvent) -> None:
+    payment = await _payment_of(pool, event)
+    status = PROVIDER_OUTCOMES[event.event_type]
+    outcome = Outcome(
+        status, event.provider_payment_id, event.failure_code, event.amount_cents, event.currency
+    )
+    doubt = _doubt(payment, outcome, event.provider)
+    if doubt is None and status == "succeeded" and payment["status"] == "failed":
+        # Money we recorded as not moved: only the provider's own word moves it.
+        confirmed = await provider.find_charge(str(payment["id"]), payment["provider_ref"])
+        doubt = "the provider does not confirm it" if confirmed is None else None
+        if confirmed is not None:
+            outcome = confirmed
+            doubt = _doubt(payment, confirmed, provider.name)
+    if doubt is not None:
+        log.warning(
+            "webhook %s (%s) for payment %s ignored: %s",
+            event.event_id,
+            event.event_type,
+            payment["id"],
+            doubt,
+        )
+        return
     async with pool.acquire() as conn, conn.transaction():
-        if not await first_delivery(conn, consumer=CONSUMER, message_id=message_id):
-            return
-        if outcome_status is None:
-            log.info("webhook %s of type %s ignored", event.event_id, event.event_type)
-            return
-        payment = await repository.payment_for_update(
-            conn, payment_id=event.payment_id, provider_ref=event.provider_payment_id
-        )
-        if payment is None:
-            raise UnknownPayment(f"webhook {event.event_id} names an unknown payment")
-        outcome = Outcome(
-            "succeeded" if outcome_status == "succeeded" else "failed",
-            event.provider_payment_id,
-            event.failure_code,
-        )
         await settle_charge(conn, payment["id"], outcome)
+
+
+def _doubt(payment: asyncpg.Record, outcome: Outcome, provider: str) -> str | None:
+    """Why `outcome` cannot be believed of `payment` (None: it can)."""
+    if provider != payment["provider"]:
+        return f"it comes from {provider}, the payment went to {payment['provider']}"
+    if outcome.status != "succeeded":
+        return None
+    held = (outcome.amount_cents, outcome.currency)
+    if held != (payment["amount_cents"], payment["currency"]):
+        return f"it is for {held}, the payment is {payment['amount_cents']} {payment['currency']}"
+    return None
+
+
+async def reconcile(
+    *, pool: asyncpg.Pool, provider: Provider, older_than: float, give_up_after: float
+) -> int:
+    """Settle payments and refunds left in flight for `older_than` seconds by asking the
+    provider what became of them (an answer that never came, a buyer who never confirmed, a
+    refund still pending); a charge still waiting after `give_up_after` is cancelled. How many
+    were settled."""
+    settled = 0
+    for payment in await repository.payments_in_flight(pool, older_than=older_than, limit=100):
+        key, ref = str(payment["id"]), payment["provider_ref"]
+        outcome = await provider.find_charge(key, ref)
+        if outcome is None:  # the charge never reached the provider: nothing moved
+            outcome = Outcome("failed", None, "not_charged")
+        elif outcome.status == "processing" and payment["age"] >= give_up_after:
+            outcome = await provider.cancel_charge(key, outcome.provider_ref or ref)
+        if outcome.status == "processing" or _doubt(payment, outcome, provider.name):
+            continue
+        async with pool.acquire() as conn, conn.transaction():
+            await settle_charge(conn, payment["id"], outcome)
+        settled += 1
+    return settled + await reconcile_refunds(pool=pool, provider=provider, older_than=older_than)
+
+
+async def reconcile_refunds(
+    *, pool: asyncpg.Pool, provider: Provider, older_than: float, payment_id: Any = None
+) -> int:
+    """Settle the refunds pending for `older_than` seconds (of one payment if given) from the
+    provider's answer; one it never saw is asked for again, with the same key. How many."""
+    settled = 0
+    pending = await repository.refunds_in_flight(
+        pool, older_than=older_than, limit=100, payment_id=payment_id
+    )
+    for refund in pending:
+        key, charge_ref = str(refund["id"]), refund["charge_ref"] or ""
+        outcome = await provider.find_refund(key, refund["provider_ref"], charge_ref)
+        if outcome is None:
+            outcome = await provider.refund(
+                Refund(
+                    key=key,
+                    provider_ref=charge_ref,
+                    amount_cents=refund["amount_cents"],
+                    metadata={"refund_id": key, "payment_id": str(refund["payment_id"])},
+                )
+            )
+        async with pool.acquire() as conn, conn.transaction():
+            await settle_refund(conn, refund["id"], outcome)
+        settled += outcome.status != "processing"
+    return settled
 
 
 async def daily_report(*, pool: asyncpg.Pool, request: DailyReportRequest) -> DailyReport:

@@ -29,6 +29,12 @@ class PaymentsSettings(ServiceSettings):
     provider_attempts: int = Field(3, ge=1)
     breaker_threshold: int = Field(5, ge=1)
     breaker_reset_seconds: float = Field(30.0, gt=0)
+    # The reconciler: every `reconcile_interval` s it asks the provider about payments and
+    # refunds unsettled for `reconcile_after` s, and cancels charges still waiting for the buyer
+    # after `payment_action_timeout` s.
+    reconcile_interval: float = Field(30.0, gt=0)
+    reconcile_after: float = Field(120.0, ge=0)
+    payment_action_timeout: float = Field(1800.0, ge=0)
     sandbox_latency_ms: float = Field(0.0, ge=0)
     sandbox_failure_rate: float = Field(0.0, ge=0, le=1)
 

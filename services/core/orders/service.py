@@ -164,7 +164,13 @@ async def release_unpaid_orders(
         orders = await repository.unpaid_orders_past_hold(
             conn, hold_seconds=hold_seconds, limit=limit
         )
-        released = [await _release(conn, order) for order in orders]
+        released = [
+            await _release(conn, order)
+            for order in orders
+            # The selection saw the payments of its own snapshot; one started since then (it
+            # does not touch the order row) shows now that the order is locked.
+            if not await repository.has_payment_in_progress(conn, order["id"])
+        ]
     product_ids = {str(item["product_id"]) for _, items in released for item in items}
     if product_ids:
         await cache.invalidate(*product_ids)

@@ -61,6 +61,8 @@ class Change:
     order_status: str | None = None
     refund_id: Any = None
     refund_status: str | None = None
+    # The payment succeeded for an order that is no longer payable: refund it.
+    refund_unpayable: bool = False
 
 
 async def lock_payment_and_order(conn: Conn, payment_id: Any) -> asyncpg.Record | None:
@@ -115,15 +117,24 @@ async def committed_refunds_cents(conn: Conn, payment_id: Any) -> int:
     )
 
 
-async def insert_refund(conn: Conn, *, payment_id: Any, amount_cents: int) -> asyncpg.Record:
-    """A new pending refund."""
+async def insert_refund(
+    conn: Conn, *, payment_id: Any, amount_cents: int, reason: str = "requested"
+) -> asyncpg.Record:
+    """A new pending refund (`reason`: requested, or order_not_payable)."""
     return await fetch_returned(
         conn,
-        f"""INSERT INTO refunds (payment_id, amount_cents, status) VALUES ($1, $2, 'pending')
-            RETURNING {REFUND_COLUMNS}""",
+        f"""INSERT INTO refunds (payment_id, amount_cents, status, reason)
+            VALUES ($1, $2, 'pending', $3) RETURNING {REFUND_COLUMNS}""",
         payment_id,
         amount_cents,
+        reason,
     )
+
+
+async def refund_reason(conn: Conn, refund_id: Any) -> str | None:
+    """Why a refund was made (None for a refund this service did not record)."""
+    reason: str | None = await conn.fetchval("SELECT reason FROM refunds WHERE id = $1", refund_id)
+    return reason
 
 
 async def record_webhook(conn: Conn, *, provider: str, event_id: str, event_type: str) -> bool:

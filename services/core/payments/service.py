@@ -41,6 +41,7 @@ from chassis.money import CURRENCIES
 from chassis.outbox import derived_message_id, enqueue, first_delivery
 from chassis.payloads import nul_fields
 from chassis.problems import BadRequest, Conflict, NotFound, Unprocessable
+from chassis.resources import Conn
 from chassis.rpc import RpcClient
 from services.core import idempotency
 from services.core.idempotency import IdempotentRequest, fingerprint
@@ -193,7 +194,8 @@ async def start_refund(
 async def apply_event(
     *, pool: asyncpg.Pool, event: Contract, message_id: str, metrics: CheckoutMetrics
 ) -> None:
-    """Apply a payments event to the payment, its order and its refund, once."""
+    """Apply a payments event to the payment, its order and its refund, once; a success for an
+    order that is no longer payable (cancelled, or paid by another payment) is refunded."""
     async with pool.acquire() as conn, conn.transaction():
         if not await first_delivery(conn, consumer=CONSUMER, message_id=message_id):
             return
@@ -201,8 +203,13 @@ async def apply_event(
         if row is None:
             log.warning("%s names an unknown payment; ignored", event.type)
             return
-        change = _change_for(event, row)
+        refund_reason = None
+        if isinstance(event, PaymentRefunded | RefundFailed):
+            refund_reason = await repository.refund_reason(conn, event.refund_id)
+        change = _change_for(event, row, refund_reason)
         await repository.apply_change(conn, change, notify=SETTLED_CHANNEL)
+        if change.refund_unpayable:
+            await _refund_automatically(conn, row)
     if change.payment_status in ("succeeded", "failed"):
         metrics.payment_settled(
             change.payment_status,
@@ -210,9 +217,37 @@ async def apply_event(
             currency=row["currency"].strip(),
             created_at=row["created_at"],
         )
+    if change.refund_unpayable:
+        metrics.refunded_automatically(row["order_status"])
 
 
-def _change_for(event: Contract, row: asyncpg.Record) -> repository.Change:
+async def _refund_automatically(conn: Conn, payment: asyncpg.Record) -> None:
+    """Refund all of a payment that succeeded for an order no longer payable, in the
+    transaction that recorded the success."""
+    log.error(
+        "payment %s succeeded for an order that is %s: refunding it",
+        payment["id"],
+        payment["order_status"],
+    )
+    refund = await repository.insert_refund(
+        conn,
+        payment_id=payment["id"],
+        amount_cents=payment["amount_cents"],
+        reason="order_not_payable",
+    )
+    await enqueue(
+        conn,
+        RefundPayment(
+            refund_id=refund["id"], payment_id=payment["id"], amount_cents=refund["amount_cents"]
+        ),
+        exchange=COMMANDS,
+        message_id=str(refund["id"]),
+    )
+
+
+def _change_for(
+    event: Contract, row: asyncpg.Record, refund_reason: str | None = None
+) -> repository.Change:
     """What `event` changes, given the payment and its order as they are (never backwards)."""
     change = repository.Change(payment_id=row["id"], order_id=row["order_id"])
     order_status = row["order_status"]
@@ -220,8 +255,8 @@ def _change_for(event: Contract, row: asyncpg.Record) -> repository.Change:
         change.payment_status = _forward(row, "succeeded")
         if order_status in UNPAID:
             change.order_status = "paid"
-        elif order_status != "paid":
-            log.error("payment %s succeeded; its order is %s", row["id"], order_status)
+        else:  # cancelled, or paid by another payment: this money must go back
+            change.refund_unpayable = change.payment_status is not None
     elif isinstance(event, PaymentFailed):
         change.payment_status = _forward(row, "failed")
         change.failure_code = event.failure_code
@@ -233,7 +268,9 @@ def _change_for(event: Contract, row: asyncpg.Record) -> repository.Change:
             row, "refunded" if event.fully_refunded else "partially_refunded"
         )
         change.refunded_cents = max(row["refunded_cents"], event.refunded_cents)
-        if event.fully_refunded and order_status != "refunded":
+        # An automatic refund returns money the order never took: the order stays as it is.
+        paid_the_order = refund_reason != "order_not_payable"
+        if event.fully_refunded and order_status != "refunded" and paid_the_order:
             change.order_status = "refunded"
     elif isinstance(event, RefundFailed):
         change.refund_id, change.refund_status = event.refund_id, "failed"
@@ -338,7 +375,8 @@ def verify_signature(
 
 
 def provider_event(provider: str, payload: bytes) -> ProviderEvent:
-    """The contract a verified webhook body describes; 400 if it is not an event."""
+    """The contract a verified webhook body describes (Stripe's event format: a PaymentIntent,
+    a Charge or a Refund as `data.object`); 400 if it is not an event."""
     try:
         event = orjson.loads(payload)
         obj = event["data"]["object"]
@@ -351,20 +389,43 @@ def provider_event(provider: str, payload: bytes) -> ProviderEvent:
         raise BadRequest(f"Not a provider event: {exc}") from exc
     if any(nul_fields(event)):
         raise BadRequest("Not a provider event: it holds NUL characters")
-    metadata = obj.get("metadata") or {}
-    try:
-        payment_id = uuid.UUID(str(metadata.get("payment_id")))
-    except ValueError:
-        payment_id = None
-    error = obj.get("last_payment_error") or {}
+    metadata, error = (_mapping(obj.get(name)) for name in ("metadata", "last_payment_error"))
+    kind = obj.get("object")
+    # A PaymentIntent is the payment; a Charge or a Refund names its PaymentIntent.
+    intent = obj.get("id") if kind == "payment_intent" else obj.get("payment_intent")
+    currency = _text(obj.get("currency"))
     return ProviderEvent(
         provider=provider,
         event_id=event_id[:255],
         event_type=event_type[:100],
-        payment_id=payment_id,
-        provider_payment_id=obj.get("id") if isinstance(obj.get("id"), str) else None,
-        failure_code=error.get("decline_code") or error.get("code"),
+        payment_id=_uuid(metadata.get("payment_id")),
+        provider_payment_id=_text(intent),
+        failure_code=_text(error.get("decline_code") or error.get("code")),
+        refund_id=_uuid(metadata.get("refund_id")) if kind == "refund" else None,
+        provider_refund_id=_text(obj.get("id")) if kind == "refund" else None,
+        amount_cents=_amount(obj.get("amount")),
+        currency=currency.upper() if currency else None,
     )
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str | None:
+    return value[:255] if isinstance(value, str) else None
+
+
+def _uuid(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _amount(value: object) -> int | None:
+    # bool is an int to Python, not to JSON
+    return value if type(value) is int and 0 < value <= 2**62 else None
 
 
 async def accept_webhook(*, pool: asyncpg.Pool, event: ProviderEvent) -> bool:
