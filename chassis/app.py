@@ -13,11 +13,11 @@ from typing import TypeVar
 import uvloop
 from aiohttp import web
 
-from chassis.keys import ACCESS_LOG, SETTINGS, TRACER
+from chassis.keys import ACCESS_LOG, BACKGROUND, SETTINGS, TRACER
 from chassis.logs import AccessLog, configure_logging
 from chassis.metrics import setup_metrics
 from chassis.middleware import edge_middleware
-from chassis.resources import background
+from chassis.resources import BackgroundTasks, background
 from chassis.settings import ServiceSettings
 from chassis.tracing import server_tracer, start_tracing, stop_tracing
 
@@ -35,14 +35,15 @@ def create_service_app(settings: ServiceSettings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[TRACER] = server_tracer()
-    app[ACCESS_LOG] = AccessLog(settings.service_name)
+    app[BACKGROUND] = BackgroundTasks()
+    metrics = setup_metrics(app, settings.service_name)
+    app[ACCESS_LOG] = AccessLog(settings.service_name, dropped=metrics.access_log_dropped)
     app.cleanup_ctx.append(_access_log_flusher)
-    setup_metrics(app, settings.service_name)
     return app
 
 
 async def _access_log_flusher(app: web.Application) -> AsyncIterator[None]:
-    async with background(app[ACCESS_LOG].run(), "access-log"):
+    async with background(app, app[ACCESS_LOG].run(), "access-log"):
         yield
 
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from chassis.keys import DB_POOL, REDIS
+from chassis.keys import BACKGROUND, DB_POOL, REDIS
 from chassis.problems import ServiceUnavailable
 from chassis.tracing import untraced
 
@@ -23,7 +23,16 @@ async def _redis(app: web.Application) -> object:
     return await app[REDIS].ping()
 
 
-DEFAULT_CHECKS: dict[str, Check] = {"postgres": _postgres, "redis": _redis}
+async def _background(app: web.Application) -> object:
+    app[BACKGROUND].check()
+    return None
+
+
+DEFAULT_CHECKS: dict[str, Check] = {
+    "postgres": _postgres,
+    "redis": _redis,
+    "background": _background,
+}
 
 
 def setup_health(app: web.Application, checks: dict[str, Check] | None = None) -> None:
@@ -38,7 +47,7 @@ def setup_health(app: web.Application, checks: dict[str, Check] | None = None) -
             try:
                 await asyncio.wait_for(check(request.app), CHECK_TIMEOUT)
             except Exception as exc:  # every failure means "not ready"; say which
-                return f"down: {type(exc).__name__}"
+                return f"down: {type(exc).__name__}: {exc}"[:300]
             return "ok"
 
         with untraced():  # probes come every few seconds; their spans would bury the requests'

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # forward references only: these modules import the keys
     from chassis.metrics import Metrics  # noqa: F401
     from chassis.near_cache import InvalidationBus  # noqa: F401
     from chassis.ratelimit import RateLimiter  # noqa: F401
+    from chassis.resources import BackgroundTasks  # noqa: F401
     from chassis.settings import ServiceSettings  # noqa: F401
 
 SETTINGS = web.AppKey["ServiceSettings"]("settings")
@@ -30,6 +31,7 @@ RATE_LIMITER = web.AppKey["RateLimiter"]("rate_limiter")
 INVALIDATION_BUS = web.AppKey["InvalidationBus"]("invalidation_bus")
 BROKER = web.AppKey["Broker"]("broker")
 PG_LISTENER = web.AppKey["PgListener"]("pg_listener")
+BACKGROUND = web.AppKey["BackgroundTasks"]("background")
 # The tracer of server spans; None when the process does not trace.
 TRACER = web.AppKey["Tracer | None"]("tracer")
 

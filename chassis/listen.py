@@ -82,5 +82,5 @@ def setup_pg_listener(app: web.Application) -> PgListener:
 
 async def listening(app: web.Application) -> AsyncIterator[None]:
     """Run the app's listener (append after every context that subscribes)."""
-    async with background(app[PG_LISTENER].run(), "pg-listener"):
+    async with background(app, app[PG_LISTENER].run(), "pg-listener"):
         yield

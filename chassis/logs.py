@@ -9,6 +9,7 @@ import time
 from typing import Any, TextIO
 
 import orjson
+from prometheus_client import Counter
 
 from chassis.tracing import TraceIds, current_ids
 
@@ -70,13 +71,22 @@ class AccessLog:
     throughput when measured.
     """
 
+    # Lines kept while writing is slow or failing; past it they are dropped (and counted).
+    MAX_PENDING = 20_000
+
     def __init__(
-        self, service: str, stream: TextIO | None = None, *, interval: float = 0.25
+        self,
+        service: str,
+        stream: TextIO | None = None,
+        *,
+        interval: float = 0.25,
+        dropped: Counter | None = None,
     ) -> None:
         self._service = service
         self._stream = stream
         self._entries: list[tuple[float, str, str, int, float, str, TraceIds | None]] = []
         self._interval = interval
+        self._dropped = dropped
 
     def write(
         self,
@@ -89,7 +99,14 @@ class AccessLog:
     ) -> None:
         """Queue the access line of one answered request (`duration` in seconds, `ids` the
         trace and span it was served in)."""
+        if len(self._entries) >= self.MAX_PENDING:
+            self._drop(1)
+            return
         self._entries.append((time.time(), method, route, status, duration, request_id, ids))
+
+    def _drop(self, count: int) -> None:
+        if self._dropped is not None:
+            self._dropped.inc(count)
 
     def flush(self) -> None:
         """Format and write the queued lines in one call."""
@@ -114,8 +131,12 @@ class AccessLog:
                 entry["trace_id"], entry["span_id"] = ids[0], ids[1]
             lines.append(orjson.dumps(entry))
         stream = self._stream or sys.stderr
-        stream.write(b"\n".join(lines).decode() + "\n")
-        stream.flush()
+        try:
+            stream.write(b"\n".join(lines).decode() + "\n")
+            stream.flush()
+        except (OSError, ValueError) as exc:  # a full disk, a closed pipe: lose these, go on
+            self._drop(len(lines))
+            logging.getLogger("relais.access").warning("%d access lines lost: %r", len(lines), exc)
 
     async def run(self) -> None:
         """Flush periodically until cancelled, then flush what is left."""

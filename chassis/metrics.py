@@ -110,6 +110,12 @@ class Metrics:
             ["service", "queue"],
             registry=self.registry,
         )
+        self.access_log_dropped = Counter(
+            "relais_access_log_dropped_total",
+            "Access log lines dropped: the buffer was full, or writing them failed.",
+            ["service"],
+            registry=self.registry,
+        ).labels(service)
         self.service = service
         # A plain int read at scrape time: two lock round trips per request otherwise.
         self.in_flight_now = 0
@@ -174,11 +180,12 @@ def exemplar(ids: TraceIds | None) -> dict[str, str] | None:
     return {"trace_id": ids[0]} if ids is not None and ids[2] else None
 
 
-def setup_metrics(app: web.Application, service: str) -> None:
+def setup_metrics(app: web.Application, service: str) -> Metrics:
     """Attach a `Metrics` to the app and serve it on `METRICS_PORT` while the app runs."""
     metrics = Metrics(service)
     app[METRICS] = metrics
     app.cleanup_ctx.append(_metrics_server)
+    return metrics
 
 
 def bind_pool_gauges(app: web.Application) -> None:

@@ -381,7 +381,7 @@ async def invalidation_bus(app: web.Application) -> AsyncIterator[None]:
     bus = InvalidationBus(settings.redis_url, settings.redis_key_prefix + "invalidate")
     await bus.connect()
     app[INVALIDATION_BUS] = bus
-    async with background(bus.keep_alive(), "invalidation-bus"):
+    async with background(app, bus.keep_alive(), "invalidation-bus"):
         yield
     bus.close()
 

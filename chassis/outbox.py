@@ -228,5 +228,5 @@ async def outbox_relay(app: web.Application) -> AsyncIterator[None]:
     )
     app[PG_LISTENER].subscribe(wake_channel(settings.database_schema), relay.notify)
     purge = repeat(relay.purge_sent, every=3600, what="purging sent outbox rows")
-    async with background(relay.run(), "outbox-relay"), background(purge, "outbox-purge"):
+    async with background(app, relay.run(), "outbox-relay"), background(app, purge, "outbox-purge"):
         yield

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -33,6 +35,7 @@ from chassis.keys import ACCESS_LOG, DB_POOL, TRACER
 from chassis.logs import AccessLog
 from chassis.metrics import Metrics
 from chassis.otlp_encoding import FastOTLPSpanExporter, encode_spans
+from chassis.resources import background
 from chassis.settings import DEV_KEY_DIR, ServiceSettings
 from chassis.tracing import Tracing, start_tracing, stop_tracing
 from scripts.otlp import OtlpReceiver
@@ -251,7 +254,12 @@ async def test_ready_names_the_failed_dependency(make_client):
     assert (await client.get("/health/live")).status == 200
     ready = await client.get("/health/ready")
     assert ready.status == 200
-    assert (await ready.json())["checks"] == {"postgres": "ok", "redis": "ok", "rabbitmq": "ok"}
+    assert (await ready.json())["checks"] == {
+        "postgres": "ok",
+        "redis": "ok",
+        "background": "ok",
+        "rabbitmq": "ok",
+    }
     await proxy.cut()
     body = await assert_problem(await client.get("/health/ready"), 503)
     assert body["checks"]["redis"].startswith("down")
@@ -489,3 +497,66 @@ async def test_production_refuses_generated_secrets_wherever_they_live(monkeypat
     monkeypatch.setenv("RELAIS_ENV", "development")
     with pytest.raises(ValidationError, match="public development value"):
         CoreSettings(payments_webhook_secret="whsec_relais_development")
+
+
+class BrokenStream(io.StringIO):
+    """A stream whose writes fail `failures` times (a full disk, a closed pipe), then work."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def write(self, text: str) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise OSError(28, "No space left on device")
+        return super().write(text)
+
+
+async def test_the_access_log_survives_a_failed_write_and_stays_bounded():
+    metrics = Metrics("probe")
+    stream = BrokenStream(failures=1)
+    log = AccessLog("core", stream, interval=0.01, dropped=metrics.access_log_dropped)
+    flusher = asyncio.create_task(log.run())
+    log.write("GET", "/api/products", 200, 0.001, "lost-000001", None)
+    await asyncio.sleep(0.1)  # the first flush fails
+    log.write("GET", "/api/products", 200, 0.001, "kept-000001", None)
+    await asyncio.sleep(0.1)
+    assert not flusher.done()  # the flusher lives on
+    assert "kept-000001" in stream.getvalue() and "lost-000001" not in stream.getvalue()
+    flusher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await flusher
+    dropped = {"service": "probe"}
+    assert metrics.registry.get_sample_value("relais_access_log_dropped_total", dropped) == 1
+    # nothing flushes now: the buffer stops at its bound and counts what it turns away
+    for _ in range(AccessLog.MAX_PENDING + 5):
+        log.write("GET", "/", 200, 0.0, "x" * 8, None)
+    assert metrics.registry.get_sample_value("relais_access_log_dropped_total", dropped) == 6
+    log.flush()
+    assert stream.getvalue().count("\n") == 1 + AccessLog.MAX_PENDING
+
+
+async def test_a_background_task_that_dies_is_logged_and_fails_readiness(
+    aiohttp_client, settings, caplog
+):
+    app = create_app(settings)
+
+    async def doomed() -> None:
+        await asyncio.sleep(0.05)
+        raise OSError("the disk went away")
+
+    async def doomed_task(app: web.Application) -> AsyncIterator[None]:
+        async with background(app, doomed(), "doomed-flusher"):
+            yield
+
+    app.cleanup_ctx.append(doomed_task)
+    client = await aiohttp_client(app)
+    assert (await client.get("/health/ready")).status == 200
+    await asyncio.sleep(0.2)
+    response = await client.get("/health/ready")
+    assert response.status == 503
+    checks = (await response.json())["checks"]
+    assert "doomed-flusher" in checks["background"] and "disk went away" in checks["background"]
+    died = [r for r in caplog.records if "doomed-flusher" in r.getMessage()]
+    assert died and died[0].levelname == "ERROR" and died[0].exc_info is not None

@@ -93,9 +93,9 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
         what="cancelling orders left unpaid past the hold",
     )
     async with (
-        background(app[PRODUCT_CACHE].keep_invalidating(), "invalidations"),
-        background(purge, "idempotency-purge"),
-        background(release, "unpaid-order-release"),
+        background(app, app[PRODUCT_CACHE].keep_invalidating(), "invalidations"),
+        background(app, purge, "idempotency-purge"),
+        background(app, release, "unpaid-order-release"),
     ):
         yield
 

@@ -115,7 +115,7 @@ async def workers(app: web.Application) -> AsyncIterator[None]:
         every=settings.reconcile_interval,
         what="settling payments and refunds left in flight",
     )
-    async with background(reconciler, "reconciler"):
+    async with background(app, reconciler, "reconciler"):
         yield
     await reports.stop()
     await consumer.stop()
