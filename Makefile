@@ -3,16 +3,18 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_STAMP := /tmp/.relais-apt-updated
 
-.PHONY: up down status logs admin dlq test lint bench deps system-deps clean
+.PHONY: up down status logs admin dlq test lint audit lock bench deps system-deps clean
 
-$(STAMP): pyproject.toml
+# Every dependency at the exact version and hash of requirements.lock, then the project itself.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
 deps: $(STAMP)
@@ -56,12 +58,22 @@ admin: deps
 dlq: deps
 	$(PY) -m scripts.dlq $(if $(REQUEUE),requeue,list) $(if $(ID),--id '$(ID)')
 
+# requirements.lock again from pyproject.toml: the newest versions its ranges allow, hashed,
+# for every platform. Commit it; `make up` and `make test` install from it.
+lock: deps
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+		--generate-hashes --no-header --quiet -o requirements.lock
+
+# Known vulnerabilities in what requirements.lock installs (pip-audit, PyPI's advisories).
+audit: deps
+	$(PY) -m scripts.audit requirements.lock
+
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: deps system-deps lint
+test: deps system-deps lint audit
 	$(VENV)/bin/pytest
 
 bench: deps system-deps
