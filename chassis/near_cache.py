@@ -10,6 +10,11 @@ value to a request that follows it. While the subscription is down the near cach
 Redis fills use a lease (Facebook's memcache leases): one caller per key loads from the database,
 the others wait for its value, and a write deletes the lease so a load that started before the
 write cannot store the old value afterwards.
+
+An invalidation cannot be lost: a write records it in the database in its own transaction
+(`TieredCache.record`), and sends it once committed; if the process dies in between, every
+instance's `RecordedInvalidations` sends what was recorded more than a moment ago, then forgets
+it, so Redis never serves the old value for longer than that.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from typing import cast
 from urllib.parse import unquote, urlparse
 
+import asyncpg
 import hiredis
 from aiohttp import web
 from redis.asyncio import Redis
@@ -32,7 +38,7 @@ from redis.exceptions import RedisError
 
 from chassis.keys import INVALIDATION_BUS, METRICS, REDIS, SETTINGS
 from chassis.metrics import Metrics
-from chassis.resources import background
+from chassis.resources import Conn, background
 
 log = logging.getLogger("relais.cache")
 
@@ -307,6 +313,15 @@ class TieredCache:
         finally:
             del self._inflight[key]
 
+    async def record(self, conn: Conn, *keys: str) -> None:
+        """Record the invalidation of `keys` in the caller's transaction (call `invalidate`
+        once it commits): should this process die before, another instance sends it."""
+        await conn.execute(
+            "INSERT INTO cache_invalidations (namespace, key) SELECT $1, unnest($2::text[])",
+            self.namespace,
+            list(keys),
+        )
+
     async def invalidate(self, *keys: str) -> None:
         """Delete keys and their leases from Redis and tell every instance to drop them.
 
@@ -321,6 +336,12 @@ class TieredCache:
         except RedisError as exc:
             self._unsent.update(keys)
             log.warning("invalidation of %d %s keys deferred: %r", len(keys), self.namespace, exc)
+
+    async def invalidate_now(self, keys: Iterable[str]) -> None:
+        """Drop `keys` here, in Redis and on every instance; raise if Redis cannot be reached."""
+        for key in keys:
+            self.near.invalidate(key)
+        await self._send_invalidations(keys)
 
     async def _send_invalidations(self, keys: Iterable[str]) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -373,6 +394,54 @@ class TieredCache:
                 self._reads["database"].inc()
                 return await loader()
             await asyncio.sleep(self.WAIT_POLL)
+
+
+# Part of the migrations of a service that records invalidations (see `TieredCache.record`).
+RECORDED_INVALIDATIONS_SQL = """
+    CREATE TABLE cache_invalidations (
+        id bigserial PRIMARY KEY,
+        namespace text NOT NULL,
+        key text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    );
+"""
+
+
+class RecordedInvalidations:
+    """Sends the invalidations writes recorded more than `grace` seconds ago, then forgets them.
+
+    The writer itself sends each one at once after its commit; this catches those a writer
+    never sent (it died in between). Instances share the table: each claims rows with `FOR
+    UPDATE SKIP LOCKED`, and a failure to reach Redis leaves the rows for the next round."""
+
+    def __init__(self, pool: asyncpg.Pool, caches: Iterable[TieredCache], *, grace: float) -> None:
+        self.pool = pool
+        self.caches = {cache.namespace: cache for cache in caches}
+        self.grace = grace
+
+    async def send_due(self, batch: int = 1000) -> int:
+        """Send one batch of invalidations due; how many were sent."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT id, namespace, key FROM cache_invalidations
+                   WHERE created_at < clock_timestamp() - make_interval(secs => $1)
+                   ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED""",
+                self.grace,
+                batch,
+            )
+            keys: dict[str, set[str]] = {}
+            for row in rows:
+                keys.setdefault(row["namespace"], set()).add(row["key"])
+            for namespace, names in keys.items():
+                cache = self.caches.get(namespace)
+                if cache is not None:
+                    await cache.invalidate_now(names)
+            if rows:
+                await conn.execute(
+                    "DELETE FROM cache_invalidations WHERE id = ANY($1::bigint[])",
+                    [row["id"] for row in rows],
+                )
+        return len(rows)
 
 
 async def invalidation_bus(app: web.Application) -> AsyncIterator[None]:

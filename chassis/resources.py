@@ -72,9 +72,12 @@ async def background(
         await asyncio.wait([task])  # an error it ended with was reported when it ended
 
 
-async def repeat(job: Callable[[], Awaitable[int]], *, every: float, what: str) -> None:
-    """Run `job` every `every` seconds for the app's life, logging how many things it did and
-    any failure of a round (the next round retries)."""
+async def repeat(
+    job: Callable[[], Awaitable[int]], *, every: float, what: str, quiet: bool = False
+) -> None:
+    """Run `job` every `every` seconds for the app's life, logging how many things it did
+    (unless `quiet`: doing some is its normal state) and any failure of a round (the next
+    round retries)."""
     while True:
         try:
             count = await job()
@@ -83,7 +86,7 @@ async def repeat(job: Callable[[], Awaitable[int]], *, every: float, what: str) 
         except Exception:
             log.exception("%s failed", what)
         else:
-            if count:
+            if count and not quiet:
                 log.info("%s: %d", what, count)
         await asyncio.sleep(every)
 

@@ -7,7 +7,9 @@ import uuid
 
 import pytest
 
+from services.core.keys import PRODUCT_CACHE
 from tests.factories import admin, create_product, product_fields, register
+from tests.faults import eventually
 
 PROBLEM = "application/problem+json"
 
@@ -253,3 +255,34 @@ async def test_cache_serves_without_database_and_stampede_loads_once(make_client
         "UPDATE products SET name = 'changed directly' WHERE id = $1::uuid", product["id"]
     )
     assert (await (await second.get(url)).json())["name"] == product["name"]
+
+
+async def test_a_write_whose_process_dies_before_invalidating_is_seen_within_seconds(
+    make_client, db, monkeypatch
+):
+    writer, reader = await make_client(), await make_client()
+    boss = await admin(writer, db)
+    product = await create_product(writer, boss, stock=10)
+    url = f"/api/products/{product['id']}"
+    for _ in range(3):  # in Redis and in the reader's near cache
+        assert (await (await reader.get(url)).json())["stock"] == 10
+
+    async def dies(*keys: str) -> None:
+        raise RuntimeError("killed between the commit and the invalidation")
+
+    monkeypatch.setattr(writer.app[PRODUCT_CACHE], "invalidate", dies)
+    customer = await register(writer)
+    response = await writer.post(
+        "/api/orders",
+        json={"items": [{"product_id": product["id"], "quantity": 3}]},
+        headers=customer.auth,
+    )
+    assert response.status == 500  # the order committed; its invalidation never left
+    assert await db.fetchval("SELECT stock FROM products WHERE id = $1::uuid", product["id"]) == 7
+
+    async def fresh() -> bool:
+        return (await (await reader.get(url)).json())["stock"] == 7
+
+    # another instance sends what the dead one recorded: not PRODUCT_CACHE_TTL (300 s) later
+    await eventually(fresh, within=5, every=0.1)
+    assert await db.fetchval("SELECT count(*) FROM cache_invalidations") == 0

@@ -23,7 +23,7 @@ from chassis.contracts import (
 from chassis.health import DEFAULT_CHECKS, setup_health
 from chassis.keys import BROKER, DB_POOL, METRICS, PG_LISTENER, REDIS, TOKENS
 from chassis.listen import listening, setup_pg_listener
-from chassis.near_cache import invalidation_bus, tiered_cache
+from chassis.near_cache import RecordedInvalidations, invalidation_bus, tiered_cache
 from chassis.openapi import openapi_document, setup_docs
 from chassis.outbox import outbox_relay
 from chassis.ratelimit import rate_limiter
@@ -60,6 +60,8 @@ ROUTE_TABLES: tuple[ApiRoutes, ...] = (
 )
 MIGRATIONS = Path(__file__).parent / "migrations"
 EVENT_QUEUE = "core.payment-events"
+# Seconds a write has to send its own invalidations before any instance sends them for it.
+INVALIDATION_GRACE = 1.0
 EVENT_TYPES = (PaymentSucceeded, PaymentFailed, PaymentRefunded, RefundFailed)
 
 
@@ -92,8 +94,11 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
         every=settings.order_sweep_interval,
         what="cancelling orders left unpaid past the hold",
     )
+    recorded = RecordedInvalidations(pool, [cache], grace=INVALIDATION_GRACE)
+    resend = repeat(recorded.send_due, every=1.0, what="sending recorded invalidations", quiet=True)
     async with (
         background(app, app[PRODUCT_CACHE].keep_invalidating(), "invalidations"),
+        background(app, resend, "recorded-invalidations"),
         background(app, purge, "idempotency-purge"),
         background(app, release, "unpaid-order-release"),
     ):

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from chassis.pagination import Position
-from chassis.resources import fetch_returned
+from chassis.resources import Db, fetch_returned
 
 PRODUCT_COLUMNS = (
     "id, sku, name, description, price_cents, currency, stock, category, created_at, updated_at"
@@ -64,13 +64,11 @@ async def products_page(
     )
 
 
-async def update_product(
-    pool: asyncpg.Pool, product_id: str, changes: dict[str, Any]
-) -> asyncpg.Record | None:
+async def update_product(db: Db, product_id: str, changes: dict[str, Any]) -> asyncpg.Record | None:
     """Apply `changes` to a live product; None if there is none."""
     names = [name for name in EDITABLE if name in changes]
     assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
-    return await pool.fetchrow(
+    return await db.fetchrow(
         f"""UPDATE products SET {assignments}, updated_at = clock_timestamp()
             WHERE id = $1::uuid AND deleted_at IS NULL RETURNING {PRODUCT_COLUMNS}""",
         product_id,
@@ -78,9 +76,9 @@ async def update_product(
     )
 
 
-async def delete_product(pool: asyncpg.Pool, product_id: str) -> bool:
+async def delete_product(db: Db, product_id: str) -> bool:
     """Retire a live product (orders keep referring to it); False if there is none."""
-    status = await pool.execute(
+    status = await db.execute(
         """UPDATE products SET deleted_at = clock_timestamp(), updated_at = clock_timestamp()
            WHERE id = $1::uuid AND deleted_at IS NULL""",
         product_id,

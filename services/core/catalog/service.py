@@ -75,17 +75,21 @@ async def update_product(
 ) -> dict[str, Any]:
     """Change a product and drop it from every instance's cache."""
     try:
-        row = await repository.update_product(pool, product_id, changes)
+        async with pool.acquire() as conn, conn.transaction():
+            row = await repository.update_product(conn, product_id, changes)
+            if row is None:
+                raise NotFound("No such product")
+            await cache.record(conn, product_id)
     except asyncpg.UniqueViolationError as exc:
         raise Conflict(f"A product with sku {changes.get('sku')!r} already exists") from exc
-    if row is None:
-        raise NotFound("No such product")
     await cache.invalidate(product_id)
     return product_json(row)
 
 
 async def delete_product(*, pool: asyncpg.Pool, cache: TieredCache, product_id: str) -> None:
     """Retire a product and drop it from every instance's cache."""
-    if not await repository.delete_product(pool, product_id):
-        raise NotFound("No such product")
+    async with pool.acquire() as conn, conn.transaction():
+        if not await repository.delete_product(conn, product_id):
+            raise NotFound("No such product")
+        await cache.record(conn, product_id)
     await cache.invalidate(product_id)

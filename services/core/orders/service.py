@@ -83,6 +83,7 @@ async def create_order(
         result = order_json(order, lines_out)
         if keyed is not None:
             await idempotency.remember(conn, keyed, 201, result)
+        await cache.record(conn, *(str(pid) for pid in product_ids))
     await cache.invalidate(*(str(pid) for pid in product_ids))
     return result, False
 
@@ -152,6 +153,7 @@ async def cancel_order(
         if await repository.has_payment_in_progress(conn, order["id"]):
             raise Conflict("A payment of this order is in progress")
         order, items = await _release(conn, order)
+        await cache.record(conn, *(str(item["product_id"]) for item in items))
     await cache.invalidate(*(str(item["product_id"]) for item in items))
     return order_json(order, items)
 
@@ -171,7 +173,9 @@ async def release_unpaid_orders(
             # does not touch the order row) shows now that the order is locked.
             if not await repository.has_payment_in_progress(conn, order["id"])
         ]
-    product_ids = {str(item["product_id"]) for _, items in released for item in items}
+        product_ids = {str(item["product_id"]) for _, items in released for item in items}
+        if product_ids:
+            await cache.record(conn, *product_ids)
     if product_ids:
         await cache.invalidate(*product_ids)
     return len(released)
