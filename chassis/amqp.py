@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
@@ -59,6 +60,29 @@ _QUORUM = {
     "x-dead-letter-strategy": "at-least-once",
     "x-overflow": "reject-publish",
 }
+
+
+@dataclass(frozen=True)
+class BrokerPermissions:
+    """What one service's broker user may do in the stack's vhost (RabbitMQ's regexes over
+    exchange and queue names): declare (`configure`), publish or bind into (`write`), consume
+    or bind from (`read`); `topics` narrows, per topic exchange, the routing keys it may
+    publish and bind."""
+
+    configure: str
+    write: str
+    read: str
+    topics: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def names(*patterns: str) -> str:
+    """A RabbitMQ permission regex matching exactly the names or patterns given."""
+    return "^(" + "|".join(patterns) + ")$"
+
+
+# Every service declares the stack's exchanges when it connects.
+ALL_EXCHANGES = r"relais\.(commands|events|rpc|dlx)"
+DEFAULT = r"amq\.default"
 
 
 def dead_letter_queue(queue: str) -> str:

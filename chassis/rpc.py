@@ -33,8 +33,10 @@ def request_queue(method: str) -> str:
 class RpcClient:
     """Calls methods served elsewhere; one exclusive reply queue per process."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, *, service: str) -> None:
         self.broker = broker
+        # Named after the service, so that its broker user's permissions can cover it.
+        self.reply_queue = f"{service}.replies.{uuid.uuid4().hex}"
         self._pending: dict[str, asyncio.Future[Contract]] = {}
         self._channel: AbstractRobustChannel | None = None
         self._replies: AbstractQueue | None = None
@@ -43,7 +45,9 @@ class RpcClient:
         """Open the reply queue."""
         channel = await self.broker.connection.channel()
         self._channel = channel
-        self._replies = await channel.declare_queue(exclusive=True, auto_delete=True)
+        self._replies = await channel.declare_queue(
+            self.reply_queue, exclusive=True, auto_delete=True
+        )
         await self._replies.consume(self._on_reply, no_ack=True)
 
     async def stop(self) -> None:

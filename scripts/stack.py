@@ -43,10 +43,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
+from chassis.amqp import BrokerPermissions
 from chassis.migrations import upgrade
 from chassis.settings import DEV_MARKER
 from services.core.app import MIGRATIONS
+from services.core.roles import BROKER as CORE_BROKER
 from services.payments.app import MIGRATIONS as PAYMENTS_MIGRATIONS
+from services.payments.roles import BROKER as PAYMENTS_BROKER
 from services.payments.roles import SCHEMA as PAYMENTS_SCHEMA
 from services.payments.roles import grant_worker_role
 
@@ -127,6 +130,14 @@ class StackConfig:
     payments_database_user: str = field(
         default_factory=lambda: _env("PAYMENTS_DATABASE_USER", "relais_payments")
     )
+    # The payments schema's owner (it runs the worker's migrations); core's role cannot touch it.
+    payments_owner_user: str = field(
+        default_factory=lambda: _env("PAYMENTS_OWNER_USER", "relais_payments_owner")
+    )
+    # The PostgreSQL exporter's role: pg_monitor, nothing else.
+    monitor_database_user: str = field(
+        default_factory=lambda: _env("MONITOR_DATABASE_USER", "relais_monitor")
+    )
     database_host: str = field(default_factory=lambda: _env("DATABASE_HOST", "127.0.0.1:5432"))
     redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
     redis_key_prefix: str = field(default_factory=lambda: _env("REDIS_KEY_PREFIX", "relais:"))
@@ -144,8 +155,15 @@ class StackConfig:
     scrape_interval: str = field(default_factory=lambda: _env("PROMETHEUS_SCRAPE_INTERVAL", "15s"))
     rabbitmq_host: str = field(default_factory=lambda: _env("RABBITMQ_HOST", "127.0.0.1:5672"))
     rabbitmq_vhost: str = field(default_factory=lambda: _env("RABBITMQ_VHOST", "relais"))
+    # The operator's user (`make dlq`); each service has its own, allowed only what it does.
     rabbitmq_user: str = field(default_factory=lambda: _env("RABBITMQ_USER", "relais"))
     rabbitmq_password: str = field(default_factory=lambda: _env("RABBITMQ_PASSWORD", "relais"))
+    rabbitmq_core_user: str = field(
+        default_factory=lambda: _env("RABBITMQ_CORE_USER", "relais_core")
+    )
+    rabbitmq_payments_user: str = field(
+        default_factory=lambda: _env("RABBITMQ_PAYMENTS_USER", "relais_payments")
+    )
     # Where traces go: Jaeger's OTLP/HTTP port (the compose stack publishes it on 4318).
     otlp_endpoint: str = field(
         default_factory=lambda: _env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
@@ -153,27 +171,38 @@ class StackConfig:
 
     @property
     def database_url(self) -> str:
-        """The DSN the services use (the stack's own role)."""
-        return (
-            f"postgresql://{self.database_user}:{self.database_password}"
-            f"@{self.database_host}/{self.database_name}"
-        )
+        """The DSN core uses (the stack's own role)."""
+        return self.database_url_of(self.database_user)
 
     @property
     def payments_database_url(self) -> str:
         """The DSN of the payments worker's role."""
+        return self.database_url_of(self.payments_database_user)
+
+    @property
+    def admin_database_url(self) -> str:
+        """The administrator's DSN on the stack's database."""
+        return self.postgres_admin_url.rsplit("/", 1)[0] + f"/{self.database_name}"
+
+    def database_url_of(self, role: str) -> str:
+        """The DSN of one of the stack's roles."""
         return (
-            f"postgresql://{self.payments_database_user}:{self.database_password}"
-            f"@{self.database_host}/{self.database_name}"
+            f"postgresql://{role}:{self.database_password}@{self.database_host}/"
+            f"{self.database_name}"
         )
 
     @property
     def amqp_url(self) -> str:
-        """The broker URL every process uses (the stack's own vhost and user)."""
-        return (
-            f"amqp://{self.rabbitmq_user}:{self.rabbitmq_password}"
-            f"@{self.rabbitmq_host}/{self.rabbitmq_vhost}"
-        )
+        """The operator's broker URL (the stack's own vhost)."""
+        return self.amqp_url_of(self.rabbitmq_user)
+
+    def amqp_url_of(self, user: str) -> str:
+        """The broker URL of one of the stack's users."""
+        return f"amqp://{user}:{self.rabbitmq_password}@{self.rabbitmq_host}/{self.rabbitmq_vhost}"
+
+    def broker_users(self) -> dict[str, BrokerPermissions]:
+        """Each service's broker user and what it may do."""
+        return {self.rabbitmq_core_user: CORE_BROKER, self.rabbitmq_payments_user: PAYMENTS_BROKER}
 
     @property
     def run_dir(self) -> Path:
@@ -323,33 +352,87 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 async def ensure_database(config: StackConfig) -> None:
-    """Create the stack's roles and database if they do not exist."""
-    for name in (config.database_user, config.payments_database_user, config.database_name):
+    """Create the stack's roles and database if they do not exist: core's role owns the
+    database and the core schema, the payments owner the payments schema, the worker's role
+    gets grants, the monitoring role pg_monitor."""
+    roles = (
+        config.database_user,
+        config.payments_owner_user,
+        config.payments_database_user,
+        config.monitor_database_user,
+    )
+    for name in (*roles, config.database_name):
         if not _IDENTIFIER.match(name):
             raise SystemExit(f"not a safe PostgreSQL identifier: {name!r}")
     conn = await asyncpg.connect(config.postgres_admin_url)
     try:
         password = config.database_password.replace("'", "''")
-        for role in (config.database_user, config.payments_database_user):
+        for role in roles:
             if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
                 await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        await conn.execute(f"GRANT pg_monitor TO {config.monitor_database_user}")
         if not await conn.fetchval(
             "SELECT 1 FROM pg_database WHERE datname = $1", config.database_name
         ):
             await conn.execute(
                 f"CREATE DATABASE {config.database_name} OWNER {config.database_user}"
             )
+        await conn.execute(
+            f"GRANT CONNECT, CREATE ON DATABASE {config.database_name} "
+            f"TO {config.payments_owner_user}"
+        )
+    finally:
+        await conn.close()
+    await hand_payments_to_its_owner(config)
+
+
+async def hand_payments_to_its_owner(config: StackConfig) -> None:
+    """Give the payments schema and everything in it to its own owner (a stack made before
+    that role existed had them owned by core's role)."""
+    conn = await asyncpg.connect(config.admin_database_url)
+    owner = config.payments_owner_user
+    try:
+        if not await conn.fetchval(
+            "SELECT 1 FROM pg_namespace WHERE nspname = $1", PAYMENTS_SCHEMA
+        ):
+            return
+        objects = await conn.fetch(
+            """SELECT format('ALTER %s %s OWNER TO %I', kind, name, $2::text) AS statement
+               FROM (SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind,
+                            c.oid::regclass::text AS name, c.relowner AS owner
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+                       AND NOT EXISTS (SELECT 1 FROM pg_depend d  -- a serial's own sequence
+                                       WHERE d.objid = c.oid AND d.deptype = 'a'
+                                         AND c.relkind = 'S')
+                     UNION ALL
+                     SELECT 'FUNCTION', p.oid::regprocedure::text, p.proowner
+                     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                     WHERE n.nspname = $1) AS o
+               WHERE owner <> (SELECT oid FROM pg_roles WHERE rolname = $2)""",
+            PAYMENTS_SCHEMA,
+            owner,
+        )
+        async with conn.transaction():
+            await conn.execute(f"ALTER SCHEMA {PAYMENTS_SCHEMA} OWNER TO {owner}")
+            for row in objects:
+                await conn.execute(row["statement"])
+            await conn.execute(
+                f"REVOKE ALL ON SCHEMA {PAYMENTS_SCHEMA} FROM {config.database_user}"
+            )
     finally:
         await conn.close()
 
 
 def migrate(config: StackConfig) -> None:
-    """Bring every service's schema up to date, then give the worker's role its grants."""
+    """Bring every service's schema up to date, each as its schema's owner, then give the
+    worker's role its grants."""
     upgrade(config.database_url, MIGRATIONS, "core")
-    upgrade(config.database_url, PAYMENTS_MIGRATIONS, PAYMENTS_SCHEMA)
+    owner_url = config.database_url_of(config.payments_owner_user)
+    upgrade(owner_url, PAYMENTS_MIGRATIONS, PAYMENTS_SCHEMA)
 
     async def grant() -> None:
-        conn = await asyncpg.connect(config.database_url)
+        conn = await asyncpg.connect(owner_url)
         try:
             await grant_worker_role(conn, config.payments_database_user)
         finally:
@@ -359,12 +442,17 @@ def migrate(config: StackConfig) -> None:
 
 
 async def drop_database(config: StackConfig) -> None:
-    """Drop the stack's database and then the worker's role (for throwaway stacks in tests and
-    benchmarks; the role must not be shared with another stack)."""
+    """Drop the stack's database and then its roles but core's (for throwaway stacks in tests
+    and benchmarks; the roles must not be shared with another stack)."""
     conn = await asyncpg.connect(config.postgres_admin_url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{config.database_name}" WITH (FORCE)')
-        await conn.execute(f'DROP ROLE IF EXISTS "{config.payments_database_user}"')
+        for role in (
+            config.payments_database_user,
+            config.payments_owner_user,
+            config.monitor_database_user,
+        ):
+            await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
     finally:
         await conn.close()
 
@@ -380,22 +468,40 @@ def rabbitmqctl(*args: str) -> str:
 
 
 def ensure_broker(config: StackConfig) -> None:
-    """Create the stack's vhost and user on the local RabbitMQ if they do not exist."""
+    """Create the stack's vhost and users on the local RabbitMQ if they do not exist: the
+    operator's, with every permission, and each service's, with only its own."""
     if shutil.which("rabbitmqctl") is None:
-        print("rabbitmqctl not found: create the vhost and user named by RABBITMQ_* yourself")
+        print("rabbitmqctl not found: create the vhost and users named by RABBITMQ_* yourself")
         return
-    if config.rabbitmq_vhost not in rabbitmqctl("list_vhosts", "--no-table-headers").split():
-        rabbitmqctl("add_vhost", config.rabbitmq_vhost)
+    vhost = config.rabbitmq_vhost
+    if vhost not in rabbitmqctl("list_vhosts", "--no-table-headers").split():
+        rabbitmqctl("add_vhost", vhost)
     users = [
         line.split()[0]
         for line in rabbitmqctl("list_users", "--no-table-headers").splitlines()
         if line.strip()
     ]
-    if config.rabbitmq_user not in users:
-        rabbitmqctl("add_user", config.rabbitmq_user, config.rabbitmq_password)
+    for user in (config.rabbitmq_user, *config.broker_users()):
+        if user not in users:
+            rabbitmqctl("add_user", user, config.rabbitmq_password)
+    rabbitmqctl("set_permissions", "-p", vhost, config.rabbitmq_user, ".*", ".*", ".*")
+    for user, permissions in config.broker_users().items():
+        grant_broker_permissions(vhost, user, permissions)
+
+
+def grant_broker_permissions(vhost: str, user: str, permissions: BrokerPermissions) -> None:
+    """Give `user` exactly `permissions` in `vhost`."""
     rabbitmqctl(
-        "set_permissions", "-p", config.rabbitmq_vhost, config.rabbitmq_user, ".*", ".*", ".*"
+        "set_permissions",
+        "-p",
+        vhost,
+        user,
+        permissions.configure,
+        permissions.write,
+        permissions.read,
     )
+    for exchange, (write, read) in permissions.topics.items():
+        rabbitmqctl("set_topic_permissions", "-p", vhost, user, exchange, write, read)
 
 
 def enable_broker_metrics() -> None:
@@ -411,9 +517,13 @@ def enable_broker_metrics() -> None:
 
 
 def drop_broker(config: StackConfig) -> None:
-    """Delete the stack's vhost (for throwaway stacks in tests and benchmarks)."""
+    """Delete the stack's vhost and its services' users (for throwaway stacks in tests and
+    benchmarks; the users must not be shared with another stack)."""
     with contextlib.suppress(subprocess.CalledProcessError):
         rabbitmqctl("delete_vhost", config.rabbitmq_vhost)
+    for user in config.broker_users():
+        with contextlib.suppress(subprocess.CalledProcessError):
+            rabbitmqctl("delete_user", user)
 
 
 # --- processes ----------------------------------------------------------------------------------
@@ -484,7 +594,9 @@ def service_env(
             "METRICS_PORT": str(metrics_port),
             "DATABASE_URL": config.payments_database_url if worker else config.database_url,
             "DATABASE_SCHEMA": PAYMENTS_SCHEMA if worker else "core",
-            "AMQP_URL": config.amqp_url,
+            "AMQP_URL": config.amqp_url_of(
+                config.rabbitmq_payments_user if worker else config.rabbitmq_core_user
+            ),
             "REDIS_URL": config.redis_url,
             "REDIS_KEY_PREFIX": config.redis_key_prefix,
             "JWT_PRIVATE_KEY_FILE": str(config.key_dir / "jwt-private.pem"),
@@ -647,7 +759,6 @@ def exporter_ports(config: StackConfig) -> dict[str, int]:
 def start_exporters(config: StackConfig) -> None:
     """Start the NGINX, PostgreSQL and Redis exporters (Debian packages `make up` installs)."""
     ports = exporter_ports(config)
-    postgres = urllib.parse.urlsplit(config.postgres_admin_url)
     commands = {
         "nginx-exporter": [
             "prometheus-nginx-exporter",
@@ -664,8 +775,8 @@ def start_exporters(config: StackConfig) -> None:
             f"-web.listen-address=127.0.0.1:{ports['redis']}",
         ],
     }
-    # The stack's own database; a production deployment gives the exporter a pg_monitor role.
-    dsn = postgres._replace(path=f"/{config.database_name}", query="sslmode=disable").geturl()
+    # Its own role, with pg_monitor and nothing else.
+    dsn = config.database_url_of(config.monitor_database_user) + "?sslmode=disable"
     for name, argv in commands.items():
         binary = shutil.which(argv[0])
         if binary is None:

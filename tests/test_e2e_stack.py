@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import aiohttp
+import aiormq
 import asyncpg
 import pytest
 
@@ -224,7 +226,7 @@ async def test_checkout_through_nginx_with_the_worker_make_up_started(stack):
         assert (payment["status"], payment["amount_cents"]) == ("succeeded", 5000)
         async with http.get(f"{base}/api/orders/{order['id']}", headers=auth) as response:
             assert (await response.json())["status"] == "paid"
-    conn = await asyncpg.connect(stack["config"].database_url)
+    conn = await asyncpg.connect(stack["config"].admin_database_url)
     try:
         assert await conn.fetchval("SELECT sum(amount_cents) FROM payments.ledger_entries") == 0
     finally:
@@ -642,6 +644,55 @@ async def test_one_address_exhausting_its_write_budget_leaves_others_theirs(stac
             f"{base}/api/auth/register", json={**body, "name": "Other client"}
         ) as response:
             assert response.status == 201, await response.text()
+
+
+async def test_each_part_holds_only_the_rights_it_needs(stack):
+    config = stack["config"]
+    # core's database role neither owns the payments schema nor may read it
+    core = await asyncpg.connect(config.database_url)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await core.fetchval("SELECT count(*) FROM payments.ledger_entries")
+    finally:
+        await core.close()
+    admin = await asyncpg.connect(config.admin_database_url)
+    try:
+        owners = await admin.fetch(
+            """SELECT nspowner::regrole::text AS owner FROM pg_namespace WHERE nspname = 'payments'
+               UNION SELECT tableowner FROM pg_tables WHERE schemaname = 'payments'"""
+        )
+        assert [row["owner"] for row in owners] == [config.payments_owner_user]
+        monitor = await admin.fetchrow(
+            "SELECT rolsuper, pg_has_role(rolname, 'pg_monitor', 'member') AS monitors "
+            "FROM pg_roles WHERE rolname = $1",
+            config.monitor_database_user,
+        )
+        assert (monitor["rolsuper"], monitor["monitors"]) == (False, True)
+    finally:
+        await admin.close()
+    # the PostgreSQL exporter connects as that monitoring role, not as a superuser
+    pid = int((config.run_dir / "postgres-exporter.pid").read_text())
+    environ = Path(f"/proc/{pid}/environ")
+    environment = (await asyncio.to_thread(environ.read_bytes)).split(b"\0")
+    [dsn] = [item for item in environment if item.startswith(b"DATA_SOURCE_NAME=")]
+    assert f"//{config.monitor_database_user}:".encode() in dsn
+    # core's broker user cannot announce that a payment succeeded; the worker's can
+    for user, allowed in (
+        (config.rabbitmq_core_user, False),
+        (config.rabbitmq_payments_user, True),
+    ):
+        connection = await aio_pika.connect(config.amqp_url_of(user))
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
+            events = await channel.get_exchange("relais.events")
+            message = aio_pika.Message(b"{}", message_id=str(uuid.uuid4()))
+            if allowed:
+                await events.publish(message, routing_key="payment.probe")
+            else:
+                with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+                    await events.publish(message, routing_key="payment.succeeded")
+        finally:
+            await connection.close()
 
 
 async def test_make_down_stops_everything(stack):

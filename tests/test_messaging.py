@@ -258,7 +258,7 @@ async def test_rpc_answers_and_times_out(broker):
         return DailyReport(day=request.day, currencies=[])
 
     server = RpcServer(broker, method, report, prefetch=4)
-    client = RpcClient(broker)
+    client = RpcClient(broker, service="test")
     await server.start()
     await client.start()
     try:

@@ -116,7 +116,7 @@ async def payment_events(app: web.Application) -> AsyncIterator[None]:
             metrics=app[CHECKOUT_METRICS],
         )
 
-    app[RPC_CLIENT] = rpc = RpcClient(app[BROKER])
+    app[RPC_CLIENT] = rpc = RpcClient(app[BROKER], service=app[CORE_SETTINGS].service_name)
     await rpc.start()
     consumer = await consume_work_queue(
         app, EVENT_QUEUE, exchange=EVENTS, contracts=EVENT_TYPES, handler=handle

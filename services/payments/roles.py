@@ -1,8 +1,21 @@
-"""The worker's database role: it may write payments, but only append to the ledger."""
+"""The worker's roles: its database role may write payments but only append to the ledger;
+its broker user consumes payment commands and RPC requests and announces payment events only.
+"""
 
 from __future__ import annotations
 
+from chassis.amqp import ALL_EXCHANGES, DEFAULT, EVENTS, BrokerPermissions, names
 from chassis.resources import Conn
+
+OWN_QUEUES = r"payments\..*"
+RPC_QUEUES = r"rpc\..*"
+BROKER = BrokerPermissions(
+    configure=names(ALL_EXCHANGES, OWN_QUEUES, RPC_QUEUES),
+    write=names(r"relais\.(events|dlx)", DEFAULT, OWN_QUEUES, RPC_QUEUES),
+    read=names(r"relais\.(commands|rpc|dlx)", OWN_QUEUES, RPC_QUEUES),
+    # The events exchange takes from it payment events and nothing else.
+    topics={EVENTS: (r"^payment\.", "^$")},
+)
 
 SCHEMA = "payments"
 # No UPDATE, DELETE or TRUNCATE on the ledger: entries are facts, corrections are new entries.
