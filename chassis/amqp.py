@@ -121,12 +121,11 @@ def message_for(
 class Broker:
     """The process's robust connection and its confirming publisher channel."""
 
-    def __init__(
-        self, connection: AbstractRobustConnection, channel: AbstractRobustChannel
-    ) -> None:
+    def __init__(self, connection: AbstractRobustConnection) -> None:
         self.connection = connection
-        self.channel = channel
+        self.channel: AbstractRobustChannel
         self._exchanges: dict[str, AbstractExchange] = {}
+        self._reopening = asyncio.Lock()
 
     @classmethod
     async def connect(cls, url: str, *, name: str) -> Broker:
@@ -134,23 +133,46 @@ class Broker:
         connection = await aio_pika.connect_robust(
             url, reconnect_interval=1.0, client_properties={"connection_name": name}
         )
-        # Unroutable publishes raise instead of vanishing; every publish awaits its confirm.
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        broker = cls(connection, channel)
-        for exchange, kind in EXCHANGES.items():
-            broker._exchanges[exchange] = await channel.declare_exchange(
-                exchange, kind, durable=True
-            )
-        broker._exchanges[DEFAULT_EXCHANGE] = channel.default_exchange
+        broker = cls(connection)
+        await broker._open_channel()
         return broker
+
+    async def _open_channel(self) -> None:
+        # Unroutable publishes raise instead of vanishing; every publish awaits its confirm.
+        channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchanges: dict[str, AbstractExchange] = {DEFAULT_EXCHANGE: channel.default_exchange}
+        for exchange, kind in EXCHANGES.items():
+            exchanges[exchange] = await channel.declare_exchange(exchange, kind, durable=True)
+        self.channel, self._exchanges = channel, exchanges
 
     async def publish(
         self, exchange: str, routing_key: str, message: aio_pika.abc.AbstractMessage
     ) -> None:
-        """Publish and wait for the broker's confirm; raise if unroutable, refused or lost."""
+        """Publish and wait for the broker's confirm; raise if unroutable, refused or lost.
+
+        A robust channel is restored after a reconnect, but one whose restore failed stays
+        closed for good (seen once in a few broker restarts): a publish that finds it closed
+        while the connection is up opens a new one and tries once more."""
+        try:
+            await self._publish(exchange, routing_key, message)
+        except aio_pika.exceptions.ChannelInvalidStateError:
+            if self.connection.is_closed:
+                raise
+            await self._replace_closed_channel()
+            await self._publish(exchange, routing_key, message)
+
+    async def _publish(
+        self, exchange: str, routing_key: str, message: aio_pika.abc.AbstractMessage
+    ) -> None:
         await self._exchanges[exchange].publish(
             message, routing_key, mandatory=True, timeout=PUBLISH_TIMEOUT
         )
+
+    async def _replace_closed_channel(self) -> None:
+        async with self._reopening:
+            if self.channel.is_closed:  # else another publish replaced it meanwhile
+                log.warning("publisher channel closed for good; opening a new one")
+                await self._open_channel()
 
     async def declare_work_queue(
         self,

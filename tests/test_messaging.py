@@ -66,6 +66,15 @@ async def test_an_unroutable_publish_raises(broker):
         await broker.publish(COMMANDS, f"nobody.{uuid.uuid4().hex}", message_for(refund_command()))
 
 
+async def test_a_publisher_channel_closed_for_good_is_replaced(broker):
+    queue = await work_queue(broker)
+    closed = broker.channel
+    await closed.close()  # as a robust channel whose restore failed after a reconnect stays
+    await broker.publish(COMMANDS, queue, message_for(refund_command()))
+    assert broker.channel is not closed and not broker.channel.is_closed
+    assert len(await drain(broker, queue)) == 1
+
+
 async def test_transient_failures_are_retried_with_back_off_then_succeed(broker):
     queue = await work_queue(broker)
     attempts: list[float] = []
