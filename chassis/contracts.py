@@ -90,32 +90,31 @@ class RefundPayment(Contract):
     amount_cents: Amount
 
 
-class ProviderEventV1(Contract):
+class _ProviderEventBody(BaseModel):
+    """What every version of a forwarded provider webhook says."""
+
+    provider: str
+    event_id: str
+    event_type: str
+    payment_id: UUID | None
+    provider_payment_id: str | None
+    failure_code: str | None = None
+
+
+class ProviderEventV1(_ProviderEventBody, Contract):
     """A verified provider webhook as core forwarded it before v2 (decoded for messages still
     queued; the worker reads it as a v2 event that names no amount, so it settles nothing)."""
 
     type: Literal["payment.provider_event"] = "payment.provider_event"
     version: Literal[1] = 1
-    provider: str
-    event_id: str
-    event_type: str
-    payment_id: UUID | None
-    provider_payment_id: str | None
-    failure_code: str | None = None
 
 
-class ProviderEvent(Contract):
+class ProviderEvent(_ProviderEventBody, Contract):
     """A verified provider webhook, forwarded by core to the worker that owns payments, with
     what its object says (the worker checks it against the payment before believing it)."""
 
     type: Literal["payment.provider_event"] = "payment.provider_event"
     version: Literal[2] = 2
-    provider: str
-    event_id: str
-    event_type: str
-    payment_id: UUID | None
-    provider_payment_id: str | None
-    failure_code: str | None = None
     refund_id: UUID | None = None
     provider_refund_id: str | None = None
     amount_cents: int | None = None

@@ -24,6 +24,9 @@ from services.payments.app import MIGRATIONS as PAYMENTS_MIGRATIONS
 from services.payments.app import create_app as create_payments_app
 from services.payments.roles import grant_worker_role
 from services.payments.settings import PaymentsSettings
+from tests.factories import Account, admin
+from tests.fake_stripe import SECRET_KEY as STRIPE_SECRET_KEY
+from tests.fake_stripe import FakeStripe
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -213,6 +216,33 @@ async def make_worker(
 async def worker(make_worker: WorkerFactory) -> web.Application:
     """One payments worker."""
     return await make_worker()
+
+
+@pytest.fixture
+async def stripe(aiohttp_server: Any) -> FakeStripe:
+    """A local server speaking Stripe's wire format (its URL in `.url`)."""
+    fake = FakeStripe()
+    server = await aiohttp_server(fake.app())
+    fake.url = str(server.make_url(""))
+    return fake
+
+
+@pytest.fixture
+def make_stripe_worker(make_worker: WorkerFactory, stripe: FakeStripe) -> WorkerFactory:
+    """Start payments workers that charge through the local Stripe (settings overridable)."""
+
+    async def start(**overrides: Any) -> web.Application:
+        return await make_worker(
+            stripe_secret_key=STRIPE_SECRET_KEY, stripe_api_base=stripe.url, **overrides
+        )
+
+    return start
+
+
+@pytest.fixture
+async def admin_account(client: TestClient[Any, Any], db: asyncpg.Connection) -> Account:
+    """An admin of the `client` instance."""
+    return await admin(client, db)
 
 
 @pytest.fixture

@@ -64,6 +64,12 @@ async def is_(awaitable: Awaitable[Any], expected: object) -> bool:
     return await awaitable == expected
 
 
+async def order_status(db: asyncpg.Connection, order_id: str) -> str:
+    """An order's status."""
+    status: str = await db.fetchval("SELECT status FROM orders WHERE id = $1::uuid", order_id)
+    return status
+
+
 async def payment_status(db: asyncpg.Connection, payment_id: str) -> str:
     """A payment's status as core records it."""
     status: str = await db.fetchval("SELECT status FROM payments WHERE id = $1::uuid", payment_id)

@@ -14,11 +14,6 @@ from tests.faults import eventually
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture
-async def admin_account(client, db):
-    return await admin(client, db)
-
-
 async def test_create_and_read_product(client, admin_account):
     product = await create_product(client, admin_account, stock=3)
     assert set(product) == {

@@ -11,11 +11,6 @@ from services.core.idempotency import delete_expired_keys
 from tests.factories import admin, create_product, register
 
 
-@pytest.fixture
-async def admin_account(client, db):
-    return await admin(client, db)
-
-
 async def stock(db, product_id) -> int:
     return await db.fetchval("SELECT stock FROM products WHERE id = $1::uuid", product_id)
 

@@ -19,27 +19,18 @@ from services.core.orders import repository as orders_repository
 from services.core.orders.service import release_unpaid_orders
 from services.payments.providers import Outcome
 from tests.conftest import REDIS_URL
-from tests.factories import admin, create_product, pay, place_order, register
-from tests.fake_stripe import SECRET_KEY, FakeStripe
+from tests.factories import create_product, pay, place_order, register
 from tests.faults import eventually
 from tests.payments_support import (
     intent_event,
     is_,
     ledger_sum,
+    order_status,
     payment_status,
     provider_event,
     send_webhook,
     signature,
 )
-
-
-@pytest.fixture
-async def admin_account(client, db):
-    return await admin(client, db)
-
-
-async def order_status(db, order_id) -> str:
-    return await db.fetchval("SELECT status FROM orders WHERE id = $1::uuid", order_id)
 
 
 async def checkout(client, admin_account, payment_method: str, *, wait: int | None = 10):
@@ -216,23 +207,10 @@ async def test_a_buyer_who_never_confirms_is_given_up_on_and_the_order_freed(
     assert again["status"] == "succeeded"
 
 
-@pytest.fixture
-async def stripe(aiohttp_server):
-    fake = FakeStripe()
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url(""))
-    return fake
-
-
 async def test_stripe_refunds_left_pending_settle_by_webhook_or_reconciler(
-    client, make_worker, stripe, admin_account, db
+    client, make_stripe_worker, stripe, admin_account, db
 ):
-    await make_worker(
-        stripe_secret_key=SECRET_KEY,
-        stripe_api_base=stripe.url,
-        reconcile_interval=0.2,
-        reconcile_after=1.5,
-    )
+    await make_stripe_worker(reconcile_interval=0.2, reconcile_after=1.5)
     _, _, payment = await checkout(client, admin_account, "tok_visa")
     assert payment["status"] == "succeeded"
     stripe.refund_status = "pending"
@@ -272,14 +250,10 @@ async def test_stripe_refunds_left_pending_settle_by_webhook_or_reconciler(
 
 
 async def test_stripe_intents_waiting_for_the_buyer_are_cancelled(
-    client, make_worker, stripe, admin_account, db
+    client, make_stripe_worker, stripe, admin_account, db
 ):
-    await make_worker(
-        stripe_secret_key=SECRET_KEY,
-        stripe_api_base=stripe.url,
-        reconcile_interval=0.2,
-        reconcile_after=0.5,
-        payment_action_timeout=1.0,
+    await make_stripe_worker(
+        reconcile_interval=0.2, reconcile_after=0.5, payment_action_timeout=1.0
     )
     _, order, payment = await checkout(client, admin_account, "tok_threeDSecure2Required", wait=1)
     assert payment["status"] == "processing"

@@ -18,27 +18,19 @@ from services.core.orders.service import release_unpaid_orders
 from services.core.payments.service import apply_event
 from services.payments.app import COMMAND_QUEUE
 from tests.conftest import PAYMENTS_ROLE
-from tests.factories import admin, create_product, pay, place_order, register
+from tests.factories import create_product, pay, place_order, register
 from tests.faults import eventually
 from tests.payments_support import (
     charge_count,
     intent_event,
     is_,
     ledger_sum,
+    order_status,
     payment_status,
     provider_charges,
     send_webhook,
     signature,
 )
-
-
-@pytest.fixture
-async def admin_account(client, db):
-    return await admin(client, db)
-
-
-async def order_status(db, order_id) -> str:
-    return await db.fetchval("SELECT status FROM orders WHERE id = $1::uuid", order_id)
 
 
 async def stock(db, product_id) -> int:

@@ -10,28 +10,15 @@ import pytest
 from services.payments.keys import PAYMENTS_SETTINGS
 from services.payments.providers import Charge, GuardedProvider, ProviderUnavailable
 from services.payments.stripe import StripeProvider
-from tests.factories import admin, create_product, pay, place_order, register
-from tests.fake_stripe import SECRET_KEY, FakeStripe
+from tests.factories import create_product, pay, place_order, register
+from tests.fake_stripe import SECRET_KEY
 from tests.faults import eventually
 from tests.payments_support import is_, ledger_sum, payment_status
 
 
 @pytest.fixture
-async def stripe(aiohttp_server):
-    fake = FakeStripe()
-    server = await aiohttp_server(fake.app())
-    fake.url = str(server.make_url(""))
-    return fake
-
-
-@pytest.fixture
-async def stripe_worker(make_worker, stripe):
-    return await make_worker(stripe_secret_key=SECRET_KEY, stripe_api_base=stripe.url)
-
-
-@pytest.fixture
-async def admin_account(client, db):
-    return await admin(client, db)
+async def stripe_worker(make_stripe_worker):
+    return await make_stripe_worker()
 
 
 async def test_stripe_checkout_refund_and_decline(client, stripe_worker, stripe, admin_account, db):

@@ -117,11 +117,12 @@ HANG_SECONDS = 3600.0
 _CANCEL_IF_PROCESSING = """
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
 if not stored then return nil end
-if cjson.decode(stored)['outcome']['status'] == 'processing' then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  return ARGV[2]
-end
-return stored
+local entry = cjson.decode(stored)
+if entry['outcome']['status'] ~= 'processing' then return stored end
+entry['outcome'] = cjson.decode(ARGV[2])
+local updated = cjson.encode(entry)
+redis.call('HSET', KEYS[1], ARGV[1], updated)
+return updated
 """
 
 
@@ -195,8 +196,10 @@ class SandboxProvider:
 
     async def cancel_charge(self, key: str, provider_ref: str | None) -> Outcome:
         await self._simulate()
-        cancelled = {"outcome": asdict(Outcome("failed", provider_ref, "canceled")), "metadata": {}}
-        stored = await self._cancel(keys=[self.charges_key], args=[key, orjson.dumps(cancelled)])
+        cancelled = Outcome("failed", provider_ref, "canceled")
+        stored = await self._cancel(
+            keys=[self.charges_key], args=[key, orjson.dumps(asdict(cancelled))]
+        )
         if stored is None:
             return Outcome("failed", provider_ref, "canceled")  # nothing to cancel
         return _outcome(stored)

@@ -47,10 +47,17 @@ async def payment_for_update(
     conn: Conn, *, payment_id: Any = None, provider_ref: str | None = None
 ) -> asyncpg.Record | None:
     """A payment found by our id or the provider's, locked for the transaction."""
-    return await conn.fetchrow(
+    return await find_payment(conn, payment_id=payment_id, provider_ref=provider_ref, lock=True)
+
+
+async def find_payment(
+    db: Db, *, payment_id: Any = None, provider_ref: str | None = None, lock: bool = False
+) -> asyncpg.Record | None:
+    """A payment found by our id or the provider's (locked for the transaction if `lock`)."""
+    return await db.fetchrow(
         f"""SELECT {PAYMENT_COLUMNS} FROM payments
             WHERE ($1::uuid IS NOT NULL AND id = $1) OR ($1::uuid IS NULL AND provider_ref = $2)
-            LIMIT 1 FOR UPDATE""",
+            LIMIT 1 {"FOR UPDATE" if lock else ""}""",
         payment_id,
         provider_ref,
     )
@@ -111,19 +118,6 @@ async def refund_for_update(conn: Conn, refund_id: Any) -> asyncpg.Record | None
     return await conn.fetchrow(
         "SELECT id, payment_id, amount_cents, status FROM refunds WHERE id = $1 FOR UPDATE",
         refund_id,
-    )
-
-
-async def find_payment(
-    db: Db, *, payment_id: Any = None, provider_ref: str | None = None
-) -> asyncpg.Record | None:
-    """A payment found by our id or the provider's."""
-    return await db.fetchrow(
-        f"""SELECT {PAYMENT_COLUMNS} FROM payments
-            WHERE ($1::uuid IS NOT NULL AND id = $1) OR ($1::uuid IS NULL AND provider_ref = $2)
-            LIMIT 1""",
-        payment_id,
-        provider_ref,
     )
 
 
