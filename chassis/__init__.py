@@ -1,13 +1,14 @@
 """The Relais chassis: what every service is built on.
 
-Modules: `settings` (environment), `app` (factory helpers, entry point), `keys` (typed app
-and request keys), `problems` (RFC 9457 errors), `middleware` (the edge: request id, errors,
-access log, RED metrics, server spans), `metrics` (with exemplars), `tracing` (OpenTelemetry),
-`otlp_encoding` (the span exporter's faster encoder), `health`, `resources` (PostgreSQL and
-Redis as `cleanup_ctx`), `auth` (JWT), `ratelimit`, `near_cache` (two-tier cache), `payloads`
-(JSON in and out), `pagination`, `routes` (declared, enforced and documented operations),
-`openapi`, `migrations`,
-`contracts` (message models), `amqp` (RabbitMQ), `consumer`, `outbox`, `listen`, `rpc`.
+Modules: `settings` (environment, production guard), `app` (factory helpers, entry point),
+`keys` (typed app and request keys), `problems` (RFC 9457 errors), `middleware` (the edge:
+request id, errors, access log, RED metrics, server spans), `metrics` (with exemplars),
+`tracing` (OpenTelemetry), `otlp_encoding` (the span exporter's faster encoder), `health`,
+`resources` (PostgreSQL and Redis as `cleanup_ctx`, background tasks), `auth` (JWT, revocation),
+`ratelimit`, `near_cache` (two-tier cache, recorded invalidations), `payloads` (JSON in and
+out), `money` (currencies, amounts), `pagination`, `routes` (declared, enforced and documented
+operations), `openapi`, `migrations`, `contracts` (message models), `amqp` (RabbitMQ, broker
+permissions), `consumer`, `outbox`, `listen`, `rpc`.
 
 Exceptions a handler raises to answer a client (all render as problem+json)::
 
