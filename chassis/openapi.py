@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
-from chassis.payloads import without_null
+from chassis.payloads import NUL_FREE, without_null
 from chassis.routes import ApiRoutes, Response
 
 _STATUS_TEXT = {
@@ -115,20 +115,16 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
     }
 
 
-# What `chassis.payloads.validated` refuses in every string of a request (PostgreSQL cannot
-# store it), said in the document where no pattern or format says more.
-_NO_NUL = "^[^\\u0000]*$"
-
-
 def _without_nul(schema: Any) -> Any:
-    """`schema` with every free-form string refusing NUL, as the API does."""
+    """`schema` with every free-form string refusing NUL, as `chassis.payloads.validated` does
+    (PostgreSQL cannot store it), where no pattern or format says more."""
     if isinstance(schema, list):
         return [_without_nul(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
     copy = {key: _without_nul(value) for key, value in schema.items()}
     if copy.get("type") == "string" and not {"pattern", "format", "enum"} & set(copy):
-        copy["pattern"] = _NO_NUL
+        copy["pattern"] = NUL_FREE
     return copy
 
 

@@ -116,6 +116,10 @@ def validated(model: type[M], data: object) -> M:
         raise validation_problem(exc) from exc
 
 
+# The same rule in a document's words: a string without NUL.
+NUL_FREE = "^[^\\u0000]*$"
+
+
 def nul_fields(data: object, path: str = "") -> Iterator[str]:
     """The dotted paths of the strings (keys included) in `data` that hold a NUL character."""
     if isinstance(data, str):
