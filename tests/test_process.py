@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -103,6 +104,7 @@ async def test_nginx_retries_only_idempotent_methods(tmp_path: Path):
         assert all(r.content_type == "application/problem+json" for r in failed)
     finally:
         stop_pid_file(nginx_pid, signal.SIGQUIT)
+        shutil.rmtree(config.runtime_dir, ignore_errors=True)  # NGINX' temp folders
         await runner.cleanup()
         await hang_up.stop()
 
