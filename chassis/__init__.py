@@ -25,7 +25,7 @@ Exceptions a handler raises to answer a client (all render as problem+json)::
     └── GatewayTimeout          504  a worker missed the RPC deadline
 """
 
-from chassis.problems import (
+from chassis.errors import (
     BadRequest,
     Conflict,
     DomainError,

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from aiohttp import web
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SETTINGS = web.AppKey["ServiceSettings"]("settings")
 
 # Development values that must never reach production.
 DEV_DATABASE_PASSWORD = "relais"  # noqa: S105

@@ -39,7 +39,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
-from chassis.otlp_encoding import encode_spans
+from chassis.telemetry import encode_spans
 from scripts.otlp import OtlpReceiver
 from scripts.stack import (
     ROOT,

@@ -18,7 +18,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from chassis.amqp import (
+from chassis.messaging import (
     ATTEMPT_HEADER,
     DEFAULT_EXCHANGE,
     QUEUE_HEADER,

@@ -11,7 +11,7 @@ import orjson
 import uvloop
 from aiohttp import web
 
-from chassis.app import BACKLOG, UnixSocket
+from chassis.http import BACKLOG, UnixSocket
 
 BODY = orjson.dumps({"message": "hello"})
 

@@ -43,8 +43,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
-from chassis.amqp import BrokerPermissions
-from chassis.migrations import upgrade
+from chassis.data import upgrade
+from chassis.messaging import BrokerPermissions
 from chassis.settings import DEV_MARKER
 from services.core.app import MIGRATIONS
 from services.core.roles import BROKER as CORE_BROKER

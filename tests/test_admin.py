@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from chassis.auth import Revocations
+from chassis.http import Revocations
 from services.core.admin import RefusedPromotion, ensure_admin
 from services.core.auth.service import Passwords
 from tests.conftest import REDIS_URL

@@ -232,7 +232,7 @@ async def test_cache_serves_without_database_and_stampede_loads_once(make_client
     metrics = [instance.app for instance in (first, second)]
 
     def database_loads() -> float:
-        from chassis.keys import METRICS
+        from chassis.telemetry import METRICS
 
         total = 0.0
         for app in metrics:

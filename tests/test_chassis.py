@@ -30,14 +30,21 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from chassis.app import create_service_app
-from chassis.keys import ACCESS_LOG, DB_POOL, TRACER
-from chassis.logs import AccessLog
-from chassis.metrics import Metrics
-from chassis.otlp_encoding import FastOTLPSpanExporter, encode_spans
-from chassis.resources import background
+from chassis.data import DB_POOL
+from chassis.http import create_service_app
 from chassis.settings import DEV_KEY_DIR, ServiceSettings
-from chassis.tracing import Tracing, start_tracing, stop_tracing
+from chassis.tasks import background
+from chassis.telemetry import (
+    ACCESS_LOG,
+    TRACER,
+    AccessLog,
+    FastOTLPSpanExporter,
+    Metrics,
+    Tracing,
+    encode_spans,
+    start_tracing,
+    stop_tracing,
+)
 from scripts.otlp import OtlpReceiver
 from scripts.stack import StackConfig, ensure_keys
 from services.core.app import create_app
@@ -133,7 +140,7 @@ async def test_access_log_line_per_request(aiohttp_client, settings):
 
 
 async def test_json_formatter_emits_fields():
-    from chassis.logs import JsonFormatter
+    from chassis.telemetry import JsonFormatter
 
     record = logging.LogRecord("relais.access", logging.INFO, __file__, 1, "request", None, None)
     record.route = "/api/x/{id}"
@@ -142,7 +149,7 @@ async def test_json_formatter_emits_fields():
 
 
 async def test_log_lines_inside_a_span_carry_its_ids():
-    from chassis.logs import JsonFormatter
+    from chassis.telemetry import JsonFormatter
 
     tracer = TracerProvider().get_tracer("test")
     record = logging.LogRecord("relais.test", logging.INFO, __file__, 1, "hello", None, None)

@@ -6,8 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from chassis.keys import INVALIDATION_BUS
-from chassis.near_cache import InvalidationBus
+from chassis.data import INVALIDATION_BUS, InvalidationBus
 from services.core.keys import PRODUCT_CACHE
 from tests.factories import admin, create_product, register
 from tests.faults import TcpProxy, eventually

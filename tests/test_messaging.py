@@ -12,20 +12,24 @@ import pytest
 from aio_pika.exceptions import PublishError
 from opentelemetry.sdk.trace import TracerProvider
 
-from chassis.amqp import (
+from chassis.errors import GatewayTimeout
+from chassis.messaging import (
     COMMANDS,
     REASON_HEADER,
     Broker,
+    Consumer,
+    MessageTypes,
+    OutboxRelay,
+    Poison,
+    RpcClient,
+    RpcServer,
     dead_letter_queue,
+    enqueue,
     message_for,
     retry_queue,
 )
-from chassis.consumer import Consumer, Poison
-from chassis.contracts import DailyReport, DailyReportRequest, RefundPayment, decode
-from chassis.metrics import Metrics
-from chassis.outbox import OutboxRelay, enqueue
-from chassis.problems import GatewayTimeout
-from chassis.rpc import RpcClient, RpcServer
+from chassis.telemetry import Metrics
+from contracts import Contract, DailyReport, DailyReportRequest, RefundPayment
 from scripts import dlq
 from tests.faults import eventually
 
@@ -85,7 +89,9 @@ async def test_transient_failures_are_retried_with_back_off_then_succeed(broker)
             raise ConnectionError("database blip")
 
     metrics = Metrics("test")
-    consumer = Consumer(broker, queue, flaky, metrics=metrics, prefetch=10, retry_delays=RETRIES)
+    consumer = Consumer(
+        broker, queue, {RefundPayment: flaky}, metrics=metrics, prefetch=10, retry_delays=RETRIES
+    )
     await consumer.start()
     try:
         await broker.publish(COMMANDS, queue, message_for(refund_command()))
@@ -120,7 +126,12 @@ async def test_poison_and_exhausted_messages_are_dead_lettered_with_reasons(brok
             raise RuntimeError("bug")
 
     consumer = Consumer(
-        broker, queue, handler, metrics=Metrics("test"), prefetch=10, retry_delays=RETRIES
+        broker,
+        queue,
+        {RefundPayment: handler},
+        metrics=Metrics("test"),
+        prefetch=10,
+        retry_delays=RETRIES,
     )
     await consumer.start()
     try:
@@ -184,7 +195,9 @@ async def test_stop_finishes_messages_in_flight_before_closing(broker):
         finished.append(message.message_id)
 
     metrics = Metrics("test")
-    consumer = Consumer(broker, queue, slow, metrics=metrics, prefetch=10, retry_delays=RETRIES)
+    consumer = Consumer(
+        broker, queue, {RefundPayment: slow}, metrics=metrics, prefetch=10, retry_delays=RETRIES
+    )
 
     def running() -> float | None:
         labels = {"service": "test", "queue": queue}
@@ -209,7 +222,12 @@ async def test_relays_on_several_instances_publish_each_row_once(broker, databas
         received.append(message.message_id)
 
     consumer = Consumer(
-        broker, queue, collect, metrics=Metrics("test"), prefetch=300, retry_delays=RETRIES
+        broker,
+        queue,
+        {RefundPayment: collect},
+        metrics=Metrics("test"),
+        prefetch=300,
+        retry_delays=RETRIES,
     )
     await consumer.start()
     relays = [
@@ -266,7 +284,7 @@ async def test_rpc_answers_and_times_out(broker):
         await asyncio.sleep(delay)
         return DailyReport(day=request.day, currencies=[])
 
-    server = RpcServer(broker, method, report, prefetch=4)
+    server = RpcServer(broker, method, report, request=DailyReportRequest, prefetch=4)
     client = RpcClient(broker, service="test")
     await server.start()
     await client.start()
@@ -286,6 +304,7 @@ async def test_rpc_answers_and_times_out(broker):
 
 
 def test_contracts_round_trip_and_refuse_unknown_versions():
+    decode = MessageTypes(Contract.registry.values()).decode
     command = refund_command()
     assert decode(command.encode()) == command
     with pytest.raises(ValueError, match="version 2"):
@@ -305,7 +324,12 @@ async def test_dlq_command_lists_and_requeues_dead_letters(broker, amqp_url, cap
         handled.append(message.message_id)
 
     consumer = Consumer(
-        broker, queue, handler, metrics=Metrics("test"), prefetch=10, retry_delays=RETRIES
+        broker,
+        queue,
+        {RefundPayment: handler},
+        metrics=Metrics("test"),
+        prefetch=10,
+        retry_delays=RETRIES,
     )
     await consumer.start()
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from chassis.money import CURRENCIES, decimal_amount
+from contracts import CURRENCIES, decimal_amount
 from tests.factories import admin, create_product, pay, place_order, product_fields, register
 from tests.payments_support import provider_charges
 

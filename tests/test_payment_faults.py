@@ -64,7 +64,7 @@ async def place_and_pay(client, count: int, stock: int) -> list[str]:
 
 
 async def _db(client):
-    from chassis.keys import DB_POOL
+    from chassis.data import DB_POOL
 
     return client.app[DB_POOL]
 

@@ -12,8 +12,9 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from chassis.keys import DB_POOL, METRICS
-from chassis.outbox import derived_message_id
+from chassis.data import DB_POOL
+from chassis.messaging import derived_message_id
+from chassis.telemetry import METRICS
 from services.core.keys import PRODUCT_CACHE
 from services.core.orders import repository as orders_repository
 from services.core.orders.service import release_unpaid_orders

@@ -10,12 +10,13 @@ import aio_pika
 import asyncpg
 import pytest
 
-from chassis.amqp import COMMANDS, REASON_HEADER, dead_letter_queue
-from chassis.contracts import PaymentRefunded, PaymentSucceeded
-from chassis.keys import METRICS
+from chassis.data import DB_POOL
+from chassis.messaging import COMMANDS, REASON_HEADER, dead_letter_queue
+from chassis.telemetry import METRICS
+from contracts import PaymentRefunded, PaymentSucceeded
+from services.core.checkout.events import apply_event
 from services.core.keys import CHECKOUT_METRICS, PRODUCT_CACHE
 from services.core.orders.service import release_unpaid_orders
-from services.core.payments.service import apply_event
 from services.payments.app import COMMAND_QUEUE
 from tests.conftest import PAYMENTS_ROLE
 from tests.factories import create_product, pay, place_order, register
@@ -359,7 +360,7 @@ async def test_core_applies_events_out_of_order_without_going_backwards(client, 
     status, payment = await pay(client, customer, order["id"], wait=None)
     assert status == 202
     ids = {"payment_id": payment["id"], "order_id": order["id"], "user_id": customer.id}
-    pool = client.app[__import__("chassis.keys", fromlist=["DB_POOL"]).DB_POOL]
+    pool = client.app[DB_POOL]
     refund_id = await db.fetchval(
         """INSERT INTO refunds (payment_id, amount_cents, status)
            VALUES ($1::uuid, 500, 'pending') RETURNING id""",
@@ -462,7 +463,7 @@ async def test_unpaid_orders_are_released_after_the_hold(client, worker, admin_a
     cancel = await client.post(f"/api/orders/{processing['id']}/cancel", headers=customer.auth)
     assert cancel.status == 409
     assert await stock(db, product["id"]) == 1
-    pool = client.app[__import__("chassis.keys", fromlist=["DB_POOL"]).DB_POOL]
+    pool = client.app[DB_POOL]
     kept = await release_unpaid_orders(
         pool=pool, cache=client.app[PRODUCT_CACHE], hold_seconds=3600
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chassis.metrics import Metrics
+from chassis.telemetry import Metrics
 from services.core.metrics import CheckoutMetrics
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from chassis.app import serve
+from chassis.http import serve
 from services.core.app import create_app
 from services.core.settings import CoreSettings
 

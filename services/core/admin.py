@@ -18,7 +18,7 @@ import asyncpg
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from chassis.auth import Revocations
+from chassis.http import Revocations
 from services.core.auth import repository
 from services.core.auth.schemas import RegisterIn
 from services.core.auth.service import Passwords

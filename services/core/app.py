@@ -6,33 +6,49 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import swagger_ui
-from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 
-from chassis.amqp import EVENTS, amqp_broker, broker_ready
-from chassis.app import create_service_app
-from chassis.auth import TokenService
-from chassis.consumer import consume_work_queue
-from chassis.contracts import (
-    Contract,
-    PaymentFailed,
-    PaymentRefunded,
-    PaymentSucceeded,
-    RefundFailed,
+from chassis.data import (
+    DB_POOL,
+    REDIS,
+    RecordedInvalidations,
+    invalidation_bus,
+    postgres_pool,
+    redis_client,
+    tiered_cache,
 )
-from chassis.health import DEFAULT_CHECKS, setup_health
-from chassis.keys import BROKER, DB_POOL, METRICS, PG_LISTENER, REDIS, TOKENS
-from chassis.listen import listening, setup_pg_listener
-from chassis.near_cache import RecordedInvalidations, invalidation_bus, tiered_cache
-from chassis.openapi import openapi_document, setup_docs
-from chassis.outbox import outbox_relay
-from chassis.ratelimit import rate_limiter
-from chassis.resources import background, postgres_pool, redis_client, repeat
-from chassis.routes import ApiRoutes
-from chassis.rpc import RpcClient
+from chassis.http import (
+    DEFAULT_CHECKS,
+    TOKENS,
+    ApiRoutes,
+    TokenService,
+    create_service_app,
+    openapi_document,
+    rate_limiter,
+    setup_docs,
+    setup_health,
+)
+from chassis.messaging import (
+    BROKER,
+    EVENTS,
+    PG_LISTENER,
+    RpcClient,
+    amqp_broker,
+    broker_ready,
+    consume_work_queue,
+    listening,
+    outbox_relay,
+    setup_pg_listener,
+)
+from chassis.tasks import background, repeat
+from chassis.telemetry import METRICS
+from services.core import handlers
 from services.core.auth.service import Passwords
 from services.core.auth.views import routes as auth_routes
 from services.core.catalog.views import routes as catalog_routes
+from services.core.checkout.events import SETTLED_CHANNEL
+from services.core.checkout.views import routes as payment_routes
+from services.core.checkout.waiting import SettlementWaiters
 from services.core.idempotency import delete_expired_keys
 from services.core.keys import (
     CHECKOUT_METRICS,
@@ -46,8 +62,6 @@ from services.core.keys import (
 from services.core.metrics import CheckoutMetrics
 from services.core.orders.service import release_unpaid_orders
 from services.core.orders.views import routes as order_routes
-from services.core.payments.service import SETTLED_CHANNEL, SettlementWaiters, apply_event
-from services.core.payments.views import routes as payment_routes
 from services.core.settings import CoreSettings
 from services.core.users.views import routes as user_routes
 
@@ -62,7 +76,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 EVENT_QUEUE = "core.payment-events"
 # Seconds a write has to send its own invalidations before any instance sends them for it.
 INVALIDATION_GRACE = 1.0
-EVENT_TYPES = (PaymentSucceeded, PaymentFailed, PaymentRefunded, RefundFailed)
 
 
 def api_document() -> dict[str, object]:
@@ -106,21 +119,10 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
 
 
 async def payment_events(app: web.Application) -> AsyncIterator[None]:
-    """Consume the payments worker's events; call its RPCs."""
-
-    async def handle(event: Contract, message: AbstractIncomingMessage) -> None:
-        await apply_event(
-            pool=app[DB_POOL],
-            event=event,
-            message_id=message.message_id or "",
-            metrics=app[CHECKOUT_METRICS],
-        )
-
+    """Consume the payments service's events; call its RPCs."""
     app[RPC_CLIENT] = rpc = RpcClient(app[BROKER], service=app[CORE_SETTINGS].service_name)
     await rpc.start()
-    consumer = await consume_work_queue(
-        app, EVENT_QUEUE, exchange=EVENTS, contracts=EVENT_TYPES, handler=handle
-    )
+    consumer = await consume_work_queue(app, EVENT_QUEUE, exchange=EVENTS, handlers=handlers.EVENTS)
     yield
     await consumer.stop()
     await rpc.stop()

@@ -15,10 +15,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from chassis.payloads import dumps
-from chassis.problems import BadRequest, Conflict, Unprocessable
-from chassis.resources import Conn, Db
-from chassis.routes import Header
+from chassis.data import Conn, Db
+from chassis.errors import BadRequest, Conflict, Unprocessable
+from chassis.http import Header, dumps
 
 KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # visible ASCII
 _KEY = re.compile(KEY_PATTERN)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from chassis.near_cache import TieredCache
-from chassis.rpc import RpcClient
+from chassis.data import TieredCache
+from chassis.messaging import RpcClient
 from services.core.auth.service import Passwords
+from services.core.checkout.waiting import SettlementWaiters
 from services.core.metrics import CheckoutMetrics
-from services.core.payments.service import SettlementWaiters
 from services.core.settings import CoreSettings
 
 CORE_SETTINGS = web.AppKey("core_settings", CoreSettings)

@@ -6,8 +6,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter, Histogram
 
-from chassis.metrics import Metrics, exemplar
-from chassis.tracing import current_ids
+from chassis.telemetry import Metrics, current_ids, exemplar
 
 # Settlement is seconds for a card, minutes when a webhook resolves a timeout.
 # What an order may be when a payment of it succeeds too late.

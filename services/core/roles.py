@@ -8,7 +8,7 @@ service that owns a fact announces it, so core cannot claim that a payment succe
 
 from __future__ import annotations
 
-from chassis.amqp import ALL_EXCHANGES, DEFAULT, EVENTS, BrokerPermissions, names
+from chassis.messaging import ALL_EXCHANGES, DEFAULT, EVENTS, BrokerPermissions, names
 
 OWN_QUEUES = r"core\..*"
 BROKER = BrokerPermissions(

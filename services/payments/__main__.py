@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from chassis.app import serve
+from chassis.http import serve
 from services.payments.app import create_app
 from services.payments.settings import PaymentsSettings
 

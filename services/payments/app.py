@@ -6,27 +6,22 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 
-from chassis.amqp import COMMANDS, amqp_broker, broker_ready
-from chassis.app import create_service_app
-from chassis.consumer import Handler, Poison, consume_work_queue
-from chassis.contracts import (
-    ChargePayment,
-    Contract,
-    DailyReportRequest,
-    ProviderEvent,
-    ProviderEventV1,
-    RefundPayment,
+from chassis.data import DB_POOL, REDIS, postgres_pool, redis_client
+from chassis.http import DEFAULT_CHECKS, create_service_app, setup_health
+from chassis.messaging import (
+    COMMANDS,
+    amqp_broker,
+    broker_ready,
+    consume_work_queue,
+    listening,
+    outbox_relay,
+    serving_rpcs,
+    setup_pg_listener,
 )
-from chassis.health import DEFAULT_CHECKS, setup_health
-from chassis.keys import BROKER, DB_POOL, REDIS
-from chassis.listen import listening, setup_pg_listener
-from chassis.outbox import outbox_relay
-from chassis.resources import background, postgres_pool, redis_client, repeat
-from chassis.rpc import RpcServer
-from services.payments import service
+from chassis.tasks import background, repeat
+from services.payments import handlers, service
 from services.payments.keys import PAYMENTS_SETTINGS, PROVIDER
 from services.payments.providers import GuardedProvider, Provider, SandboxProvider
 from services.payments.settings import PaymentsSettings
@@ -34,7 +29,6 @@ from services.payments.stripe import StripeProvider
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 COMMAND_QUEUE = "payments.commands"
-COMMAND_TYPES = (ChargePayment, RefundPayment, ProviderEvent)
 
 
 async def provider_client(app: web.Application) -> AsyncIterator[None]:
@@ -63,48 +57,12 @@ async def provider_client(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def command_handler(app: web.Application) -> Handler:
-    """Route each command to its service function."""
-
-    async def handle(contract: Contract, message: AbstractIncomingMessage) -> None:
-        pool, provider, message_id = app[DB_POOL], app[PROVIDER], message.message_id or ""
-        if isinstance(contract, ChargePayment):
-            await service.charge(
-                pool=pool, provider=provider, command=contract, message_id=message_id
-            )
-        elif isinstance(contract, RefundPayment):
-            await service.refund(
-                pool=pool, provider=provider, command=contract, message_id=message_id
-            )
-        elif isinstance(contract, ProviderEvent | ProviderEventV1):
-            event = (
-                ProviderEvent.from_v1(contract)
-                if isinstance(contract, ProviderEventV1)
-                else contract
-            )
-            await service.provider_event(
-                pool=pool, provider=provider, event=event, message_id=message_id
-            )
-        else:
-            raise Poison(f"{contract.type} is not a payments command")
-
-    return handle
-
-
 async def workers(app: web.Application) -> AsyncIterator[None]:
-    """Consume the command queue, serve the report RPC and reconcile with the provider."""
-
-    async def report(request: Contract) -> Contract:
-        if not isinstance(request, DailyReportRequest):
-            raise ValueError(f"{request.type} is not a report request")
-        return await service.daily_report(pool=app[DB_POOL], request=request)
-
+    """Consume the command queue, serve the RPCs and reconcile with the provider."""
     settings = app[PAYMENTS_SETTINGS]
     consumer = await consume_work_queue(
-        app, COMMAND_QUEUE, exchange=COMMANDS, contracts=COMMAND_TYPES, handler=command_handler(app)
+        app, COMMAND_QUEUE, exchange=COMMANDS, handlers=handlers.COMMANDS
     )
-    reports = RpcServer(app[BROKER], DailyReportRequest.type_name(), report, prefetch=8)
-    await reports.start()
     reconciler = repeat(
         lambda: service.reconcile(
             pool=app[DB_POOL],
@@ -115,9 +73,11 @@ async def workers(app: web.Application) -> AsyncIterator[None]:
         every=settings.reconcile_interval,
         what="settling payments and refunds left in flight",
     )
-    async with background(app, reconciler, "reconciler"):
+    async with (
+        serving_rpcs(app, handlers.RPCS, prefetch=8),
+        background(app, reconciler, "reconciler"),
+    ):
         yield
-    await reports.stop()
     await consumer.stop()
 
 

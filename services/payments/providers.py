@@ -18,7 +18,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from purgatory import AsyncCircuitBreakerFactory
@@ -31,9 +31,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from chassis.money import decimal_amount
+from contracts import ProviderStatus, decimal_amount
 
-Status = Literal["succeeded", "failed", "processing"]
+Status = ProviderStatus
 T = TypeVar("T")
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from chassis.contracts import ChargePayment, RefundPayment
-from chassis.resources import Conn, Db, fetch_returned
+from chassis.data import Conn, Db, fetch_returned
+from contracts import ChargePayment, RefundPayment
 
 PAYMENT_COLUMNS = (
     "id, order_id, user_id, amount_cents, currency, status, refunded_cents, payment_method, "

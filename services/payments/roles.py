@@ -4,8 +4,8 @@ its broker user consumes payment commands and RPC requests and announces payment
 
 from __future__ import annotations
 
-from chassis.amqp import ALL_EXCHANGES, DEFAULT, EVENTS, BrokerPermissions, names
-from chassis.resources import Conn
+from chassis.data import Conn
+from chassis.messaging import ALL_EXCHANGES, DEFAULT, EVENTS, BrokerPermissions, names
 
 OWN_QUEUES = r"payments\..*"
 RPC_QUEUES = r"rpc\..*"

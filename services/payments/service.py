@@ -13,8 +13,9 @@ from typing import Any
 
 import asyncpg
 
-from chassis.amqp import EVENTS
-from chassis.contracts import (
+from chassis.data import Conn
+from chassis.messaging import EVENTS, derived_message_id, enqueue, first_delivery
+from contracts import (
     ChargePayment,
     Contract,
     CurrencyTotals,
@@ -27,8 +28,6 @@ from chassis.contracts import (
     RefundFailed,
     RefundPayment,
 )
-from chassis.outbox import derived_message_id, enqueue, first_delivery
-from chassis.resources import Conn
 from services.payments import repository
 from services.payments.providers import Charge, Outcome, Provider, Refund, Status
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from chassis.resources import Db
+from chassis.data import Db
 
 USER_COLUMNS = "id, email, name, role, created_at, token_version"
 

@@ -15,7 +15,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from chassis.payloads import Text
+from chassis.http import Text
 
 
 def _mailbox(value: str) -> str:

@@ -10,9 +10,8 @@ import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from chassis.auth import Principal, TokenService, token_version
-from chassis.problems import Conflict, Unauthorized
-from chassis.ratelimit import RateLimiter
+from chassis.errors import Conflict, Unauthorized
+from chassis.http import Principal, RateLimiter, TokenService, token_version
 from services.core.auth import repository
 from services.core.settings import CoreSettings
 

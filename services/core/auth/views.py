@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from chassis.auth import authenticated
-from chassis.keys import DB_POOL, RATE_LIMITER, TOKENS
-from chassis.payloads import json_body, json_response
-from chassis.ratelimit import client_address
-from chassis.routes import ApiRoutes
+from chassis.data import DB_POOL
+from chassis.http import (
+    RATE_LIMITER,
+    TOKENS,
+    ApiRoutes,
+    authenticated,
+    client_address,
+    json_body,
+    json_response,
+)
 from services.core.auth import service
 from services.core.auth.schemas import AuthOut, LoginIn, LogoutIn, RefreshIn, RegisterIn
 from services.core.keys import CORE_SETTINGS, PASSWORDS

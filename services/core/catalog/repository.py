@@ -6,8 +6,8 @@ from typing import Any
 
 import asyncpg
 
-from chassis.pagination import Position
-from chassis.resources import Db, fetch_returned
+from chassis.data import Db, fetch_returned
+from chassis.http import Position
 
 PRODUCT_COLUMNS = (
     "id, sku, name, description, price_cents, currency, stock, category, created_at, updated_at"

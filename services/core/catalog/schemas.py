@@ -8,10 +8,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from chassis.money import Amount, Currency
-from chassis.pagination import Cursor
-from chassis.payloads import JSON_INTEGER, Text, partial_update_schema
+from chassis.http import JSON_INTEGER, Cursor, Text, partial_update_schema
+from contracts import Currency
 from services.core.auth.schemas import Strict
+from services.core.fields import JsonAmount
 
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Description = Annotated[str, Field(max_length=5000)]
@@ -22,7 +22,7 @@ class ProductIn(Strict):
     sku: Sku
     name: Text
     description: Description = ""
-    price_cents: Amount
+    price_cents: JsonAmount
     currency: Currency
     stock: Stock
     category: Text
@@ -34,7 +34,7 @@ class ProductPatch(Strict):
     sku: Sku | None = None
     name: Text | None = None
     description: Description | None = None
-    price_cents: Amount | None = None
+    price_cents: JsonAmount | None = None
     currency: Currency | None = None
     stock: Stock | None = None
     category: Text | None = None

@@ -6,10 +6,9 @@ from typing import Any
 
 import asyncpg
 
-from chassis.near_cache import CachedBody, TieredCache
-from chassis.pagination import decode_cursor, page
-from chassis.payloads import dumps
-from chassis.problems import Conflict, NotFound
+from chassis.data import CachedBody, TieredCache
+from chassis.errors import Conflict, NotFound
+from chassis.http import decode_cursor, dumps, page
 from services.core.catalog import repository
 
 

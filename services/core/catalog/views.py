@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from chassis.keys import DB_POOL
-from chassis.payloads import json_body, json_response, path_uuid, query_params
-from chassis.routes import ApiRoutes, Header
+from chassis.data import DB_POOL
+from chassis.http import ApiRoutes, Header, json_body, json_response, path_uuid, query_params
 from services.core.catalog import service
 from services.core.catalog.schemas import (
     ProductIn,

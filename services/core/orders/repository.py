@@ -6,8 +6,8 @@ from typing import Any
 
 import asyncpg
 
-from chassis.pagination import Position
-from chassis.resources import Conn, Db, fetch_returned
+from chassis.data import Conn, Db, fetch_returned
+from chassis.http import Position
 
 ORDER_COLUMNS = "id, user_id, status, total_cents, currency, created_at, updated_at"
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from pydantic import BaseModel, Field, model_validator
 
-from chassis.payloads import JSON_INTEGER
+from chassis.http import JSON_INTEGER
+from contracts import OrderStatus
 from services.core.auth.schemas import Strict
-
-OrderStatus = Literal["pending_payment", "paid", "payment_failed", "cancelled", "refunded"]
 
 
 class OrderItemIn(Strict):

@@ -8,11 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from chassis.auth import Principal
-from chassis.near_cache import TieredCache
-from chassis.pagination import decode_cursor, page
-from chassis.problems import Conflict, NotFound, Unprocessable
-from chassis.resources import Conn
+from chassis.data import Conn, TieredCache
+from chassis.errors import Conflict, NotFound, Unprocessable
+from chassis.http import Principal, decode_cursor, page
 from services.core import idempotency
 from services.core.idempotency import IdempotentRequest, fingerprint
 from services.core.orders import repository

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from chassis.auth import authenticated
-from chassis.keys import DB_POOL
-from chassis.payloads import json_body, json_response, path_uuid, query_params
-from chassis.routes import ApiRoutes
+from chassis.data import DB_POOL
+from chassis.http import ApiRoutes, authenticated, json_body, json_response, path_uuid, query_params
 from services.core.idempotency import idempotency_key, key_header
 from services.core.keys import CHECKOUT_METRICS, CORE_SETTINGS, PRODUCT_CACHE
 from services.core.orders import service

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from chassis.pagination import Position
+from chassis.http import Position
 from services.core.auth.repository import USER_COLUMNS
 
 

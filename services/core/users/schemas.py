@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chassis.pagination import Cursor
+from chassis.http import Cursor
 from services.core.auth.schemas import UserOut
 
 

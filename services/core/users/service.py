@@ -6,8 +6,8 @@ from typing import Any
 
 import asyncpg
 
-from chassis.pagination import decode_cursor, page
-from chassis.problems import Unauthorized
+from chassis.errors import Unauthorized
+from chassis.http import decode_cursor, page
 from services.core.auth import repository as auth_repository
 from services.core.auth.service import user_json
 from services.core.users import repository

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from chassis.auth import authenticated
-from chassis.keys import DB_POOL
-from chassis.payloads import json_response, query_params
-from chassis.routes import ApiRoutes
+from chassis.data import DB_POOL
+from chassis.http import ApiRoutes, authenticated, json_response, query_params
 from services.core.auth.schemas import UserOut
 from services.core.users import service
 from services.core.users.schemas import PageQuery, UserPage

@@ -7,8 +7,7 @@ Create Date: 2026-11-22
 
 from alembic import op
 
-from chassis.migrations import execute_script
-from chassis.outbox import SCHEMA_SQL
+from chassis.data import execute_script
 
 revision = "0001"
 down_revision = None
@@ -92,8 +91,40 @@ UPGRADE = """
 """
 
 
+# The outbox, its wake-up and the processed messages the chassis' relay and consumers use,
+# as they were at this revision.
+OUTBOX = """
+    CREATE TABLE outbox (
+        id bigserial PRIMARY KEY,
+        message_id uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
+        exchange text NOT NULL,
+        routing_key text NOT NULL,
+        type text NOT NULL,
+        body bytea NOT NULL,
+        headers jsonb NOT NULL DEFAULT '{}',
+        created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        sent_at timestamptz
+    );
+    CREATE INDEX outbox_unsent ON outbox (id) WHERE sent_at IS NULL;
+    CREATE INDEX outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL;
+    CREATE FUNCTION outbox_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify(TG_TABLE_SCHEMA || '_outbox', '');
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER outbox_wake AFTER INSERT ON outbox
+        FOR EACH STATEMENT EXECUTE FUNCTION outbox_wake();
+    CREATE TABLE processed_messages (
+        consumer text NOT NULL,
+        message_id text NOT NULL,
+        processed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (consumer, message_id)
+    );
+"""
+
+
 def upgrade() -> None:
-    execute_script(op, UPGRADE + SCHEMA_SQL)
+    execute_script(op, UPGRADE + OUTBOX)
 
 
 def downgrade() -> None:

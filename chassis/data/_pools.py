@@ -1,0 +1,81 @@
+"""PostgreSQL and Redis as `cleanup_ctx` contexts: startup and cleanup side by side."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+from asyncpg.pool import PoolConnectionProxy
+from redis.asyncio import Redis
+
+from chassis.settings import SETTINGS
+from chassis.telemetry import METRICS, untraced
+
+REDIS = web.AppKey("redis", Redis)
+
+DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
+
+# What a repository function runs SQL on: one connection (in a transaction) or the pool.
+Conn = asyncpg.Connection | PoolConnectionProxy
+Db = asyncpg.Pool | Conn
+
+
+async def fetch_returned(db: Db, query: str, *args: object) -> asyncpg.Record:
+    """The row a `... RETURNING` statement that always affects one row produced."""
+    row = await db.fetchrow(query, *args)
+    if row is None:
+        raise RuntimeError("the statement returned no row")
+    return row
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset round trip on release: no code here changes session state (no SET,
+    no LISTEN on pool connections, only transaction-scoped advisory locks); asyncpg still rolls
+    back a transaction left open."""
+
+
+async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
+    """Open the asyncpg pool on the service's own schema."""
+    settings = app[SETTINGS]
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        reset=_keep_session,
+        server_settings={
+            "search_path": settings.database_schema,
+            "application_name": settings.service_name,
+            # A runaway query frees its connection instead of starving the pool.
+            "statement_timeout": str(settings.db_statement_timeout_ms),
+        },
+    )
+    app[DB_POOL] = pool
+    bind_pool_gauges(app)
+    yield
+    await pool.close()
+
+
+async def redis_client(app: web.Application) -> AsyncIterator[None]:
+    """Open the Redis client; fail startup if Redis does not answer."""
+    settings = app[SETTINGS]
+    # Bounded waits: a read that finds Redis unresponsive falls back instead of hanging.
+    client: Redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+    )
+    with untraced():  # startup, not a request
+        await client.ping()
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+def bind_pool_gauges(app: web.Application) -> None:
+    """Read the pool's size and use at scrape time."""
+    metrics = app[METRICS]
+    metrics.db_pool_size.labels(metrics.service).set_function(lambda: app[DB_POOL].get_size())
+    metrics.db_pool_in_use.labels(metrics.service).set_function(
+        lambda: app[DB_POOL].get_size() - app[DB_POOL].get_idle_size()
+    )

@@ -1,0 +1,106 @@
+"""The domain error tree: errors a handler raises to answer a client (rendered as problem+json
+by `chassis.http`)::
+
+    DomainError                 400
+    ├── BadRequest              400  malformed JSON or header
+    ├── Unauthorized            401  missing, invalid or revoked token
+    ├── Forbidden               403  role not allowed
+    ├── NotFound                404
+    ├── Conflict                409  duplicate, no stock, request in progress
+    ├── UnsupportedMediaType    415
+    ├── Unprocessable           422  invalid fields (with `errors`)
+    ├── TooManyRequests         429  with Retry-After
+    ├── ServiceUnavailable      503  dependency down, no worker for an RPC
+    └── GatewayTimeout          504  a worker missed the RPC deadline
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+PROBLEM_BASE = "https://relais.dev/problems/"
+
+
+class DomainError(Exception):
+    """An error the client caused or may act on; rendered as problem+json with `status`."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+class BadRequest(DomainError):
+    """The request is malformed (bad JSON, bad header)."""
+
+
+class Unauthorized(DomainError):
+    """No valid credentials."""
+
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+
+    def __init__(self, detail: str = "Missing or invalid credentials") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="relais"'})
+
+
+class Forbidden(DomainError):
+    """Valid credentials that lack the needed role."""
+
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(DomainError):
+    """The resource does not exist, or the caller may not know that it does."""
+
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(DomainError):
+    """The request conflicts with the current state (duplicate, no stock, in progress)."""
+
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class UnsupportedMediaType(DomainError):
+    """The body is not in a media type the endpoint accepts."""
+
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class Unprocessable(DomainError):
+    """The body parsed but its content is invalid."""
+
+    status, slug, title = 422, "validation-error", "Validation failed"
+
+
+class TooManyRequests(DomainError):
+    """A rate limit was hit; `Retry-After` says when to try again."""
+
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class ServiceUnavailable(DomainError):
+    """A dependency is down."""
+
+    status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+
+class GatewayTimeout(DomainError):
+    """A worker did not answer before the deadline."""
+
+    status, slug, title = 504, "gateway-timeout", "Gateway timeout"

@@ -1,0 +1,72 @@
+"""TODO."""
+
+from chassis.messaging._amqp import (
+    ALL_EXCHANGES,
+    ATTEMPT_HEADER,
+    BROKER,
+    Broker,
+    BrokerPermissions,
+    COMMANDS,
+    DEFAULT,
+    DEFAULT_EXCHANGE,
+    EVENTS,
+    QUEUE_HEADER,
+    REASON_HEADER,
+    amqp_broker,
+    broker_ready,
+    dead_letter_queue,
+    message_for,
+    names,
+    republished,
+    retry_queue,
+)
+from chassis.messaging._consumer import AppMessageHandler, Consumer, Poison, consume_work_queue
+from chassis.messaging._envelope import MessageTypes, message_type
+from chassis.messaging._listen import PG_LISTENER, listening, setup_pg_listener
+from chassis.messaging._outbox import (
+    OutboxRelay,
+    derived_message_id,
+    enqueue,
+    first_delivery,
+    outbox_relay,
+)
+from chassis.messaging._rpc import AppRpcHandler, RpcClient, RpcServer, serving_rpcs
+
+__all__ = [
+    "ALL_EXCHANGES",
+    "ATTEMPT_HEADER",
+    "BROKER",
+    "COMMANDS",
+    "DEFAULT",
+    "DEFAULT_EXCHANGE",
+    "EVENTS",
+    "PG_LISTENER",
+    "QUEUE_HEADER",
+    "REASON_HEADER",
+    "AppMessageHandler",
+    "AppRpcHandler",
+    "Broker",
+    "BrokerPermissions",
+    "Consumer",
+    "MessageTypes",
+    "OutboxRelay",
+    "Poison",
+    "RpcClient",
+    "RpcServer",
+    "amqp_broker",
+    "broker_ready",
+    "consume_work_queue",
+    "dead_letter_queue",
+    "derived_message_id",
+    "enqueue",
+    "first_delivery",
+    "listening",
+    "message_for",
+    "message_type",
+    "names",
+    "outbox_relay",
+    "republished",
+    "retry_queue",
+    "serving_rpcs",
+    "setup_pg_listener",
+]

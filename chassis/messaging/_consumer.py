@@ -1,0 +1,222 @@
+"""The consumer base: decode, handle, ack after the effect; retry, dead-letter, stop gracefully.
+
+A handler receives the decoded contract and the message. It commits its effect (and records the
+message as processed in the same transaction, see `chassis.outbox.first_delivery`) before it
+returns; the ack follows. Its failures are sorted:
+
+- `UnknownContract` or `Poison`: the message can never succeed; it goes to the dead-letter queue
+  at once, with the reason in a header.
+- anything else: the message waits in the next retry queue (back-off), and goes to the
+  dead-letter queue with the last error once the retries are spent.
+
+A message that crashes the process is redelivered by the broker until the queue's delivery
+limit, after which the broker itself dead-letters it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+from aiohttp import web
+from pydantic import BaseModel
+
+from chassis.messaging._amqp import (
+    ATTEMPT_HEADER,
+    BROKER,
+    DEAD_LETTERS,
+    DEFAULT_EXCHANGE,
+    QUEUE_HEADER,
+    REASON_HEADER,
+    Broker,
+    republished,
+    retry_queue,
+)
+from chassis.messaging._envelope import MessageTypes, UnknownContract, type_name
+from chassis.settings import SETTINGS
+from chassis.telemetry import METRICS, Metrics
+
+log = logging.getLogger("relais.consumer")
+
+# A handler takes the decoded message (the model its table names) and the delivery.
+MessageHandler = Callable[[Any, AbstractIncomingMessage], Awaitable[None]]
+# A service's handler also takes its app (a `handlers.py` table entry).
+AppMessageHandler = Callable[[web.Application, Any, AbstractIncomingMessage], Awaitable[None]]
+Handlers = Mapping[type[BaseModel], MessageHandler]
+
+
+class Poison(Exception):
+    """A message that no retry can make succeed."""
+
+
+def attempt_of(message: AbstractIncomingMessage) -> int:
+    """How many retries this message has had."""
+    value = (message.headers or {}).get(ATTEMPT_HEADER, 0)
+    return value if isinstance(value, int) else 0
+
+
+class Consumer:
+    """Consumes one work queue with manual acks, `prefetch` messages in flight."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        queue: str,
+        handlers: Handlers,
+        *,
+        metrics: Metrics,
+        prefetch: int,
+        retry_delays: Sequence[float],
+    ) -> None:
+        self.broker = broker
+        self.queue_name = queue
+        self.handlers = dict(handlers)
+        self.types = MessageTypes(handlers)
+        self.metrics = metrics
+        self.prefetch = prefetch
+        self.retry_delays = list(retry_delays)
+        self._channel: AbstractRobustChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Open a channel of its own and start consuming."""
+        channel = await self.broker.connection.channel()
+        await channel.set_qos(prefetch_count=self.prefetch)
+        self._channel = channel
+        # A passive declare registers the queue with the robust channel, which consumes it again
+        # after a reconnect; a queue object made without one would be forgotten.
+        self._queue = await channel.get_queue(self.queue_name, ensure=True)
+        self._tag = await self._queue.consume(self._on_message)
+        self.metrics.consumers.labels(self.metrics.service, self.queue_name).inc()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking messages, let those in flight finish, then close the channel."""
+        if self._tag is not None:
+            self.metrics.consumers.labels(self.metrics.service, self.queue_name).dec()
+        if self._queue is not None and self._tag is not None:
+            try:
+                await self._queue.cancel(self._tag)
+            except Exception as exc:  # a lost connection has cancelled it already
+                log.warning("cancelling consumer of %s failed: %r", self.queue_name, exc)
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=grace)
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            await self._process(message)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        queue, kind = self.queue_name, message.type or "unknown"
+        started = time.perf_counter()
+        self.metrics.consumed(queue, kind, redelivered=bool(message.redelivered))
+        try:
+            contract = self.types.decode(message.body)
+            await self.handlers[type(contract)](contract, message)
+        except (UnknownContract, Poison) as exc:
+            self.metrics.message_failed(queue, kind)
+            await self._dead_letter(message, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            self.metrics.message_failed(queue, kind)
+            await self._retry_or_dead_letter(message, exc)
+        else:
+            await _settle(message.ack())
+        self.metrics.handled(queue, kind, time.perf_counter() - started)
+
+    async def _retry_or_dead_letter(self, message: AbstractIncomingMessage, exc: Exception) -> None:
+        attempt = attempt_of(message) + 1
+        if attempt > len(self.retry_delays):
+            await self._dead_letter(message, f"retries exhausted: {exc!r}")
+            return
+        log.warning(
+            "handling %s %s failed (%r); retry %d in %.1fs",
+            message.type,
+            message.message_id,
+            exc,
+            attempt,
+            self.retry_delays[attempt - 1],
+        )
+        await self._forward(
+            message,
+            DEFAULT_EXCHANGE,
+            retry_queue(self.queue_name, self.retry_delays[attempt - 1]),
+            {ATTEMPT_HEADER: attempt},
+        )
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+        log.error("dead-lettering %s %s: %s", message.type, message.message_id, reason)
+        self.metrics.dead_lettered(self.queue_name, reason.split(":", 1)[0])
+        await self._forward(
+            message,
+            DEAD_LETTERS,
+            self.queue_name,
+            {REASON_HEADER: reason[:1000], QUEUE_HEADER: self.queue_name},
+        )
+
+    async def _forward(
+        self,
+        message: AbstractIncomingMessage,
+        exchange: str,
+        routing_key: str,
+        headers: dict[str, str | int],
+    ) -> None:
+        """Publish a copy (confirmed), then ack the original; if the copy fails, requeue."""
+        try:
+            await self.broker.publish(exchange, routing_key, republished(message, headers))
+        except Exception as exc:
+            log.warning("forwarding %s failed (%r); requeued", message.message_id, exc)
+            await _settle(message.nack(requeue=True))
+            return
+        await _settle(message.ack())
+
+
+async def consume_work_queue(
+    app: web.Application,
+    queue: str,
+    *,
+    exchange: str,
+    handlers: Mapping[type[BaseModel], AppMessageHandler],
+) -> Consumer:
+    """Declare `queue` bound to `exchange` for the types `handlers` names (with its retry and
+    dead-letter queues), and start consuming it with the service's settings, each message
+    handed to its type's handler with the app."""
+    settings, broker = app[SETTINGS], app[BROKER]
+    await broker.declare_work_queue(
+        queue,
+        [(exchange, name) for name in sorted({type_name(model) for model in handlers})],
+        delivery_limit=settings.amqp_delivery_limit,
+        retry_delays=settings.amqp_retry_delays,
+    )
+    consumer = Consumer(
+        broker,
+        queue,
+        {model: functools.partial(handler, app) for model, handler in handlers.items()},
+        metrics=app[METRICS],
+        prefetch=settings.amqp_prefetch,
+        retry_delays=settings.amqp_retry_delays,
+    )
+    await consumer.start()
+    return consumer
+
+
+async def _settle(outcome: Awaitable[None]) -> None:
+    # A lost channel has already returned the message to the queue: nothing left to settle.
+    try:
+        await outcome
+    except aio_pika.exceptions.CONNECTION_EXCEPTIONS as exc:
+        log.warning("settling a message failed: %r", exc)

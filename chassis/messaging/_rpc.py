@@ -1,0 +1,199 @@
+"""Request/reply over RabbitMQ, bounded by a deadline.
+
+The client publishes to `relais.rpc` with `reply_to` and `correlation_id`. A server's request
+queue is auto-deleted with its last consumer, so with no server running the publish is
+unroutable and the call fails at once (503) instead of waiting out its deadline (504).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+from aio_pika.exceptions import PublishError
+from aiohttp import web
+from pydantic import BaseModel
+
+from chassis.errors import DomainError, GatewayTimeout, ServiceUnavailable
+from chassis.messaging._amqp import BROKER, DEFAULT_EXCHANGE, RPC, Broker, message_for
+from chassis.messaging._envelope import (
+    MessageTypes,
+    RpcError,
+    UnknownContract,
+    message_type,
+    type_name,
+)
+
+log = logging.getLogger("relais.rpc")
+R = TypeVar("R", bound=BaseModel)
+# Takes the decoded request (of the model its server was given), returns the reply.
+RpcHandler = Callable[[Any], Awaitable[BaseModel]]
+
+
+def request_queue(method: str) -> str:
+    """The queue a method's servers share."""
+    return f"rpc.{method}"
+
+
+class RpcClient:
+    """Calls methods served elsewhere; one exclusive reply queue per process."""
+
+    def __init__(self, broker: Broker, *, service: str) -> None:
+        self.broker = broker
+        # Named after the service, so that its broker user's permissions can cover it.
+        self.reply_queue = f"{service}.replies.{uuid.uuid4().hex}"
+        self._pending: dict[str, tuple[asyncio.Future[BaseModel], MessageTypes]] = {}
+        self._channel: AbstractRobustChannel | None = None
+        self._replies: AbstractQueue | None = None
+
+    async def start(self) -> None:
+        """Open the reply queue."""
+        channel = await self.broker.connection.channel()
+        self._channel = channel
+        self._replies = await channel.declare_queue(
+            self.reply_queue, exclusive=True, auto_delete=True
+        )
+        await self._replies.consume(self._on_reply, no_ack=True)
+
+    async def stop(self) -> None:
+        """Close the reply channel; pending calls time out."""
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        pending = self._pending.get(message.correlation_id or "")
+        if pending is None or pending[0].done():
+            return  # a reply that arrived after its deadline
+        future, replies = pending
+        try:
+            future.set_result(replies.decode(message.body))
+        except UnknownContract as exc:
+            future.set_exception(exc)
+
+    async def call(self, method: str, request: BaseModel, reply: type[R], *, deadline: float) -> R:
+        """Send `request` to `method`, wait at most `deadline` seconds for a reply of `reply`."""
+        if self._replies is None:
+            raise RuntimeError("RpcClient.start() was not awaited")
+        correlation_id = uuid.uuid4().hex
+        future: asyncio.Future[BaseModel] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = (future, MessageTypes([reply, RpcError]))
+        try:
+            message = message_for(
+                request,
+                persistent=False,
+                correlation_id=correlation_id,
+                reply_to=self._replies.name,
+                expiration=deadline,  # a server does not start on a request nobody awaits
+            )
+            try:
+                await self.broker.publish(RPC, method, message)
+            except PublishError as exc:
+                raise ServiceUnavailable(f"no worker serves {method}") from exc
+            try:
+                answer = await asyncio.wait_for(future, deadline)
+            except TimeoutError as exc:
+                raise GatewayTimeout(f"{method} did not answer within {deadline:g} s") from exc
+        finally:
+            self._pending.pop(correlation_id, None)
+        if isinstance(answer, RpcError):
+            raise RemoteError(answer)
+        if not isinstance(answer, reply):
+            raise TypeError(f"{method} answered {message_type(answer)}, expected {reply.__name__}")
+        return answer
+
+
+class RemoteError(DomainError):
+    """The server refused the request; rendered with the server's status."""
+
+    slug, title = "remote-error", "The worker refused the request"
+
+    def __init__(self, error: RpcError) -> None:
+        super().__init__(error.detail)
+        self.status = error.status
+
+
+class RpcServer:
+    """Serves one method from its shared, auto-deleted request queue."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        method: str,
+        handler: RpcHandler,
+        *,
+        request: type[BaseModel],
+        prefetch: int,
+    ) -> None:
+        self.broker = broker
+        self.method = method
+        self.handler = handler
+        self.requests = MessageTypes([request])
+        self.prefetch = prefetch
+        self._channel: AbstractRobustChannel | None = None
+
+    async def start(self) -> None:
+        """Declare the request queue, bind it and consume."""
+        channel = await self.broker.connection.channel()
+        self._channel = channel
+        await channel.set_qos(prefetch_count=self.prefetch)
+        queue = await channel.declare_queue(
+            request_queue(self.method), durable=False, auto_delete=True
+        )
+        await queue.bind(RPC, routing_key=self.method)
+        await queue.consume(self._on_request)
+
+    async def stop(self) -> None:
+        """Stop serving (the queue goes with the last server)."""
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def _on_request(self, message: AbstractIncomingMessage) -> None:
+        answer: BaseModel
+        try:
+            answer = await self.handler(self.requests.decode(message.body))
+        except (UnknownContract, ValueError) as exc:
+            answer = RpcError(status=400, detail=str(exc))
+        except Exception:
+            log.exception("%s failed", self.method)
+            answer = RpcError(status=500, detail=f"{self.method} failed")
+        if message.reply_to:
+            reply = message_for(answer, persistent=False, correlation_id=message.correlation_id)
+            try:
+                await self.broker.publish(DEFAULT_EXCHANGE, message.reply_to, reply)
+            except PublishError:
+                log.info("%s: the caller's reply queue is gone", self.method)
+        await message.ack()
+
+
+# A service's RPC handler also takes its app (a `handlers.py` table entry).
+AppRpcHandler = Callable[[web.Application, Any], Awaitable[BaseModel]]
+
+
+@contextlib.asynccontextmanager
+async def serving_rpcs(
+    app: web.Application, handlers: Mapping[type[BaseModel], AppRpcHandler], *, prefetch: int
+) -> AsyncIterator[None]:
+    """Serve each request type of `handlers` on the method its type names, for the block."""
+    servers = [
+        RpcServer(
+            app[BROKER],
+            type_name(request),
+            functools.partial(handler, app),
+            request=request,
+            prefetch=prefetch,
+        )
+        for request, handler in handlers.items()
+    ]
+    for server in servers:
+        await server.start()
+    try:
+        yield
+    finally:
+        for server in servers:
+            await server.stop()

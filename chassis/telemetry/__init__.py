@@ -1,0 +1,44 @@
+"""TODO."""
+
+from chassis.telemetry._logs import ACCESS_LOG, AccessLog, JsonFormatter, configure_logging
+from chassis.telemetry._metrics import METRICS, Metrics, exemplar, setup_metrics
+from chassis.telemetry._otlp_encoding import FastOTLPSpanExporter, encode_spans
+from chassis.telemetry._tracing import (
+    TRACER,
+    Tracing,
+    attached,
+    context_headers,
+    current_ids,
+    end_server_span,
+    server_tracer,
+    span_ids,
+    start_server_span,
+    start_tracing,
+    stop_tracing,
+    untraced,
+)
+
+__all__ = [
+    "ACCESS_LOG",
+    "METRICS",
+    "TRACER",
+    "AccessLog",
+    "FastOTLPSpanExporter",
+    "JsonFormatter",
+    "Metrics",
+    "Tracing",
+    "attached",
+    "configure_logging",
+    "context_headers",
+    "current_ids",
+    "encode_spans",
+    "end_server_span",
+    "exemplar",
+    "server_tracer",
+    "setup_metrics",
+    "span_ids",
+    "start_server_span",
+    "start_tracing",
+    "stop_tracing",
+    "untraced",
+]

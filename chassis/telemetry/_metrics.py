@@ -1,0 +1,210 @@
+"""Prometheus metrics of one process, served on their own port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+from chassis.settings import SETTINGS
+from chassis.telemetry._tracing import TraceIds, current_ids
+
+METRICS = web.AppKey["Metrics"]("metrics")
+
+# Few buckets: prometheus_client scans them linearly on every observation.
+# Any other method is counted as OTHER, so clients cannot mint label values.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Request observations are queued and applied in batches (at scrape, or at this many).
+PENDING_LIMIT = 4096
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The RED and resource metrics of one service process, in a registry of its own."""
+
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "relais_http_requests_total",
+            "HTTP requests handled, by route template and status class.",
+            ["service", "method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "relais_http_request_duration_seconds",
+            "HTTP request latency, by route template.",
+            ["service", "method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "relais_http_requests_in_flight",
+            "HTTP requests being handled now.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.db_pool_size = Gauge(
+            "relais_db_pool_connections",
+            "Connections open in the PostgreSQL pool.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.db_pool_in_use = Gauge(
+            "relais_db_pool_connections_in_use",
+            "PostgreSQL pool connections lent out now.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.cache = Counter(
+            "relais_cache_reads_total",
+            "Cache reads by cache and by the tier that answered (near, redis, database).",
+            ["service", "cache", "source"],
+            registry=self.registry,
+        )
+        self.messages_consumed = Counter(
+            "relais_messages_consumed_total",
+            "Messages received from RabbitMQ, by queue and contract type.",
+            ["service", "queue", "type"],
+            registry=self.registry,
+        )
+        self.messages_redelivered = Counter(
+            "relais_messages_redelivered_total",
+            "Messages the broker delivered again (an earlier delivery was not acked).",
+            ["service", "queue"],
+            registry=self.registry,
+        )
+        self.messages_failed = Counter(
+            "relais_messages_failed_total",
+            "Messages whose handling raised (then retried or dead-lettered).",
+            ["service", "queue", "type"],
+            registry=self.registry,
+        )
+        self.messages_dead_lettered = Counter(
+            "relais_messages_dead_lettered_total",
+            "Messages sent to a dead-letter queue by a consumer, by reason.",
+            ["service", "queue", "reason"],
+            registry=self.registry,
+        )
+        self.message_latency = Histogram(
+            "relais_message_handling_seconds",
+            "Time to handle one message, from delivery to ack.",
+            ["service", "queue", "type"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.outbox_lag = Gauge(
+            "relais_outbox_lag_seconds",
+            "Age of the oldest outbox row not yet published (0 when drained).",
+            ["service"],
+            registry=self.registry,
+        )
+        self.outbox_published = Counter(
+            "relais_outbox_published_total",
+            "Outbox rows published with a broker confirm.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.consumers = Gauge(
+            "relais_consumers_running",
+            "Consumers of a queue running in this process (0: it takes no messages).",
+            ["service", "queue"],
+            registry=self.registry,
+        )
+        self.access_log_dropped = Counter(
+            "relais_access_log_dropped_total",
+            "Access log lines dropped: the buffer was full, or writing them failed.",
+            ["service"],
+            registry=self.registry,
+        ).labels(service)
+        self.service = service
+        # A plain int read at scrape time: two lock round trips per request otherwise.
+        self.in_flight_now = 0
+        self.in_flight.labels(service).set_function(lambda: self.in_flight_now)
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._pending: list[tuple[str, str, int, float, TraceIds | None]] = []
+
+    def observe(
+        self, method: str, route: str, status: int, seconds: float, ids: TraceIds | None = None
+    ) -> None:
+        """Count one finished request (served in the trace `ids`): queued here, applied in a
+        batch by `drain()`."""
+        self._pending.append((method, route, status, seconds, ids))
+        if len(self._pending) >= PENDING_LIMIT:
+            self.drain()
+
+    def drain(self) -> None:
+        """Apply the queued observations (every scrape calls this first)."""
+        pending, self._pending = self._pending, []
+        for method, route, status, seconds, ids in pending:
+            if method not in KNOWN_METHODS:
+                method = "OTHER"
+            key = (method, route, status // 100)
+            children = self._children.get(key)
+            if children is None:  # `labels()` is slow: keep each labelled child
+                children = self._children[key] = (
+                    self.requests.labels(self.service, method, route, f"{status // 100}xx"),
+                    self.latency.labels(self.service, method, route),
+                )
+            children[0].inc()
+            children[1].observe(seconds, exemplar(ids))
+
+    def consumed(self, queue: str, kind: str, *, redelivered: bool) -> None:
+        """Count a delivery."""
+        self.messages_consumed.labels(self.service, queue, kind).inc()
+        if redelivered:
+            self.messages_redelivered.labels(self.service, queue).inc()
+
+    def message_failed(self, queue: str, kind: str) -> None:
+        """Count a delivery whose handling raised."""
+        self.messages_failed.labels(self.service, queue, kind).inc()
+
+    def dead_lettered(self, queue: str, reason: str) -> None:
+        """Count a message a consumer dead-lettered."""
+        self.messages_dead_lettered.labels(self.service, queue, reason).inc()
+
+    def handled(self, queue: str, kind: str, seconds: float) -> None:
+        """Record how long a message took to handle."""
+        self.message_latency.labels(self.service, queue, kind).observe(
+            seconds, exemplar(current_ids())
+        )
+
+    def expose(self, accept: str) -> tuple[bytes, str]:
+        """The current metrics in the format `accept` asks for, and its content type."""
+        self.drain()
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+
+def exemplar(ids: TraceIds | None) -> dict[str, str] | None:
+    """The OpenMetrics exemplar linking an observation to its trace, if that was exported."""
+    return {"trace_id": ids[0]} if ids is not None and ids[2] else None
+
+
+def setup_metrics(app: web.Application, service: str) -> Metrics:
+    """Attach a `Metrics` to the app and serve it on `METRICS_PORT` while the app runs."""
+    metrics = Metrics(service)
+    app[METRICS] = metrics
+    app.cleanup_ctx.append(_metrics_server)
+    return metrics
+
+
+async def _metrics_server(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    if not settings.metrics_port:
+        yield
+        return
+    metrics = app[METRICS]
+
+    async def expose(request: web.Request) -> web.Response:
+        body, content_type = metrics.expose(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    metrics_app = web.Application()
+    metrics_app.router.add_get("/metrics", expose)
+    runner = web.AppRunner(metrics_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.http_host, settings.metrics_port).start()
+    yield
+    await runner.cleanup()

@@ -1,0 +1,219 @@
+"""OpenTelemetry traces: the SDK exporting OTLP/HTTP in batches, and the instrumentations.
+
+`start_tracing(settings)` runs once per process, before the app is built. Client spans come
+from the instrumentation packages: aiohttp client, asyncpg, Redis, and aio-pika publish and
+consume (context travels in AMQP headers). The outbox stores the context of the transaction
+that wrote a row (`context_headers`) and the relay publishes under it (`attached`), so a
+message published later still belongs to the request that caused it.
+
+Server spans are opened by the chassis' edge middleware (`start_server_span`), not by the
+aiohttp server instrumentation: that one builds its attributes, span name and metric
+attributes on every request, sampled or not, which measured +95 µs of CPU per request at a
+sampling ratio of 0 (a cached read costs 92 µs without tracing). Here an unsampled request pays
+for the sampling decision only, and a sampled one gets the stable HTTP semantic conventions.
+Spans leave through the SDK's OTLP/HTTP exporter with a faster encoder (`chassis.otlp_encoding`).
+
+Configuration is OpenTelemetry's own environment: `OTEL_SDK_DISABLED`, `OTEL_SERVICE_NAME`,
+`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_TRACES_SAMPLER_ARG` (the ratio of a parent-based
+sampler), and the SDK's `OTEL_BSP_*` batch settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextvars import Token
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from opentelemetry import context, propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
+from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.semconv.attributes import http_attributes, url_attributes
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from chassis.settings import ServiceSettings
+from chassis.telemetry._otlp_encoding import FastOTLPSpanExporter
+
+# The tracer of server spans; None when the process does not trace.
+TRACER = web.AppKey["trace.Tracer | None"]("tracer")
+
+__all__ = [
+    "TraceIds",
+    "Tracing",
+    "attached",
+    "context_headers",
+    "current_ids",
+    "end_server_span",
+    "server_tracer",
+    "span_ids",
+    "start_server_span",
+    "start_tracing",
+    "stop_tracing",
+    "untraced",
+]
+
+log = logging.getLogger("relais.tracing")
+
+# A span's trace id and span id in hex, and whether it is sampled (exported).
+TraceIds = tuple[str, str, bool]
+# An open server span and the token that restores the context it replaced.
+ServerSpan = tuple[trace.Span, Token[Context]]
+REQUEST_ID_ATTRIBUTE = "relais.request_id"
+# Seconds a stopping process gives the export of its last spans.
+FLUSH_GRACE = 3.0
+TRACEPARENT = "traceparent"
+# Probes would be most of the traces and say nothing.
+UNTRACED_PATHS = frozenset({"/health/live", "/health/ready"})
+
+
+@dataclass(frozen=True)
+class Tracing:
+    """The process's tracer provider and the exporter behind its batch processor."""
+
+    provider: TracerProvider
+    exporter: FastOTLPSpanExporter
+
+
+def start_tracing(settings: ServiceSettings) -> Tracing | None:
+    """Install the tracer provider and instrument the libraries; None when tracing is off."""
+    if settings.otel_sdk_disabled:
+        return None
+    resource = Resource.create(
+        {
+            "service.name": settings.otel_service_name or settings.service_name,
+            "service.instance.id": f"{os.uname().nodename}:{os.getpid()}",
+            "deployment.environment.name": settings.relais_env,
+        }
+    )
+    provider = TracerProvider(
+        sampler=ParentBased(TraceIdRatioBased(settings.otel_traces_sampler_arg)),
+        resource=resource,
+        shutdown_on_exit=False,  # `stop_tracing` does it, within a bounded time
+    )
+    endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/")
+    exporter = FastOTLPSpanExporter(f"{endpoint}/v1/traces")
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    AioHttpClientInstrumentor().instrument(tracer_provider=provider)
+    AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    RedisInstrumentor().instrument(tracer_provider=provider)
+    AioPikaInstrumentor().instrument(tracer_provider=provider)
+    log.info(
+        "tracing",
+        extra={"otlp_endpoint": endpoint, "sampler_ratio": settings.otel_traces_sampler_arg},
+    )
+    return Tracing(provider, exporter)
+
+
+def server_tracer() -> trace.Tracer | None:
+    """The tracer of server spans, or None when this process does not trace."""
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        return None
+    return trace.get_tracer("relais.http")
+
+
+def start_server_span(
+    tracer: trace.Tracer, request: web.Request, route: str, request_id: str
+) -> ServerSpan | None:
+    """Open the request's server span, child of the caller's `traceparent`, and make it
+    current; None for probes. Close it with `end_server_span`."""
+    if request.path in UNTRACED_PATHS:
+        return None
+    headers = request.headers
+    parent = propagate.extract(headers) if TRACEPARENT in headers else None
+    span = tracer.start_span(f"{request.method} {route}", context=parent, kind=SpanKind.SERVER)
+    if span.is_recording():
+        span.set_attributes(
+            {
+                http_attributes.HTTP_REQUEST_METHOD: request.method,
+                http_attributes.HTTP_ROUTE: route,
+                url_attributes.URL_PATH: request.path,
+                url_attributes.URL_SCHEME: request.scheme,
+                REQUEST_ID_ATTRIBUTE: request_id,
+            }
+        )
+    return span, context.attach(trace.set_span_in_context(span, parent))
+
+
+def end_server_span(started: ServerSpan | None, status: int) -> None:
+    """Record the response status on the server span, end it and restore the context."""
+    if started is None:
+        return
+    span, token = started
+    if span.is_recording():
+        span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, status)
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR))
+    span.end()
+    context.detach(token)
+
+
+def stop_tracing(tracing: Tracing | None, grace: float = FLUSH_GRACE) -> None:
+    """Export the spans still queued, for `grace` seconds at most, then stop.
+
+    The SDK's shutdown waits up to 30 s for its export thread, which retries while the
+    collector is down: past the grace, shutting the exporter down ends its retries."""
+    if tracing is None:
+        return
+    flushing = threading.Thread(target=tracing.provider.shutdown, name="otel-flush", daemon=True)
+    flushing.start()
+    flushing.join(grace)
+    if flushing.is_alive():
+        log.warning("spans not exported within %.0fs of shutdown; dropping them", grace)
+        tracing.exporter.shutdown()  # type: ignore[no-untyped-call]
+        flushing.join(grace)
+
+
+def context_headers() -> dict[str, str]:
+    """The current trace context as W3C headers (empty outside a span)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+@contextlib.contextmanager
+def attached(headers: Mapping[str, Any]) -> Iterator[None]:
+    """Make the trace context carried in `headers` current for the block."""
+    token = context.attach(propagate.extract(headers))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+@contextlib.contextmanager
+def untraced() -> Iterator[None]:
+    """No spans for the block: housekeeping (polls, purges) would bury the requests' traces."""
+    with suppress_instrumentation():
+        yield
+
+
+def current_ids() -> TraceIds | None:
+    """The current span's trace and span ids in hex, and whether it is sampled (exported);
+    None outside a span. An unsampled trace id still ties one request's log lines together."""
+    return span_ids(trace.get_current_span())
+
+
+def span_ids(span: trace.Span) -> TraceIds | None:
+    """`span`'s trace and span ids in hex, and whether it is sampled; None if invalid."""
+    span_context = span.get_span_context()
+    if not span_context.is_valid:
+        return None
+    return (
+        format(span_context.trace_id, "032x"),
+        format(span_context.span_id, "016x"),
+        span_context.trace_flags.sampled,
+    )

@@ -1,0 +1,66 @@
+"""Contracts: every message that crosses a service boundary, versioned, and the shared vocabulary.
+
+Imports pydantic and the standard library only; services import this package's root.
+
+- `Contract`: the base of every message (frozen, no unknown fields, `type` and `version` in the
+  body; no two contracts claim the same pair).
+- Payments (`relais.commands`, routing key = type): `ChargePayment`, `RefundPayment`,
+  `ProviderEvent` (v2; `ProviderEventV1` still decoded); events (`relais.events`):
+  `PaymentSucceeded`, `PaymentFailed`, `PaymentRefunded`, `RefundFailed`; RPC (`relais.rpc`):
+  `DailyReportRequest` answered by `DailyReport`.
+- Money: `CURRENCIES` (ISO 4217 minor-unit exponents), `Amount`, `Currency`, `decimal_amount`.
+- Statuses: `OrderStatus`, `PaymentStatus`, `RefundStatus`, `ProviderStatus`.
+"""
+
+from contracts._base import Contract
+from contracts._money import CURRENCIES, MAX_AMOUNT, Amount, Currency, decimal_amount, exponent
+from contracts._payments import (
+    ChargePayment,
+    CurrencyTotals,
+    DailyReport,
+    DailyReportRequest,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentSucceeded,
+    ProviderEvent,
+    ProviderEventV1,
+    RefundFailed,
+    RefundPayment,
+)
+from contracts._statuses import (
+    ORDER_STATUSES,
+    PAYMENT_STATUSES,
+    REFUND_STATUSES,
+    OrderStatus,
+    PaymentStatus,
+    ProviderStatus,
+    RefundStatus,
+)
+
+__all__ = [
+    "CURRENCIES",
+    "MAX_AMOUNT",
+    "ORDER_STATUSES",
+    "PAYMENT_STATUSES",
+    "REFUND_STATUSES",
+    "Amount",
+    "ChargePayment",
+    "Contract",
+    "Currency",
+    "CurrencyTotals",
+    "DailyReport",
+    "DailyReportRequest",
+    "OrderStatus",
+    "PaymentFailed",
+    "PaymentRefunded",
+    "PaymentStatus",
+    "PaymentSucceeded",
+    "ProviderEvent",
+    "ProviderEventV1",
+    "ProviderStatus",
+    "RefundFailed",
+    "RefundPayment",
+    "RefundStatus",
+    "decimal_amount",
+    "exponent",
+]
