@@ -14,9 +14,11 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import functools
 import grp
 import hashlib
 import ipaddress
+import json
 import os
 import pwd
 import re
@@ -43,21 +45,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
-from chassis.data import upgrade
 from chassis.messaging import BrokerPermissions
 from chassis.settings import DEV_MARKER
-from services.core.app import MIGRATIONS
-from services.core.roles import BROKER as CORE_BROKER
-from services.payments.app import MIGRATIONS as PAYMENTS_MIGRATIONS
-from services.payments.roles import BROKER as PAYMENTS_BROKER
-from services.payments.roles import SCHEMA as PAYMENTS_SCHEMA
-from services.payments.roles import grant_worker_role
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "nginx" / "relais.conf.template"
 PROMETHEUS_DIR = ROOT / "infra" / "prometheus"
 ALERTMANAGER_CONFIG = ROOT / "infra" / "alertmanager" / "alertmanager.yml"
 READY_TIMEOUT = 60.0
+# The schema the payments service owns (its processes' DATABASE_SCHEMA).
+PAYMENTS_SCHEMA = "payments"
 STOP_TIMEOUT = 15.0
 
 
@@ -201,8 +198,11 @@ class StackConfig:
         return f"amqp://{user}:{self.rabbitmq_password}@{self.rabbitmq_host}/{self.rabbitmq_vhost}"
 
     def broker_users(self) -> dict[str, BrokerPermissions]:
-        """Each service's broker user and what it may do."""
-        return {self.rabbitmq_core_user: CORE_BROKER, self.rabbitmq_payments_user: PAYMENTS_BROKER}
+        """Each service's broker user and what it may do (as the service itself says)."""
+        return {
+            self.rabbitmq_core_user: broker_permissions("services.core"),
+            self.rabbitmq_payments_user: broker_permissions("services.payments"),
+        }
 
     @property
     def run_dir(self) -> Path:
@@ -425,20 +425,41 @@ async def hand_payments_to_its_owner(config: StackConfig) -> None:
 
 
 def migrate(config: StackConfig) -> None:
-    """Bring every service's schema up to date, each as its schema's owner, then give the
-    worker's role its grants."""
-    upgrade(config.database_url, MIGRATIONS, "core")
-    owner_url = config.database_url_of(config.payments_owner_user)
-    upgrade(owner_url, PAYMENTS_MIGRATIONS, PAYMENTS_SCHEMA)
+    """Bring every service's schema up to date, each as its schema's owner (the service's own
+    `migrate` command), then give the worker's role its grants."""
+    env = service_env(config, "core-1", 0, 0, traced=False)
+    run_service_command("services.core", ["migrate"], env)
+    owner = {
+        **service_env(config, "payments-1", 0, 0, traced=False),
+        "DATABASE_URL": config.database_url_of(config.payments_owner_user),
+    }
+    run_service_command(
+        "services.payments", ["migrate", "--grant", config.payments_database_user], owner
+    )
 
-    async def grant() -> None:
-        conn = await asyncpg.connect(owner_url)
-        try:
-            await grant_worker_role(conn, config.payments_database_user)
-        finally:
-            await conn.close()
 
-    asyncio.run(grant())
+def run_service_command(module: str, argv: list[str], env: dict[str, str]) -> str:
+    """Run a service's command (`python -m <module> ...`) as a process; its output."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *argv],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        reason = result.stderr.strip().splitlines()
+        raise SystemExit(f"{module} {' '.join(argv)} failed:\n" + "\n".join(reason[-12:]))
+    return result.stdout
+
+
+@functools.cache
+def broker_permissions(module: str) -> BrokerPermissions:
+    """What a service's broker user may do, as `python -m <module> permissions` prints it."""
+    data = json.loads(run_service_command(module, ["permissions"], dict(os.environ)))
+    topics = {name: (write, read) for name, (write, read) in data.pop("topics").items()}
+    return BrokerPermissions(**data, topics=topics)
 
 
 async def drop_database(config: StackConfig) -> None:
@@ -623,17 +644,7 @@ def check_settings(config: StackConfig, *, traced: bool) -> None:
             continue
         checked.add(module)
         env = service_env(config, name, port, metrics_port, traced=traced)
-        result = subprocess.run(
-            [sys.executable, "-m", module, "--check"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            reason = result.stderr.strip().splitlines()
-            raise SystemExit(f"{module} refuses its settings:\n" + "\n".join(reason[-12:]))
+        run_service_command(module, ["check"], env)
 
 
 def start_process(name: str, argv: list[str], env: dict[str, str], config: StackConfig) -> bool:

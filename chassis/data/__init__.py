@@ -1,9 +1,15 @@
-"""TODO."""
+"""Data: PostgreSQL and Redis as app resources, migrations and caches.
+
+Pools as `cleanup_ctx` (`postgres_pool`, `redis_client`; `DB_POOL`, `REDIS`, `Conn`, `Db`,
+`fetch_returned`), Alembic migrations (`upgrade`, `run_env`, `execute_script`), and the
+two-tier cache (`TieredCache`, `tiered_cache`, `InvalidationBus`, `RecordedInvalidations`):
+a near cache in the process over Redis, invalidated through Redis.
+"""
 
 from chassis.data._migrations import execute_script, run_env, upgrade
 from chassis.data._near_cache import (
-    CachedBody,
     INVALIDATION_BUS,
+    CachedBody,
     InvalidationBus,
     RecordedInvalidations,
     TieredCache,
@@ -11,10 +17,10 @@ from chassis.data._near_cache import (
     tiered_cache,
 )
 from chassis.data._pools import (
-    Conn,
     DB_POOL,
-    Db,
     REDIS,
+    Conn,
+    Db,
     fetch_returned,
     postgres_pool,
     redis_client,

@@ -1,10 +1,20 @@
-"""TODO."""
+"""HTTP: what a service's web face is built from.
+
+The app factory and entry (`create_service_app`, `serve`, `UnixSocket`), the edge middleware
+(request id, problem+json errors, access log, RED metrics, server spans), RFC 9457 problems,
+declared routes that give auth, rate limits and the OpenAPI entry in one place (`ApiRoutes`,
+`Header`, `openapi_document`, `setup_docs`), JSON payloads (`json_body`, `json_response`,
+`query_params`, `JSON_INTEGER`, `Text`, `IsoDate`), keyset pagination (`page`, `Cursor`), JWT
+auth with revocation (`TokenService`, `authenticated`, `Principal`), rate limits
+(`rate_limiter`, `client_address`) and health checks (`setup_health`). The errors a handler
+raises live in `chassis.errors`.
+"""
 
 from chassis.http._app import BACKLOG, UnixSocket, create_service_app, serve
 from chassis.http._auth import (
+    TOKENS,
     Principal,
     Revocations,
-    TOKENS,
     TokenService,
     authenticated,
     token_version,
@@ -13,8 +23,8 @@ from chassis.http._health import DEFAULT_CHECKS, setup_health
 from chassis.http._openapi import openapi_document, setup_docs
 from chassis.http._pagination import Cursor, Position, decode_cursor, page
 from chassis.http._payloads import (
-    IsoDate,
     JSON_INTEGER,
+    IsoDate,
     Text,
     dumps,
     json_body,

@@ -1,17 +1,28 @@
-"""TODO."""
+"""Messaging: RabbitMQ with the guarantees the stack promises.
+
+The broker (`amqp_broker`, `Broker`, `BrokerPermissions`; exchanges `COMMANDS`, `EVENTS`, `RPC`,
+`DEAD_LETTERS`), messages as pydantic models that carry their `type` and `version`
+(`MessageTypes`, `UnknownContract`, `encode`, `type_name`), work-queue consumers driven by a
+handler table (`consume_work_queue`, `Consumer`, `Poison`: ack after the effect, retries with
+back-off, dead letters), the transactional outbox and its relay (`enqueue`, `outbox_relay`,
+`first_delivery`, `derived_message_id`), RPC with deadlines (`RpcClient`, `serving_rpcs`), and
+PostgreSQL LISTEN (`setup_pg_listener`, `listening`). It names no message of any service.
+"""
 
 from chassis.messaging._amqp import (
     ALL_EXCHANGES,
     ATTEMPT_HEADER,
     BROKER,
-    Broker,
-    BrokerPermissions,
     COMMANDS,
+    DEAD_LETTERS,
     DEFAULT,
     DEFAULT_EXCHANGE,
     EVENTS,
     QUEUE_HEADER,
     REASON_HEADER,
+    RPC,
+    Broker,
+    BrokerPermissions,
     amqp_broker,
     broker_ready,
     dead_letter_queue,
@@ -20,8 +31,22 @@ from chassis.messaging._amqp import (
     republished,
     retry_queue,
 )
-from chassis.messaging._consumer import AppMessageHandler, Consumer, Poison, consume_work_queue
-from chassis.messaging._envelope import MessageTypes, message_type
+from chassis.messaging._consumer import (
+    AppMessageHandler,
+    Consumer,
+    Handlers,
+    MessageHandler,
+    Poison,
+    consume_work_queue,
+)
+from chassis.messaging._envelope import (
+    MessageTypes,
+    RpcError,
+    UnknownContract,
+    encode,
+    message_type,
+    type_name,
+)
 from chassis.messaging._listen import PG_LISTENER, listening, setup_pg_listener
 from chassis.messaging._outbox import (
     OutboxRelay,
@@ -37,27 +62,34 @@ __all__ = [
     "ATTEMPT_HEADER",
     "BROKER",
     "COMMANDS",
+    "DEAD_LETTERS",
     "DEFAULT",
     "DEFAULT_EXCHANGE",
     "EVENTS",
     "PG_LISTENER",
     "QUEUE_HEADER",
     "REASON_HEADER",
+    "RPC",
     "AppMessageHandler",
     "AppRpcHandler",
     "Broker",
     "BrokerPermissions",
     "Consumer",
+    "Handlers",
+    "MessageHandler",
     "MessageTypes",
     "OutboxRelay",
     "Poison",
     "RpcClient",
+    "RpcError",
     "RpcServer",
+    "UnknownContract",
     "amqp_broker",
     "broker_ready",
     "consume_work_queue",
     "dead_letter_queue",
     "derived_message_id",
+    "encode",
     "enqueue",
     "first_delivery",
     "listening",
@@ -69,4 +101,5 @@ __all__ = [
     "retry_queue",
     "serving_rpcs",
     "setup_pg_listener",
+    "type_name",
 ]

@@ -1,4 +1,10 @@
-"""TODO."""
+"""Telemetry: logs, metrics and traces of a process.
+
+JSON logs and the access log (`configure_logging`, `AccessLog`), Prometheus metrics with
+exemplars on a port of their own (`Metrics`, `setup_metrics`, `METRICS`), and OpenTelemetry
+traces exported as OTLP/HTTP in batches (`start_tracing`, `Tracing`, `untraced`,
+`context_headers`, `attached`).
+"""
 
 from chassis.telemetry._logs import ACCESS_LOG, AccessLog, JsonFormatter, configure_logging
 from chassis.telemetry._metrics import METRICS, Metrics, exemplar, setup_metrics

@@ -1,0 +1,86 @@
+"""The process entry point of every service: `python -m services.<name> [command]`.
+
+    serve (default)  run the service with the environment's settings
+    check            validate the settings and exit (refused as the service would refuse them)
+    migrate          bring the service's schema up to date as the DSN's role; `--grant ROLE`
+                     then gives the service's runtime role its grants
+    permissions      print the service's broker permissions as JSON (for whoever makes its user)
+
+The dev stack, the containers and Ansible run these commands; none of them imports a service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import asyncpg
+from aiohttp import web
+
+from chassis.data import Conn, upgrade
+from chassis.http import serve
+from chassis.messaging import BrokerPermissions
+from chassis.settings import ServiceSettings
+
+__all__ = ["Grant", "Service", "main"]
+
+S = TypeVar("S", bound=ServiceSettings)
+# Gives a role (the second argument) its grants on a schema (the third).
+Grant = Callable[[Conn, str, str], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Service(Generic[S]):
+    """What a service's `__main__` tells the entry point."""
+
+    description: str
+    settings: Callable[..., S]
+    create_app: Callable[[S], web.Application]
+    migrations: Path
+    broker: BrokerPermissions
+    grant: Grant | None = None
+
+
+async def _grant(database_url: str, grant: Grant, role: str, schema: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await grant(conn, role, schema)
+    finally:
+        await conn.close()
+
+
+def main(service: Service[S]) -> None:
+    """Parse the command line and run the command."""
+    parser = argparse.ArgumentParser(description=service.description)
+    parser.add_argument(
+        "command", nargs="?", default="serve", choices=["serve", "check", "migrate", "permissions"]
+    )
+    parser.add_argument("--check", action="store_true", help="the same as the `check` command")
+    parser.add_argument("--port", type=int, help="HTTP port (HTTP_PORT)")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus port (METRICS_PORT)")
+    parser.add_argument("--grant", metavar="ROLE", help="`migrate`: the runtime role to grant")
+    args = parser.parse_args()
+    if args.command == "permissions":
+        print(json.dumps(dataclasses.asdict(service.broker)))
+        return
+    overrides = {
+        key: value
+        for key, value in {"http_port": args.port, "metrics_port": args.metrics_port}.items()
+        if value is not None
+    }
+    settings = service.settings(**overrides)
+    if args.check or args.command == "check":
+        return
+    if args.command == "migrate":
+        upgrade(settings.database_url, service.migrations, settings.database_schema)
+        if args.grant and service.grant is not None:
+            asyncio.run(
+                _grant(settings.database_url, service.grant, args.grant, settings.database_schema)
+            )
+        return
+    serve(service.create_app, settings)
