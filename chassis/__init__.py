@@ -1,28 +1,19 @@
 """The Relais chassis: what every service is built on.
 
-Modules: `settings` (environment, production guard), `app` (factory helpers, entry point),
-`keys` (typed app and request keys), `problems` (RFC 9457 errors), `middleware` (the edge:
-request id, errors, access log, RED metrics, server spans), `metrics` (with exemplars),
-`tracing` (OpenTelemetry), `otlp_encoding` (the span exporter's faster encoder), `health`,
-`resources` (PostgreSQL and Redis as `cleanup_ctx`, background tasks), `auth` (JWT, revocation),
-`ratelimit`, `near_cache` (two-tier cache, recorded invalidations), `payloads` (JSON in and
-out), `money` (currencies, amounts), `pagination`, `routes` (declared, enforced and documented
-operations), `openapi`, `migrations`, `contracts` (message models), `amqp` (RabbitMQ, broker
-permissions), `consumer`, `outbox`, `listen`, `rpc`.
+Packages, each with a public root (`__all__`; their modules are private):
 
-Exceptions a handler raises to answer a client (all render as problem+json)::
+- `chassis.http`: the app factory, edge middleware, problems, routes and OpenAPI, payloads,
+  pagination, auth, rate limits, health;
+- `chassis.messaging`: the broker, messages as models, consumers, the outbox relay, RPC, LISTEN;
+- `chassis.data`: PostgreSQL and Redis pools, migrations, the two-tier cache;
+- `chassis.telemetry`: logs, metrics, traces.
 
-    DomainError                 400
-    ├── BadRequest              400  malformed JSON or header
-    ├── Unauthorized            401  missing, invalid or revoked token
-    ├── Forbidden               403  role not allowed
-    ├── NotFound                404
-    ├── Conflict                409  duplicate, no stock, request in progress
-    ├── UnsupportedMediaType    415
-    ├── Unprocessable           422  invalid fields (with `errors`)
-    ├── TooManyRequests         429  with Retry-After
-    ├── ServiceUnavailable      503  dependency down, no worker for an RPC
-    └── GatewayTimeout          504  a worker missed the RPC deadline
+Modules: `chassis.main` (a service's command line), `chassis.settings` (the settings base and
+the production guard), `chassis.tasks` (background tasks), `chassis.errors` (below). The chassis
+names no service and no message: services give it their contracts in handler tables.
+
+The errors a handler raises to answer a client (each renders as problem+json) are re-exported
+here from `chassis.errors`, whose docstring draws their tree.
 """
 
 from chassis.errors import (

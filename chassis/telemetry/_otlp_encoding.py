@@ -1,8 +1,8 @@
 """OTLP/HTTP span export with a faster encoder for the spans a service makes every request.
 
 The SDK's encoder (`opentelemetry-exporter-otlp-proto-common`) builds a protobuf object per
-span, attribute and value before serializing them: 35-50 µs of the export thread per span
-here, more than the span itself costs, and the thread holds the GIL the event loop needs.
+span, attribute and value before serializing them, in the export thread, which holds the GIL
+the event loop needs (the README's Observability section has the measured costs).
 `encode_spans` writes the same `ExportTraceServiceRequest` bytes directly: trace and span ids,
 parent, name, kind, times, status, flags, and attributes of one scalar type each, reusing the
 bytes of an attribute (key and value) seen before. A span with events, links, dropped counts or
