@@ -38,21 +38,21 @@ system-deps:
 	fi
 
 up: deps system-deps
-	$(PY) -m scripts.stack up
+	$(PY) -m devstack up
 
 down: deps
-	$(PY) -m scripts.stack down
+	$(PY) -m devstack down
 
 status: deps
-	$(PY) -m scripts.stack status
+	$(PY) -m devstack status
 
 logs: deps
-	$(PY) -m scripts.stack logs $(if $(FOLLOW),--follow)
+	$(PY) -m devstack logs $(if $(FOLLOW),--follow)
 
 # An existing customer account is promoted only with PROMOTE=1 (registration is open).
 admin: deps
 	@test -n "$(EMAIL)" -a -n "$(PASSWORD)" || { echo "usage: make admin EMAIL=... PASSWORD=... [PROMOTE=1]"; exit 2; }
-	@ADMIN_PASSWORD='$(PASSWORD)' $(PY) -m scripts.stack admin --email '$(EMAIL)' $(if $(PROMOTE),--promote)
+	@ADMIN_PASSWORD='$(PASSWORD)' $(PY) -m devstack admin --email '$(EMAIL)' $(if $(PROMOTE),--promote)
 
 # Dead-lettered messages: `make dlq` lists them, `make dlq REQUEUE=1 [ID=<message id>]` requeues.
 dlq: deps

@@ -16,7 +16,6 @@ test: it asserts nothing.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import re
 import shutil
@@ -40,20 +39,21 @@ from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 
 from chassis.telemetry import encode_spans
-from scripts.otlp import OtlpReceiver
-from scripts.stack import (
+from devstack import (
     ROOT,
-    StackConfig,
+    StackSettings,
     down,
     drop_broker,
     drop_database,
     http_status,
     prepare_dirs,
+    program_pids,
     service_env,
     start_nginx,
     start_process,
     up,
 )
+from scripts.otlp import OtlpReceiver
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -121,7 +121,7 @@ def _latency(out: str, percentile: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-async def seed_products(config: StackConfig, count: int) -> list[str]:
+async def seed_products(config: StackSettings, count: int) -> list[str]:
     """Insert products (stock for every checkout) straight into the bench database; their ids."""
     conn = await asyncpg.connect(config.database_url, server_settings={"search_path": "core"})
     try:
@@ -139,7 +139,7 @@ async def seed_products(config: StackConfig, count: int) -> list[str]:
 
 async def clean_redis(prefix: str) -> None:
     """Delete the bench's keys."""
-    client = Redis.from_url(StackConfig().redis_url)
+    client = Redis.from_url(StackSettings().redis_url)
     async for key in client.scan_iter(match=prefix + "*"):
         await client.delete(key)
     await client.aclose()
@@ -247,18 +247,19 @@ async def amqp_round_trips(url: str, seconds: float, concurrency: int) -> Result
 
 
 def start_traced_pair(
-    core: StackConfig, index: int, ratio: float | None, otlp_port: int
-) -> StackConfig:
+    core: StackSettings, index: int, ratio: float | None, otlp_port: int
+) -> StackSettings:
     """Two more core instances on the bench's database and broker, behind an NGINX of their
     own, tracing at `ratio` (None: off) and exporting to the receiver at `otlp_port`."""
-    config = dataclasses.replace(
-        core,
-        state_dir=core.state_dir.parent / f"traced-{index}",
-        core_base_port=18301 + 10 * index,
-        metrics_base_port=19301 + 10 * index,
-        nginx_port=18380 + 10 * index,
-        nginx_tls_port=18643 + 10 * index,
-        otlp_endpoint=f"http://127.0.0.1:{otlp_port}",
+    config = core.model_copy(
+        update={
+            "state_dir": core.state_dir.parent / f"traced-{index}",
+            "core_base_port": 18301 + 10 * index,
+            "metrics_base_port": 19301 + 10 * index,
+            "nginx_port": 18380 + 10 * index,
+            "nginx_tls_port": 18643 + 10 * index,
+            "otlp_endpoint": f"http://127.0.0.1:{otlp_port}",
+        }
     )
     prepare_dirs(config)
     shutil.copytree(core.key_dir, config.key_dir, dirs_exist_ok=True)
@@ -309,13 +310,9 @@ def encoding_costs(count: int = 4096) -> tuple[float, float]:
     return min(sdk), min(chassis)
 
 
-def core_pids(config: StackConfig) -> list[int]:
+def core_pids(config: StackSettings) -> list[int]:
     """The process ids of a stack's core instances."""
-    return [
-        int((config.run_dir / f"{name}.pid").read_text())
-        for name, *_ in config.processes()
-        if name.startswith("core")
-    ]
+    return [pid for name, pid in program_pids(config).items() if name.startswith("core")]
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -341,7 +338,7 @@ def main() -> None:
     """Run every measurement and print the table and ratios."""
     run = uuid.uuid4().hex[:8]
     state = ROOT / "var" / "bench"
-    core = StackConfig(
+    core = StackSettings(
         state_dir=state / "core",
         core_base_port=18001,
         metrics_base_port=19101,
@@ -366,7 +363,7 @@ def main() -> None:
     )
     # The load comes from one address: lift the per-address write limit for this stack.
     os.environ["WRITE_RATE_LIMIT"] = "100000000/minute"
-    hello = StackConfig(
+    hello = StackSettings(
         state_dir=state / "hello",
         core_base_port=18101,
         nginx_port=18180,
@@ -375,7 +372,7 @@ def main() -> None:
     )
     hello_ports = [port for port, _ in hello.core_ports()]
     collector = OtlpReceiver(keep=False)
-    traced: dict[str, StackConfig] = {}
+    traced: dict[str, StackSettings] = {}
     try:
         up(core)
         collector.start_thread()

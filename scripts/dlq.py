@@ -27,7 +27,7 @@ from chassis.messaging import (
     dead_letter_queue,
     republished,
 )
-from scripts.stack import StackConfig
+from devstack import StackSettings
 
 WORK_QUEUES = ("payments.commands", "core.payment-events")
 
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("command", choices=["list", "requeue"])
     parser.add_argument("--queue", action="append", help=f"work queue (default: {WORK_QUEUES})")
     parser.add_argument("--id", action="append", default=[], help="only this message id")
-    parser.add_argument("--url", default=os.environ.get("AMQP_URL") or StackConfig().amqp_url)
+    parser.add_argument("--url", default=os.environ.get("AMQP_URL") or StackSettings().amqp_url)
     args = parser.parse_args()
     count = asyncio.run(run(args.url, args.command, args.queue or list(WORK_QUEUES), set(args.id)))
     print(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import shutil
 import socket
@@ -20,7 +19,7 @@ from unittest import mock
 
 from redis.asyncio import Redis
 
-from scripts.stack import StackConfig, drop_broker, drop_database
+from devstack import StackSettings, drop_broker, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a copy of the checkout leaves out: history, the virtualenv, state and caches.
@@ -115,7 +114,7 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
 
     # The stack as `make` sees it: its environment, and the default state folder of the copy.
     with mock.patch.dict(os.environ, env, clear=True):
-        config = dataclasses.replace(StackConfig(), state_dir=checkout / "var")
+        config = StackSettings(state_dir=checkout / "var")
     try:
         result = make("up", check=False)
         assert result.returncode == 0, result.stdout + result.stderr

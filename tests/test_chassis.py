@@ -45,8 +45,8 @@ from chassis.telemetry import (
     start_tracing,
     stop_tracing,
 )
+from devstack import StackSettings, ensure_keys
 from scripts.otlp import OtlpReceiver
-from scripts.stack import StackConfig, ensure_keys
 from services.core.app import create_app
 from services.core.settings import CoreSettings
 from services.payments.settings import PaymentsSettings
@@ -484,7 +484,7 @@ async def test_production_refuses_generated_secrets_wherever_they_live(monkeypat
             jwt_public_key_file=absolute.with_name("jwt-public.pem"),
         )
     # a state folder elsewhere: its secrets sit beside the marker `make up` leaves
-    ensure_keys(StackConfig(state_dir=tmp_path))
+    ensure_keys(StackSettings(state_dir=tmp_path))
     keys = tmp_path / "keys"
     with pytest.raises(ValidationError, match="generated development key"):
         ServiceSettings(

@@ -22,8 +22,8 @@ import aiormq
 import asyncpg
 import pytest
 
+from devstack import pids, start_nginx
 from scripts.otlp import OtlpReceiver, ReceivedSpan
-from scripts.stack import start_nginx
 from tests.faults import eventually
 from tests.payments_support import intent_event, signature
 from tests.stacks import native_stack
@@ -591,26 +591,45 @@ async def test_one_address_holds_a_bounded_number_of_connections(stack):
 
 
 async def test_make_up_twice_is_harmless(stack):
-    pids = sorted(p.read_text() for p in stack["config"].run_dir.glob("*.pid"))
+    before = pids(stack["config"])
     result = stack["make"]("up")
     assert "Relais is up" in result.stdout
-    assert sorted(p.read_text() for p in stack["config"].run_dir.glob("*.pid")) == pids
+    assert pids(stack["config"]) == before
 
 
-async def test_killing_an_instance_fails_no_idempotent_request(stack):
-    base = stack["base"]
-    victim = stack["config"].run_dir / "core-1.pid"
-    os.kill(int(victim.read_text()), signal.SIGKILL)
+async def test_a_killed_instance_and_worker_are_back_and_nothing_fails(stack):
+    config, base = stack["config"], stack["base"]
+    before = pids(config)
+    os.kill(before["core-1"], signal.SIGKILL)
+    os.kill(before["payments-1"], signal.SIGKILL)
     async with aiohttp.ClientSession() as http:
         statuses = []
         for _ in range(60):
             async with http.get(f"{base}/api/products?limit=5") as response:
                 statuses.append(response.status)
-    assert statuses == [200] * 60
-    assert stack["make"]("status", check=False).returncode != 0
-    # `make up` heals the stack by starting what is missing
-    stack["make"]("up")
-    assert stack["make"]("status").returncode == 0
+        assert statuses == [200] * 60
+        # A payment asked for while the worker is down is paid once supervisord restarts it.
+        auth = await admin_headers(stack, http)
+        order = await place_order(stack, http, auth, quantity=1)
+        async with http.post(
+            f"{base}/api/orders/{order['id']}/payments",
+            headers={**auth, "Idempotency-Key": f"e2e-{uuid.uuid4()}", "Prefer": "wait=30"},
+            json={"payment_method": "tok_visa"},
+        ) as response:
+            assert response.status == 200, await response.text()
+            assert (await response.json())["status"] == "succeeded"
+
+    def restarted() -> bool:
+        now = pids(config)
+        return all(now.get(name) not in (None, before[name]) for name in ("core-1", "payments-1"))
+
+    # Back without a second `make up`: new processes, and the stack reports ready.
+    await eventually(lambda: asyncio.to_thread(restarted), within=30, every=0.5)
+    await eventually(
+        lambda: asyncio.to_thread(lambda: stack["make"]("status", check=False).returncode == 0),
+        within=30,
+        every=0.5,
+    )
 
 
 async def test_per_ip_rate_limit_answers_429(stack):
@@ -671,7 +690,7 @@ async def test_each_part_holds_only_the_rights_it_needs(stack):
     finally:
         await admin.close()
     # the PostgreSQL exporter connects as that monitoring role, not as a superuser
-    pid = int((config.run_dir / "postgres-exporter.pid").read_text())
+    pid = pids(config)["postgres-exporter"]
     environ = Path(f"/proc/{pid}/environ")
     environment = (await asyncio.to_thread(environ.read_bytes)).split(b"\0")
     [dsn] = [item for item in environment if item.startswith(b"DATA_SOURCE_NAME=")]
@@ -697,11 +716,11 @@ async def test_each_part_holds_only_the_rights_it_needs(stack):
 
 async def test_make_down_stops_everything(stack):
     config = stack["config"]
-    pids = [int(p.read_text()) for p in config.run_dir.rglob("*.pid")]
+    running = list(pids(config).values())
     # nginx, two core instances, the payments worker, Prometheus, Alertmanager, three exporters
-    assert len(pids) == 9
+    assert len(running) == 9
     stack["make"]("down")
-    for pid in pids:
+    for pid in running:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     with pytest.raises(aiohttp.ClientConnectionError):

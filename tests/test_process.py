@@ -16,9 +16,9 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.stack import (
+from devstack import (
     ROOT,
-    StackConfig,
+    StackSettings,
     check_settings,
     ensure_keys,
     http_status,
@@ -79,7 +79,7 @@ async def test_nginx_retries_only_idempotent_methods(tmp_path: Path):
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", ok_port).start()
-    config = StackConfig(state_dir=tmp_path, nginx_port=nginx_port, nginx_tls_port=tls_port)
+    config = StackSettings(state_dir=tmp_path, nginx_port=nginx_port, nginx_tls_port=tls_port)
     for directory in (config.run_dir, config.log_dir):
         directory.mkdir(parents=True)
     ensure_keys(config)
@@ -179,7 +179,7 @@ async def test_sigterm_lets_in_flight_requests_finish(
 def test_make_up_traces_only_when_an_otlp_endpoint_answers(monkeypatch):
     monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
     (port,) = free_ports(1)
-    config = StackConfig(otlp_endpoint=f"http://127.0.0.1:{port}")
+    config = StackSettings(otlp_endpoint=f"http://127.0.0.1:{port}")
     assert not tracing_enabled(config)  # nothing listens: spans would only fill the logs
     # The kernel completes a connection to a listening socket before anyone accepts it:
     # a plain listener, never accepting, leaves no transport behind for the event loop.
@@ -200,7 +200,7 @@ def test_make_up_refuses_the_generated_secrets_in_production(monkeypatch, tmp_pa
         "STRIPE_SECRET_KEY": "sk_live_x",
     }.items():
         monkeypatch.setenv(name, value)
-    config = StackConfig(state_dir=tmp_path / "var")
+    config = StackSettings(state_dir=tmp_path / "var")
     ensure_keys(config)
     with pytest.raises(SystemExit, match="generated development key"):
         check_settings(config, traced=False)

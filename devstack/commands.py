@@ -1,0 +1,123 @@
+"""The stack's commands: up, down, status, admin."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+from devstack.broker import enable_broker_metrics, ensure_broker
+from devstack.database import ensure_database, migrate
+from devstack.nginx import start_nginx
+from devstack.observability import start_exporters, start_observability
+from devstack.processes import (
+    pids,
+    prepare_dirs,
+    start_process,
+    stop_pid_file,
+    stop_supervisor,
+    supervisor_running,
+    supervisorctl,
+)
+from devstack.readiness import readiness, report, wait_ready
+from devstack.secrets import ensure_keys
+from devstack.services import check_settings, service_env, tracing_enabled
+from devstack.settings import StackSettings
+
+
+def up(config: StackSettings) -> None:
+    """Bring the whole native stack up (idempotent)."""
+    prepare_dirs(config)
+    ensure_keys(config)
+    asyncio.run(ensure_database(config))
+    migrate(config)
+    ensure_broker(config)
+    enable_broker_metrics()
+    traced = tracing_enabled(config)  # one answer for every process
+    check_settings(config, traced=traced)
+    for name, module, port, metrics_port in config.processes():
+        start_process(
+            name,
+            [sys.executable, "-m", module],
+            service_env(config, name, port, metrics_port, traced=traced),
+            config,
+        )
+    start_nginx(config, config.core_upstreams())
+    start_observability(config)
+    start_exporters(config)
+    wait_ready(config)
+    print(
+        f"Relais is up ({config.core_instances} core instances, "
+        f"{config.payments_instances} payments worker)"
+    )
+    print(
+        f"  API        http://127.0.0.1:{config.nginx_port}/api/   https://127.0.0.1:{config.nginx_tls_port}/api/"
+    )
+    print(f"  API docs   http://127.0.0.1:{config.nginx_port}/api/docs")
+    for name, _, port, metrics_port in config.processes():
+        print(
+            f"  {name:<10} http://127.0.0.1:{port}/health/ready   "
+            f"metrics http://127.0.0.1:{metrics_port}/metrics"
+        )
+    print(f"  RabbitMQ   amqp://{config.rabbitmq_host}/{config.rabbitmq_vhost}  (make dlq)")
+    print(f"  Prometheus http://127.0.0.1:{config.prometheus_port}/   (rules and alerts loaded)")
+    print(f"  Alertmanager http://127.0.0.1:{config.alertmanager_port}/")
+    traces = (
+        f"exported to {config.otlp_endpoint}"
+        if traced
+        else f"off: nothing listens at {config.otlp_endpoint} (start Jaeger, then `make down up`)"
+    )
+    print(f"  Traces     {traces}")
+    print("  Grafana and Jaeger are not installable here: they run in the compose stack")
+    print(f"  logs       {config.log_dir}  (make logs)")
+
+
+def down(config: StackSettings) -> None:
+    """Stop everything `up` started: NGINX, then every program of the stack's supervisord (each
+    with its grace), then supervisord itself."""
+    stopped = []
+    nginx_pid = config.run_dir / "nginx" / "nginx.pid"
+    if stop_pid_file(nginx_pid, signal.SIGQUIT):
+        stopped.append("nginx")
+    stopped += stop_supervisor(config)
+    if not config.runtime_root:  # a folder of our own making: its sockets are dead now
+        shutil.rmtree(config.runtime_dir, ignore_errors=True)
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def expected_processes(config: StackSettings) -> list[str]:
+    """What a healthy stack runs: NGINX, the services, Prometheus and Alertmanager."""
+    names = ["nginx", *(name for name, *_ in config.processes())]
+    if shutil.which("prometheus") and shutil.which("prometheus-alertmanager"):
+        names += ["prometheus", "alertmanager"]
+    return names
+
+
+def status(config: StackSettings) -> bool:
+    """Print supervisord's view of every program and each readiness check; True if all are up."""
+    running = pids(config)
+    if supervisor_running(config):
+        print(supervisorctl(config, "status").stdout.rstrip())
+    healthy = True
+    for name in expected_processes(config):
+        pid = running.get(name)
+        healthy &= pid is not None
+        if name == "nginx" or pid is None:
+            print(f"{name:<10} {f'running pid {pid}' if pid else 'stopped'}")
+    return report(config, readiness(config)) and healthy
+
+
+def admin(config: StackSettings, email: str, *, promote: bool) -> int:
+    """Create an admin in the stack's database, or promote an existing account (`promote`);
+    the password comes from ADMIN_PASSWORD."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": config.database_url,
+        "REDIS_URL": config.redis_url,
+        "REDIS_KEY_PREFIX": config.redis_key_prefix,
+    }
+    argv = [sys.executable, "-m", "services.core.admin", "--email", email]
+    return subprocess.run([*argv, "--promote"] if promote else argv, env=env).returncode

@@ -1,0 +1,109 @@
+"""NGINX: the config rendered from the template, started or reloaded."""
+
+from __future__ import annotations
+
+import grp
+import ipaddress
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from devstack.processes import _pid, nginx_group, prepare_runtime_dir
+from devstack.settings import TEMPLATE, StackSettings
+
+
+def render_nginx(config: StackSettings, upstreams: list[str]) -> Path:
+    """Write NGINX' config for this stack (upstreams: `host:port` or `unix:/path`)."""
+    servers = "\n".join(
+        f"        server {address} max_fails=3 fail_timeout=10s;" for address in upstreams
+    )
+    group = grp.getgrgid(nginx_group(config)).gr_name
+    values = {
+        # Only a master running as root can switch its workers to another user.
+        "USER": f"user {config.nginx_user} {group};" if os.geteuid() == 0 else "",
+        "WORKERS": config.nginx_workers,
+        "RUN_DIR": str(config.run_dir / "nginx"),
+        "RUNTIME_DIR": str(prepare_runtime_dir(config)),
+        "LOG_DIR": str(config.log_dir),
+        "ACCESS_LOG": f"{config.log_dir / 'nginx-access.log'} relais_json"
+        if config.nginx_access_log
+        else "off",
+        "HTTP_PORT": str(config.nginx_port),
+        "TLS_PORT": str(config.nginx_tls_port),
+        "TLS_CERT": str(config.key_dir / "tls.crt"),
+        "TLS_KEY": str(config.key_dir / "tls.key"),
+        "RATE_LIMIT": str(config.nginx_rate_limit),
+        "RATE_BURST": str(config.nginx_rate_burst),
+        "CONN_LIMIT": str(config.nginx_conn_limit),
+        "CORE_SERVERS": servers,
+        "CONF_DIR": str(TEMPLATE.parent),
+        "CORS_ORIGINS": "\n".join(
+            f'        "{origin}" $http_origin;' for origin in cors_origins(config)
+        ),
+        "TRACE_TRUSTED_CALLERS": "\n".join(
+            f"        {network} 1;" for network in trusted_trace_networks(config)
+        ),
+    }
+    text = re.sub(r"{{ (\w+) }}", lambda m: values[m.group(1)], TEMPLATE.read_text())
+    (config.run_dir / "nginx").mkdir(parents=True, exist_ok=True)
+    path = config.run_dir / "nginx" / "nginx.conf"
+    path.write_text(text)
+    return path
+
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def cors_origins(config: StackSettings) -> list[str]:
+    """The browser origins CORS admits, each `scheme://host[:port]` exactly."""
+    origins = [origin.strip() for origin in config.cors_allowed_origins.split(",")]
+    for origin in filter(None, origins):
+        if not _ORIGIN.fullmatch(origin):
+            raise SystemExit(f"CORS_ALLOWED_ORIGINS: {origin!r} is not scheme://host[:port]")
+    return [origin for origin in origins if origin]
+
+
+def trusted_trace_networks(config: StackSettings) -> list[str]:
+    """The networks whose callers keep their trace context, normalized."""
+    networks = filter(None, (text.strip() for text in config.trusted_trace_callers.split(",")))
+    try:
+        return [str(ipaddress.ip_network(network, strict=False)) for network in networks]
+    except ValueError as exc:
+        raise SystemExit(f"NGINX_TRUSTED_TRACE_CALLERS: {exc}") from exc
+
+
+def nginx_status_socket(config: StackSettings) -> Path:
+    """NGINX' `stub_status`, on a Unix socket no client can reach."""
+    return config.runtime_dir / "nginx-status.sock"
+
+
+def nginx_binary() -> str:
+    """The nginx executable (installed by `make up` when missing)."""
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if found is None:
+        raise SystemExit("nginx is not installed: run `make up`, which installs it")
+    return found
+
+
+def start_nginx(config: StackSettings, upstreams: list[str]) -> None:
+    """Start NGINX, or reload it with a freshly rendered config if it runs."""
+    conf = render_nginx(config, upstreams)
+    prefix = str(config.run_dir / "nginx")
+    base = [
+        nginx_binary(),
+        "-p",
+        prefix,
+        "-c",
+        str(conf),
+        "-e",
+        str(config.log_dir / "nginx-error.log"),
+    ]
+    subprocess.run([*base, "-t", "-q"], check=True)
+    if _pid(config.run_dir / "nginx" / "nginx.pid"):
+        subprocess.run([*base, "-s", "reload"], check=True)
+    else:
+        subprocess.run(base, check=True)

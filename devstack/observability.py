@@ -1,0 +1,119 @@
+"""Prometheus, Alertmanager and the exporters."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+from devstack.nginx import nginx_status_socket
+from devstack.processes import start_process
+from devstack.settings import ALERTMANAGER_CONFIG, PROMETHEUS_DIR, StackSettings
+
+
+def render_prometheus(config: StackSettings) -> Path:
+    """Write Prometheus' config for this stack: every process's metrics port, the rules, the
+    Alertmanager; the checked-in `infra/prometheus/prometheus.yml` is the default-ports copy."""
+    base = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    base["global"]["scrape_interval"] = config.scrape_interval
+    base["global"]["evaluation_interval"] = config.scrape_interval
+    base["rule_files"] = [str(PROMETHEUS_DIR / "rules" / "*.yml")]
+    base["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [
+        f"127.0.0.1:{config.alertmanager_port}"
+    ]
+    jobs: dict[str, list[str]] = {}
+    for name, _, _, metrics_port in config.processes():
+        service = name.rsplit("-", 1)[0]
+        jobs.setdefault(service, []).append(f"127.0.0.1:{metrics_port}")
+    base["scrape_configs"] = [
+        {
+            "job_name": f"relais-{service}",
+            "static_configs": [{"targets": targets, "labels": {"service": service}}],
+        }
+        for service, targets in jobs.items()
+    ] + [job for job in base["scrape_configs"] if not job["job_name"].startswith("relais-")]
+    ports = exporter_ports(config)
+    for job in base["scrape_configs"]:
+        if job["job_name"] == "rabbitmq-queues":
+            job["params"]["vhost"] = [config.rabbitmq_vhost]
+        if job["job_name"] in ports:
+            job["static_configs"][0]["targets"] = [f"127.0.0.1:{ports[job['job_name']]}"]
+    path = config.run_dir / "prometheus.yml"
+    path.write_text(yaml.safe_dump(base, sort_keys=False))
+    return path
+
+
+def exporter_ports(config: StackSettings) -> dict[str, int]:
+    """The port of each exporter `make up` runs, by the Prometheus job that scrapes it."""
+    return {
+        "nginx": config.nginx_exporter_port,
+        "postgres": config.postgres_exporter_port,
+        "redis": config.redis_exporter_port,
+    }
+
+
+def start_exporters(config: StackSettings) -> None:
+    """Start the NGINX, PostgreSQL and Redis exporters (Debian packages `make up` installs)."""
+    ports = exporter_ports(config)
+    commands = {
+        "nginx-exporter": [
+            "prometheus-nginx-exporter",
+            f"-nginx.scrape-uri=unix:{nginx_status_socket(config)}:/stub_status",
+            f"-web.listen-address=127.0.0.1:{ports['nginx']}",
+        ],
+        "postgres-exporter": [
+            "prometheus-postgres-exporter",
+            f"--web.listen-address=127.0.0.1:{ports['postgres']}",
+        ],
+        "redis-exporter": [
+            "prometheus-redis-exporter",
+            f"-redis.addr={config.redis_url}",
+            f"-web.listen-address=127.0.0.1:{ports['redis']}",
+        ],
+    }
+    # Its own role, with pg_monitor and nothing else.
+    dsn = config.database_url_of(config.monitor_database_user) + "?sslmode=disable"
+    for name, argv in commands.items():
+        binary = shutil.which(argv[0])
+        if binary is None:
+            print(f"{argv[0]} is not installed: `make up` installs it")
+            continue
+        env = {**os.environ, "DATA_SOURCE_NAME": dsn} if name == "postgres-exporter" else None
+        start_process(name, [binary, *argv[1:]], env or dict(os.environ), config)
+
+
+def start_observability(config: StackSettings) -> None:
+    """Start Prometheus and Alertmanager with the project's config (installed by `make up`)."""
+    prometheus, alertmanager = shutil.which("prometheus"), shutil.which("prometheus-alertmanager")
+    if prometheus is None or alertmanager is None:
+        print("Prometheus or Alertmanager is not installed: `make up` installs them")
+        return
+    data = config.state_dir / "data"
+    start_process(
+        "prometheus",
+        [
+            prometheus,
+            f"--config.file={render_prometheus(config)}",
+            f"--storage.tsdb.path={data / 'prometheus'}",
+            f"--web.listen-address=127.0.0.1:{config.prometheus_port}",
+            "--storage.tsdb.retention.time=7d",
+            # Latency buckets carry trace ids: keep them, so Grafana links a slow bucket to Jaeger.
+            "--enable-feature=exemplar-storage",
+        ],
+        dict(os.environ),
+        config,
+    )
+    start_process(
+        "alertmanager",
+        [
+            alertmanager,
+            f"--config.file={ALERTMANAGER_CONFIG}",
+            f"--storage.path={data / 'alertmanager'}",
+            f"--web.listen-address=127.0.0.1:{config.alertmanager_port}",
+            "--cluster.listen-address=",
+        ],
+        dict(os.environ),
+        config,
+    )

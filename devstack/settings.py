@@ -1,0 +1,222 @@
+"""The dev stack's settings: every path, port and name, from the environment."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chassis.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+TEMPLATE = ROOT / "infra" / "nginx" / "relais.conf.template"
+
+
+PROMETHEUS_DIR = ROOT / "infra" / "prometheus"
+
+
+ALERTMANAGER_CONFIG = ROOT / "infra" / "alertmanager" / "alertmanager.yml"
+
+
+READY_TIMEOUT = 60.0
+
+
+# The schema the payments service owns (its processes' DATABASE_SCHEMA).
+PAYMENTS_SCHEMA = "payments"
+
+
+STOP_TIMEOUT = 15.0
+
+
+def default_nginx_user() -> str:
+    """The user NGINX' workers run as when NGINX starts as root: Debian's web server user."""
+    try:
+        pwd.getpwnam("www-data")
+    except KeyError:
+        return "nobody"
+    return "www-data"
+
+
+def runtime_base() -> Path:
+    """Where runtime folders live: /run for root, the user's runtime folder, else /tmp."""
+    if os.geteuid() == 0:
+        return Path("/run/relais")
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and Path(xdg).is_dir():
+        return Path(xdg) / "relais"
+    return Path(tempfile.gettempdir()) / f"relais-{os.geteuid()}"
+
+
+# The services' own defaults, where the stack and a service share a setting.
+_SERVICE = ServiceSettings.model_fields
+
+
+class StackSettings(BaseSettings):
+    """Where the stack keeps its state and which ports and names it uses (each field from the
+    environment variable of its name in capitals unless it names another)."""
+
+    # An empty variable means "unset", as in the services' settings.
+    model_config = SettingsConfigDict(
+        env_prefix="", extra="ignore", frozen=True, env_ignore_empty=True, populate_by_name=True
+    )
+
+    state_dir: Path = Field(ROOT / "var", validation_alias="RELAIS_STATE_DIR")
+    core_instances: int = Field(2, ge=0)
+    core_base_port: int = 8001
+    metrics_base_port: int = 9101
+    payments_instances: int = Field(1, ge=0)
+    payments_base_port: int = 8201
+    payments_metrics_base_port: int = 9201
+    nginx_port: int = 8080
+    nginx_tls_port: int = 8443
+    nginx_workers: str = "auto"
+    # NGINX reaches co-located instances over Unix sockets (no TCP stack on that hop) or TCP.
+    nginx_upstream: Literal["unix", "tcp"] = "unix"
+    nginx_rate_limit: int = 200
+    nginx_rate_burst: int = 400
+    nginx_conn_limit: int = 100
+    # Browser origins allowed to call the API (CORS), comma-separated; none by default.
+    cors_allowed_origins: str = ""
+    # Callers (CIDRs, comma-separated) whose trace context NGINX passes on; none by default.
+    trusted_trace_callers: str = Field("", validation_alias="NGINX_TRUSTED_TRACE_CALLERS")
+    nginx_access_log: bool = True
+    # Started as root, NGINX runs its workers as this unprivileged user.
+    nginx_user: str = Field(default_factory=default_nginx_user)
+    # Unix sockets and NGINX' temp files (default: a folder of /run or /tmp per state folder).
+    runtime_root: str = Field("", validation_alias="RELAIS_RUNTIME_DIR")
+    postgres_admin_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    database_name: str = "relais"
+    database_user: str = "relais"
+    database_password: str = "relais"  # noqa: S105 - a development default
+    # The payments worker's own role: it may only append to the ledger.
+    payments_database_user: str = "relais_payments"
+    # The payments schema's owner (it runs the worker's migrations); core's role cannot touch it.
+    payments_owner_user: str = "relais_payments_owner"
+    # The PostgreSQL exporter's role: pg_monitor, nothing else.
+    monitor_database_user: str = "relais_monitor"
+    database_host: str = "127.0.0.1:5432"
+    redis_url: str = _SERVICE["redis_url"].default
+    redis_key_prefix: str = _SERVICE["redis_key_prefix"].default
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
+    nginx_exporter_port: int = 9113
+    postgres_exporter_port: int = 9187
+    redis_exporter_port: int = 9121
+    scrape_interval: str = Field("15s", validation_alias="PROMETHEUS_SCRAPE_INTERVAL")
+    rabbitmq_host: str = "127.0.0.1:5672"
+    rabbitmq_vhost: str = "relais"
+    # The operator's user (`make dlq`); each service has its own, allowed only what it does.
+    rabbitmq_user: str = "relais"
+    rabbitmq_password: str = "relais"  # noqa: S105 - a development default
+    rabbitmq_core_user: str = "relais_core"
+    rabbitmq_payments_user: str = "relais_payments"
+    # Where traces go: Jaeger's OTLP/HTTP port (the compose stack publishes it on 4318).
+    otlp_endpoint: str = Field(
+        _SERVICE["otel_exporter_otlp_endpoint"].default,
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+    )
+
+    @property
+    def database_url(self) -> str:
+        """The DSN core uses (the stack's own role)."""
+        return self.database_url_of(self.database_user)
+
+    @property
+    def payments_database_url(self) -> str:
+        """The DSN of the payments worker's role."""
+        return self.database_url_of(self.payments_database_user)
+
+    @property
+    def admin_database_url(self) -> str:
+        """The administrator's DSN on the stack's database."""
+        return self.postgres_admin_url.rsplit("/", 1)[0] + f"/{self.database_name}"
+
+    def database_url_of(self, role: str) -> str:
+        """The DSN of one of the stack's roles."""
+        return (
+            f"postgresql://{role}:{self.database_password}@{self.database_host}/"
+            f"{self.database_name}"
+        )
+
+    @property
+    def amqp_url(self) -> str:
+        """The operator's broker URL (the stack's own vhost)."""
+        return self.amqp_url_of(self.rabbitmq_user)
+
+    def amqp_url_of(self, user: str) -> str:
+        """The broker URL of one of the stack's users."""
+        return f"amqp://{user}:{self.rabbitmq_password}@{self.rabbitmq_host}/{self.rabbitmq_vhost}"
+
+    @property
+    def run_dir(self) -> Path:
+        """PID files and NGINX' rendered config and temp files."""
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        """One log file per process."""
+        return self.state_dir / "log"
+
+    @property
+    def key_dir(self) -> Path:
+        """The generated development JWT key pair and TLS certificate."""
+        return self.state_dir / "keys"
+
+    @property
+    def runtime_dir(self) -> Path:
+        """The instances' Unix sockets and NGINX' temp files: a short path outside the state
+        folder, so NGINX' workers (another user under root) reach them whatever the mode of the
+        folder the stack lives in (a home folder is often 0700), and a socket's path stays
+        within the kernel's 108 bytes."""
+        if self.runtime_root:
+            return Path(self.runtime_root)
+        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
+        return runtime_base() / digest
+
+    def unix_socket(self, name: str) -> Path:
+        """Where the process `name` listens for NGINX when upstreams are Unix sockets."""
+        return self.runtime_dir / f"{name}.sock"
+
+    def upstream(self, name: str, port: int) -> str:
+        """NGINX' address for the process `name`, which also serves TCP on `port`."""
+        if self.nginx_upstream == "unix":
+            return f"unix:{self.unix_socket(name)}"
+        return f"127.0.0.1:{port}"
+
+    def core_upstreams(self) -> list[str]:
+        """NGINX' address of every core instance."""
+        return [
+            self.upstream(f"core-{i}", port) for i, (port, _) in enumerate(self.core_ports(), 1)
+        ]
+
+    def core_ports(self) -> list[tuple[int, int]]:
+        """(HTTP port, metrics port) of each core instance."""
+        return [
+            (self.core_base_port + i, self.metrics_base_port + i)
+            for i in range(self.core_instances)
+        ]
+
+    def payments_ports(self) -> list[tuple[int, int]]:
+        """(HTTP port, metrics port) of each payments worker."""
+        return [
+            (self.payments_base_port + i, self.payments_metrics_base_port + i)
+            for i in range(self.payments_instances)
+        ]
+
+    def processes(self) -> list[tuple[str, str, int, int]]:
+        """(name, module, HTTP port, metrics port) of every service process."""
+        return [
+            (f"core-{i}", "services.core", port, metrics)
+            for i, (port, metrics) in enumerate(self.core_ports(), 1)
+        ] + [
+            (f"payments-{i}", "services.payments", port, metrics)
+            for i, (port, metrics) in enumerate(self.payments_ports(), 1)
+        ]
