@@ -5,6 +5,7 @@
     migrate          bring the service's schema up to date as the DSN's role; `--grant ROLE`
                      then gives the service's runtime role its grants
     permissions      print the service's broker permissions as JSON (for whoever makes its user)
+    openapi          print the OpenAPI document of the service's HTTP operations
 
 The dev stack, the containers and Ansible run these commands; none of them imports a service.
 """
@@ -44,6 +45,7 @@ class Service(Generic[S]):
     migrations: Path
     broker: BrokerPermissions
     grant: Grant | None = None
+    document: Callable[[], dict[str, object]] | None = None
 
 
 async def _grant(database_url: str, grant: Grant, role: str, schema: str) -> None:
@@ -58,7 +60,7 @@ def main(service: Service[S]) -> None:
     """Parse the command line and run the command."""
     parser = argparse.ArgumentParser(description=service.description)
     parser.add_argument(
-        "command", nargs="?", default="serve", choices=["serve", "check", "migrate", "permissions"]
+        "command", nargs="?", default="serve", choices=["serve", "check", "migrate", "permissions", "openapi"]
     )
     parser.add_argument("--check", action="store_true", help="the same as the `check` command")
     parser.add_argument("--port", type=int, help="HTTP port (HTTP_PORT)")
@@ -67,6 +69,9 @@ def main(service: Service[S]) -> None:
     args = parser.parse_args()
     if args.command == "permissions":
         print(json.dumps(dataclasses.asdict(service.broker)))
+        return
+    if args.command == "openapi":
+        print(json.dumps(service.document() if service.document else {}))
         return
     overrides = {
         key: value

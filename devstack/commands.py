@@ -11,7 +11,7 @@ import sys
 
 from devstack.broker import enable_broker_metrics, ensure_broker
 from devstack.database import ensure_database, migrate
-from devstack.nginx import start_nginx
+from devstack.nginx import publish_api_document, start_nginx
 from devstack.observability import start_exporters, start_observability
 from devstack.processes import (
     pids,
@@ -45,7 +45,8 @@ def up(config: StackSettings) -> None:
             service_env(config, name, port, metrics_port, traced=traced),
             config,
         )
-    start_nginx(config, config.core_upstreams())
+    publish_api_document(config, ["services.core", "services.payments"])
+    start_nginx(config, config.core_upstreams(), config.payments_upstreams())
     start_observability(config)
     start_exporters(config)
     wait_ready(config)

@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
+import copy
 import grp
 import ipaddress
+import json
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from devstack.processes import _pid, nginx_group, prepare_runtime_dir
+from devstack.services import run_service_command
 from devstack.settings import TEMPLATE, StackSettings
 
 
-def render_nginx(config: StackSettings, upstreams: list[str]) -> Path:
-    """Write NGINX' config for this stack (upstreams: `host:port` or `unix:/path`)."""
-    servers = "\n".join(
+def upstream_servers(upstreams: list[str]) -> str:
+    """An upstream block's servers (`host:port` or `unix:/path`); one that is always down when
+    there are none (a stack without that service answers 503)."""
+    if not upstreams:
+        return "        server 127.0.0.1:1 down;"
+    return "\n".join(
         f"        server {address} max_fails=3 fail_timeout=10s;" for address in upstreams
     )
+
+
+def render_nginx(config: StackSettings, upstreams: list[str], payments: list[str]) -> Path:
+    """Write NGINX' config for this stack: `upstreams` serve the API, `payments` the providers'
+    webhooks."""
     group = grp.getgrgid(nginx_group(config)).gr_name
     values = {
         # Only a master running as root can switch its workers to another user.
@@ -37,7 +49,9 @@ def render_nginx(config: StackSettings, upstreams: list[str]) -> Path:
         "RATE_LIMIT": str(config.nginx_rate_limit),
         "RATE_BURST": str(config.nginx_rate_burst),
         "CONN_LIMIT": str(config.nginx_conn_limit),
-        "CORE_SERVERS": servers,
+        "CORE_SERVERS": upstream_servers(upstreams),
+        "PAYMENTS_SERVERS": upstream_servers(payments),
+        "API_DOCUMENT": str(api_document_path(config)),
         "CONF_DIR": str(TEMPLATE.parent),
         "CORS_ORIGINS": "\n".join(
             f'        "{origin}" $http_origin;' for origin in cors_origins(config)
@@ -89,9 +103,17 @@ def nginx_binary() -> str:
     return found
 
 
-def start_nginx(config: StackSettings, upstreams: list[str]) -> None:
+def api_document_path(config: StackSettings) -> Path:
+    """Where the API's published document is (NGINX serves it as `/api/openapi.json`): in the
+    runtime folder, which NGINX' workers may read whatever the mode of the state folder."""
+    return config.runtime_dir / "openapi.json"
+
+
+def start_nginx(
+    config: StackSettings, upstreams: list[str], payments: list[str] | None = None
+) -> None:
     """Start NGINX, or reload it with a freshly rendered config if it runs."""
-    conf = render_nginx(config, upstreams)
+    conf = render_nginx(config, upstreams, payments or [])
     prefix = str(config.run_dir / "nginx")
     base = [
         nginx_binary(),
@@ -107,3 +129,33 @@ def start_nginx(config: StackSettings, upstreams: list[str]) -> None:
         subprocess.run([*base, "-s", "reload"], check=True)
     else:
         subprocess.run(base, check=True)
+
+
+def publish_api_document(config: StackSettings, modules: list[str]) -> Path:
+    """Write the API's one document, merged from the services' own (`python -m <module>
+    openapi`), where NGINX serves it: the operations of every service behind NGINX."""
+    documents = [
+        json.loads(run_service_command(module, ["openapi"], dict(os.environ))) for module in modules
+    ]
+    prepare_runtime_dir(config)
+    path = api_document_path(config)
+    path.write_text(json.dumps(merge_documents(documents)))
+    path.chmod(0o640)  # the owner writes it, NGINX' workers (the folder's group) read it
+    return path
+
+
+def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """One OpenAPI document from several: the first one's `info`, every path, and every
+    component (one named twice must be the same in both)."""
+    merged = copy.deepcopy(documents[0])
+    for document in documents[1:]:
+        for path, operations in document.get("paths", {}).items():
+            if path in merged["paths"]:
+                raise SystemExit(f"two services document {path}")
+            merged["paths"][path] = operations
+        for kind, components in document.get("components", {}).items():
+            known = merged.setdefault("components", {}).setdefault(kind, {})
+            for name, component in components.items():
+                if known.setdefault(name, component) != component:
+                    raise SystemExit(f"two services define the component {kind}/{name} apart")
+    return merged

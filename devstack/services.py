@@ -83,7 +83,7 @@ def service_env(
         }
     )
     env.pop("HTTP_UNIX_SOCKET", None)
-    if config.nginx_upstream == "unix" and not worker:
+    if config.nginx_upstream == "unix":
         env["HTTP_UNIX_SOCKET"] = str(config.unix_socket(name))
     return env
 

@@ -197,6 +197,13 @@ class StackSettings(BaseSettings):
             self.upstream(f"core-{i}", port) for i, (port, _) in enumerate(self.core_ports(), 1)
         ]
 
+    def payments_upstreams(self) -> list[str]:
+        """NGINX' address of every payments instance (it takes the providers' webhooks)."""
+        return [
+            self.upstream(f"payments-{i}", port)
+            for i, (port, _) in enumerate(self.payments_ports(), 1)
+        ]
+
     def core_ports(self) -> list[tuple[int, int]]:
         """(HTTP port, metrics port) of each core instance."""
         return [

@@ -147,7 +147,6 @@ def settings(
         metrics_port=0,
         write_rate_limit="100000/minute",
         password_memory_kib=19 * 1024,
-        payments_webhook_secret=WEBHOOK_SECRET,
     )
 
 
@@ -186,30 +185,46 @@ def payments_settings(
         amqp_retry_delays=[0.2, 0.5, 1.0],
         metrics_port=0,
         provider_timeout=1.0,
+        payments_webhook_secret=WEBHOOK_SECRET,
     )
 
 
 WorkerFactory = Callable[..., Awaitable[web.Application]]
 
 
+class PaymentsEndpoint:
+    """The HTTP face of the payments services a test started (the first one answers)."""
+
+    def __init__(self) -> None:
+        self.clients: list[TestClient[Any, Any]] = []
+
+    async def post(self, path: str, **kwargs: Any) -> Any:
+        """POST to the first payments service started."""
+        if not self.clients:
+            raise RuntimeError("no payments service runs in this test")
+        return await self.clients[0].post(path, **kwargs)
+
+
+@pytest.fixture
+def webhooks() -> PaymentsEndpoint:
+    """Where a test posts provider webhooks: the payments service, as NGINX routes them."""
+    return PaymentsEndpoint()
+
+
 @pytest.fixture
 async def make_worker(
-    payments_settings: PaymentsSettings,
-) -> AsyncIterator[WorkerFactory]:
-    """Start payments workers in this process (settings overridable); stopped after the test."""
-    runners: list[web.AppRunner] = []
+    aiohttp_client: Any, payments_settings: PaymentsSettings, webhooks: PaymentsEndpoint
+) -> WorkerFactory:
+    """Start payments services in this process (settings overridable), each serving HTTP too;
+    stopped after the test."""
 
     async def start(**overrides: Any) -> web.Application:
         worker_settings = payments_settings.model_copy(update=overrides)
-        app = create_payments_app(worker_settings)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        runners.append(runner)
-        return app
+        client: TestClient[Any, Any] = await aiohttp_client(create_payments_app(worker_settings))
+        webhooks.clients.append(client)
+        return client.app
 
-    yield start
-    for runner in reversed(runners):
-        await runner.cleanup()
+    return start
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from typing import Any
 
 import asyncpg
 import orjson
-from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from services.payments.providers import sandbox_books
@@ -49,10 +48,10 @@ def intent_event(event_id: str, event_type: str, payment_id: str, **obj: Any) ->
 
 
 async def send_webhook(
-    client: TestClient[Any, Any], payload: bytes, header: str, provider: str = "sandbox"
+    payments: Any, payload: bytes, header: str, provider: str = "sandbox"
 ) -> Any:
-    """POST a webhook as the provider would."""
-    return await client.post(
+    """POST a webhook to the payments service as the provider would."""
+    return await payments.post(
         f"/api/payments/webhooks/{provider}",
         data=payload,
         headers={"Stripe-Signature": header, "Content-Type": "application/json"},

@@ -32,15 +32,15 @@ async def _problem(response, status: int) -> dict:
         "t=,v1=",
     ],
 )
-async def test_a_malformed_webhook_signature_is_a_400(client, db, header):
-    before = await db.fetchval("SELECT count(*) FROM webhook_events")
-    response = await client.post(
+async def test_a_malformed_webhook_signature_is_a_400(worker, webhooks, db, header):
+    before = await db.fetchval("SELECT count(*) FROM payments.webhook_events")
+    response = await webhooks.post(
         "/api/payments/webhooks/sandbox",
         data=b'{"id": "evt_1"}',
         headers={"Stripe-Signature": header.replace("{now}", str(int(time.time())))},
     )
     await _problem(response, 400)
-    assert await db.fetchval("SELECT count(*) FROM webhook_events") == before
+    assert await db.fetchval("SELECT count(*) FROM payments.webhook_events") == before
 
 
 async def test_nul_in_a_search_is_a_422(client):

@@ -330,10 +330,9 @@ async def test_production_refuses_development_secrets(monkeypatch):
     )
     assert ok.relais_env == "production"
     with pytest.raises(ValidationError, match="PAYMENTS_WEBHOOK_SECRET"):
-        CoreSettings(
+        PaymentsSettings(
             database_url="postgresql://relais:s3cret@db/relais",
-            jwt_public_key_file="/etc/relais/jwt-public.pem",
-            jwt_private_key_file="/etc/relais/jwt-private.pem",
+            stripe_secret_key="sk_live_" + "x" * 24,
         )
     with pytest.raises(ValidationError, match="sandbox provider"):
         PaymentsSettings(database_url="postgresql://relais:s3cret@db/relais")
@@ -497,13 +496,16 @@ async def test_production_refuses_generated_secrets_wherever_they_live(monkeypat
         "jwt_public_key_file": "/etc/relais/jwt-public.pem",
         "jwt_private_key_file": "/etc/relais/jwt-private.pem",
     }
+    CoreSettings(**elsewhere)
+    # The payments service takes the webhooks: it refuses the generated secret in production.
+    stripe = {"database_url": database, "stripe_secret_key": "sk_live_" + "x" * 24}
     with pytest.raises(ValidationError, match="PAYMENTS_WEBHOOK_SECRET"):
-        CoreSettings(**elsewhere, payments_webhook_secret_file=keys / "webhook-secret")
-    CoreSettings(**elsewhere, payments_webhook_secret="whsec_" + "x" * 32)
+        PaymentsSettings(**stripe, payments_webhook_secret_file=keys / "webhook-secret")
+    PaymentsSettings(**stripe, payments_webhook_secret="whsec_" + "x" * 32)
     # the value every copy of the code once shared is refused in any environment
     monkeypatch.setenv("RELAIS_ENV", "development")
     with pytest.raises(ValidationError, match="public development value"):
-        CoreSettings(payments_webhook_secret="whsec_relais_development")
+        PaymentsSettings(payments_webhook_secret="whsec_relais_development")
 
 
 class BrokenStream(io.StringIO):

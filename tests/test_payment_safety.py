@@ -54,9 +54,9 @@ async def webhook_handled(db, provider: str, event_id: str) -> bool:
     )
 
 
-async def deliver(client, db, payload: bytes, event_id: str, provider: str = "sandbox") -> None:
+async def deliver(webhooks, db, payload: bytes, event_id: str, provider: str = "sandbox") -> None:
     """Send a signed webhook and wait until the worker has dealt with it."""
-    response = await send_webhook(client, payload, signature(payload), provider=provider)
+    response = await send_webhook(webhooks, payload, signature(payload), provider=provider)
     assert response.status == 200, await response.text()
     await eventually(lambda: webhook_handled(db, provider, event_id))
 
@@ -105,11 +105,11 @@ async def test_the_sweep_never_cancels_an_order_whose_payment_started_meanwhile(
 
 
 @pytest.mark.usefixtures("worker")
-async def test_a_forged_success_never_moves_a_failed_payment(client, admin_account, db):
+async def test_a_forged_success_never_moves_a_failed_payment(webhooks, client, admin_account, db):
     _, order, payment = await checkout(client, admin_account, "tok_chargeDeclined")
     assert payment["status"] == "failed"
     event_id, payload = success_event(payment)  # right amount and currency, but a lie
-    await deliver(client, db, payload, event_id)
+    await deliver(webhooks, db, payload, event_id)
     assert await payment_status(db, payment["id"]) == "failed"
     assert await order_status(db, order["id"]) == "payment_failed"
     worker_view = "SELECT status FROM payments.payments WHERE id = $1::uuid"
@@ -119,7 +119,7 @@ async def test_a_forged_success_never_moves_a_failed_payment(client, admin_accou
 
 @pytest.mark.usefixtures("worker")
 async def test_a_success_with_another_amount_currency_or_provider_changes_nothing(
-    client, admin_account, db
+    webhooks, client, admin_account, db
 ):
     _, order, payment = await checkout(client, admin_account, "tok_threeDSecure2Required", wait=1)
     assert payment["status"] == "processing"  # waiting for the buyer
@@ -130,18 +130,18 @@ async def test_a_success_with_another_amount_currency_or_provider_changes_nothin
         ({}, "stripe"),  # the payment went to the sandbox
     ):
         event_id, payload = success_event(payment, **changes)
-        await deliver(client, db, payload, event_id, provider=provider)
+        await deliver(webhooks, db, payload, event_id, provider=provider)
         assert await payment_status(db, payment["id"]) == "processing", changes
     # the provider's own success, with the payment's amount and currency, is applied
     event_id, payload = success_event(payment)
-    await deliver(client, db, payload, event_id)
+    await deliver(webhooks, db, payload, event_id)
     await eventually(lambda: is_(order_status(db, order["id"]), "paid"))
     assert await payment_status(db, payment["id"]) == "succeeded"
 
 
 @pytest.mark.usefixtures("worker")
 async def test_a_charge_that_succeeds_for_an_order_paid_otherwise_is_refunded(
-    client, admin_account, db, redis_prefix
+    webhooks, client, admin_account, db, redis_prefix
 ):
     customer, order, first = await checkout(client, admin_account, "tok_chargeDeclined")
     assert first["status"] == "failed"
@@ -158,7 +158,7 @@ async def test_a_charge_that_succeeds_for_an_order_paid_otherwise_is_refunded(
     finally:
         await redis.aclose()
     event_id, payload = success_event(first)
-    await deliver(client, db, payload, event_id)
+    await deliver(webhooks, db, payload, event_id)
     # confirmed with the provider, recorded, then refunded in full: the order keeps its payment
     await eventually(lambda: is_(payment_status(db, first["id"]), "refunded"))
     assert await payment_status(db, second["id"]) == "succeeded"
@@ -209,7 +209,7 @@ async def test_a_buyer_who_never_confirms_is_given_up_on_and_the_order_freed(
 
 
 async def test_stripe_refunds_left_pending_settle_by_webhook_or_reconciler(
-    client, make_stripe_worker, stripe, admin_account, db
+    webhooks, client, make_stripe_worker, stripe, admin_account, db
 ):
     await make_stripe_worker(reconcile_interval=0.2, reconcile_after=1.5)
     _, _, payment = await checkout(client, admin_account, "tok_visa")
@@ -235,7 +235,7 @@ async def test_stripe_refunds_left_pending_settle_by_webhook_or_reconciler(
     [pending] = stripe.settle_refunds()  # Stripe settles it later and says so
     event_id = f"evt_{uuid.uuid4().hex}"
     await deliver(
-        client, db, provider_event(event_id, "refund.updated", pending), event_id, "stripe"
+        webhooks, db, provider_event(event_id, "refund.updated", pending), event_id, "stripe"
     )
     refund_state = "SELECT status FROM refunds WHERE id = $1::uuid"
     await eventually(lambda: is_(db.fetchval(refund_state, first), "succeeded"))

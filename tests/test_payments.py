@@ -17,7 +17,7 @@ from contracts import PaymentRefunded, PaymentSucceeded
 from services.core.checkout.events import apply_event
 from services.core.keys import CHECKOUT_METRICS, PRODUCT_CACHE
 from services.core.orders.service import release_unpaid_orders
-from services.payments.app import COMMAND_QUEUE
+from services.payments.handlers import COMMAND_QUEUE
 from tests.conftest import PAYMENTS_ROLE
 from tests.factories import create_product, pay, place_order, register
 from tests.faults import eventually
@@ -123,7 +123,7 @@ async def test_refused_card_fails_the_payment_and_the_customer_may_pay_again(
 
 
 async def test_provider_timeout_stays_processing_until_the_webhook_settles_it(
-    client, make_worker, admin_account, db, redis_prefix
+    webhooks, client, make_worker, admin_account, db, redis_prefix
 ):
     await make_worker(provider_timeout=0.2)
     product = await create_product(client, admin_account)
@@ -144,7 +144,7 @@ async def test_provider_timeout_stays_processing_until_the_webhook_settles_it(
         amount=payment["amount_cents"],
         currency="eur",
     )
-    response = await send_webhook(client, payload, signature(payload))
+    response = await send_webhook(webhooks, payload, signature(payload))
     assert response.status == 200, await response.text()
     await eventually(lambda: is_(payment_status(db, payment["id"]), "succeeded"))
     assert await order_status(db, order["id"]) == "paid"
@@ -300,7 +300,7 @@ async def test_report_without_a_worker_is_503_at_once(client, admin_account):
     assert time.monotonic() - started < 1.0
 
 
-async def test_webhook_signature_tolerance_and_replay(client, worker, admin_account, db):
+async def test_webhook_signature_tolerance_and_replay(webhooks, client, worker, admin_account, db):
     product = await create_product(client, admin_account)
     customer = await register(client)
     order = await place_order(client, customer, product)
@@ -311,32 +311,36 @@ async def test_webhook_signature_tolerance_and_replay(client, worker, admin_acco
     )
     tampered = payload.replace(b'"object":"event"', b'"object":"evenT"')
     assert tampered != payload
-    assert (await send_webhook(client, tampered, signature(payload))).status == 400
+    assert (await send_webhook(webhooks, tampered, signature(payload))).status == 400
     stale = signature(payload, at=int(time.time()) - 301)
-    assert (await send_webhook(client, payload, stale)).status == 400
+    assert (await send_webhook(webhooks, payload, stale)).status == 400
     assert (
-        await send_webhook(client, payload, signature(payload, secret="whsec_other"))
+        await send_webhook(webhooks, payload, signature(payload, secret="whsec_other"))
     ).status == 400
-    assert (await send_webhook(client, payload, "garbage")).status == 400
+    assert (await send_webhook(webhooks, payload, "garbage")).status == 400
     assert (
-        await send_webhook(client, payload, signature(payload), provider="paypal")
+        await send_webhook(webhooks, payload, signature(payload), provider="paypal")
     ).status == 404
-    seen = "SELECT count(*) FROM webhook_events WHERE event_id = $1"
+    seen = "SELECT count(*) FROM payments.webhook_events WHERE event_id = $1"
     assert await db.fetchval(seen, event_id) == 0
-    first = await send_webhook(client, payload, signature(payload))
+    first = await send_webhook(webhooks, payload, signature(payload))
     assert (first.status, await first.json()) == (200, {"received": True, "duplicate": False})
-    again = await send_webhook(client, payload, signature(payload))
+    again = await send_webhook(webhooks, payload, signature(payload))
     assert (again.status, await again.json()) == (200, {"received": True, "duplicate": True})
     # The worker asked the provider, whose books say declined: the failed payment stays so.
     await asyncio.sleep(0.5)
     assert await payment_status(db, payment["id"]) == "failed"
     assert await charge_count(db, payment["id"]) == 0
     assert await db.fetchval(seen, event_id) == 1
-    forwarded = await db.fetch("SELECT body FROM outbox WHERE type = 'payment.provider_event'")
+    forwarded = await db.fetch(
+        "SELECT body FROM payments.outbox WHERE type = 'payment.provider_event'"
+    )
     assert sum(event_id.encode() in row["body"] for row in forwarded) == 1
 
 
-async def test_a_late_failure_event_cannot_undo_a_success(client, worker, admin_account, db):
+async def test_a_late_failure_event_cannot_undo_a_success(
+    webhooks, client, worker, admin_account, db
+):
     product = await create_product(client, admin_account)
     customer = await register(client)
     order = await place_order(client, customer, product)
@@ -347,7 +351,7 @@ async def test_a_late_failure_event_cannot_undo_a_success(client, worker, admin_
         payment["id"],
         last_payment_error={"code": "card_declined"},
     )
-    assert (await send_webhook(client, payload, signature(payload))).status == 200
+    assert (await send_webhook(webhooks, payload, signature(payload))).status == 200
     await asyncio.sleep(1.0)
     assert await payment_status(db, payment["id"]) == "succeeded"
     assert await order_status(db, order["id"]) == "paid"

@@ -57,7 +57,6 @@ from services.core.keys import (
     PRODUCT_CACHE,
     RPC_CLIENT,
     SETTLEMENTS,
-    WEBHOOK_SECRET,
 )
 from services.core.metrics import CheckoutMetrics
 from services.core.orders.service import release_unpaid_orders
@@ -87,7 +86,6 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
     """Core's own state, built on the chassis resources opened before it."""
     settings = app[CORE_SETTINGS]
     app[TOKENS] = TokenService(settings, app[REDIS], can_sign=True)
-    app[WEBHOOK_SECRET] = settings.webhook_secret()
     app[PASSWORDS] = Passwords(settings)
     app[PRODUCT_CACHE] = tiered_cache(
         app, "product", ttl=settings.product_cache_ttl, absent_ttl=settings.product_absent_ttl

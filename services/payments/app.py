@@ -1,4 +1,5 @@
-"""The payments worker's app: consumers, the report RPC and the outbox relay, with health."""
+"""The payments service's app: consumers, the report RPC, the outbox relay and webhook intake,
+with health."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import aiohttp
 from aiohttp import web
 
 from chassis.data import DB_POOL, REDIS, postgres_pool, redis_client
-from chassis.http import DEFAULT_CHECKS, create_service_app, setup_health
+from chassis.http import (
+    DEFAULT_CHECKS,
+    ApiRoutes,
+    create_service_app,
+    openapi_document,
+    rate_limiter,
+    setup_health,
+)
 from chassis.messaging import (
     COMMANDS,
     amqp_broker,
@@ -22,13 +30,19 @@ from chassis.messaging import (
 )
 from chassis.tasks import background, repeat
 from services.payments import handlers, service
-from services.payments.keys import PAYMENTS_SETTINGS, PROVIDER
+from services.payments.keys import PAYMENTS_SETTINGS, PROVIDER, WEBHOOK_SECRET
 from services.payments.providers import GuardedProvider, Provider, SandboxProvider
 from services.payments.settings import PaymentsSettings
 from services.payments.stripe import StripeProvider
+from services.payments.webhooks.views import routes as webhook_routes
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-COMMAND_QUEUE = "payments.commands"
+ROUTE_TABLES: tuple[ApiRoutes, ...] = (webhook_routes,)
+
+
+def api_document() -> dict[str, object]:
+    """The OpenAPI document of the payments service's HTTP operations."""
+    return openapi_document(title="Relais payments API", version="1.0.0", tables=ROUTE_TABLES)
 
 
 async def provider_client(app: web.Application) -> AsyncIterator[None]:
@@ -61,7 +75,7 @@ async def workers(app: web.Application) -> AsyncIterator[None]:
     """Consume the command queue, serve the RPCs and reconcile with the provider."""
     settings = app[PAYMENTS_SETTINGS]
     consumer = await consume_work_queue(
-        app, COMMAND_QUEUE, exchange=COMMANDS, handlers=handlers.COMMANDS
+        app, handlers.COMMAND_QUEUE, exchange=COMMANDS, handlers=handlers.COMMANDS
     )
     reconciler = repeat(
         lambda: service.reconcile(
@@ -82,14 +96,17 @@ async def workers(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: PaymentsSettings) -> web.Application:
-    """Assemble the worker: resources, provider, relay, consumers, health and metrics."""
+    """Assemble the service: resources, provider, relay, consumers, webhook intake, health and
+    metrics."""
     app = create_service_app(settings)
     app[PAYMENTS_SETTINGS] = settings
+    app[WEBHOOK_SECRET] = settings.webhook_secret()
     setup_pg_listener(app)
     app.cleanup_ctx.extend(
         [
             postgres_pool,
             redis_client,
+            rate_limiter,
             amqp_broker,
             provider_client,
             outbox_relay,
@@ -98,4 +115,6 @@ def create_app(settings: PaymentsSettings) -> web.Application:
         ]
     )
     setup_health(app, {**DEFAULT_CHECKS, "rabbitmq": broker_ready})
+    for table in ROUTE_TABLES:
+        table.add_to(app)
     return app

@@ -68,7 +68,8 @@ async def daily_report(app: web.Application, request: DailyReportRequest) -> Dai
     return await service.daily_report(pool=app[DB_POOL], request=request)
 
 
-# The command queue's messages.
+# The command queue: commands from core, and the webhooks this service takes itself.
+COMMAND_QUEUE = "payments.commands"
 COMMANDS: Mapping[type[BaseModel], AppMessageHandler] = {
     ChargePayment: charge,
     RefundPayment: refund,

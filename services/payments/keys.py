@@ -9,3 +9,4 @@ from services.payments.settings import PaymentsSettings
 
 PAYMENTS_SETTINGS = web.AppKey("payments_settings", PaymentsSettings)
 PROVIDER = web.AppKey("provider", Provider)
+WEBHOOK_SECRET = web.AppKey("webhook_secret", str)

@@ -23,6 +23,7 @@ GRANTS = """
     GRANT USAGE ON SCHEMA {schema} TO {role};
     GRANT SELECT, INSERT, UPDATE ON {schema}.payments, {schema}.refunds TO {role};
     GRANT SELECT, INSERT ON {schema}.ledger_transactions, {schema}.ledger_entries TO {role};
+    GRANT SELECT, INSERT ON {schema}.webhook_events TO {role};
     GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.outbox, {schema}.processed_messages TO {role};
     GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}
 """

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
-from chassis.settings import ServiceSettings
+from chassis.settings import DEV_KEY_DIR, ServiceSettings, is_development_secret
+
+# The webhook secret every copy of this code once shared: refused everywhere.
+PUBLIC_WEBHOOK_SECRET = "whsec_relais_development"  # noqa: S105
+MIN_WEBHOOK_SECRET = 16
 
 
 class PaymentsSettings(ServiceSettings):
@@ -37,6 +42,10 @@ class PaymentsSettings(ServiceSettings):
     payment_action_timeout: float = Field(1800.0, ge=0)
     sandbox_latency_ms: float = Field(0.0, ge=0)
     sandbox_failure_rate: float = Field(0.0, ge=0, le=1)
+    # The secret providers sign webhooks with: inline, or in a file (`make up` generates one).
+    payments_webhook_secret: SecretStr | None = None
+    payments_webhook_secret_file: Path | None = Path(DEV_KEY_DIR) / "webhook-secret"
+    webhook_tolerance_seconds: int = Field(300, gt=0)
 
     @property
     def provider(self) -> Literal["sandbox", "stripe"]:
@@ -52,3 +61,28 @@ class PaymentsSettings(ServiceSettings):
         if self.relais_env == "production" and self.provider == "sandbox":
             raise ValueError("refusing to start in production with the sandbox provider")
         return self
+
+    @model_validator(mode="after")
+    def _refuse_development_webhook_secret(self) -> PaymentsSettings:
+        inline, path = self.payments_webhook_secret, self.payments_webhook_secret_file
+        if inline is not None and inline.get_secret_value() == PUBLIC_WEBHOOK_SECRET:
+            raise ValueError("PAYMENTS_WEBHOOK_SECRET is the public development value")
+        generated = path is None or is_development_secret(path)
+        if self.relais_env == "production" and inline is None and generated:
+            raise ValueError(
+                "refusing to start in production: PAYMENTS_WEBHOOK_SECRET is unset or "
+                "PAYMENTS_WEBHOOK_SECRET_FILE points at the generated development secret"
+            )
+        return self
+
+    def webhook_secret(self) -> str:
+        """The webhook signing secret (read once, at startup)."""
+        if self.payments_webhook_secret is not None:
+            secret = self.payments_webhook_secret.get_secret_value()
+        elif self.payments_webhook_secret_file is not None:
+            secret = self.payments_webhook_secret_file.read_text().strip()
+        else:
+            raise ValueError("no webhook secret: set PAYMENTS_WEBHOOK_SECRET(_FILE)")
+        if len(secret) < MIN_WEBHOOK_SECRET or secret == PUBLIC_WEBHOOK_SECRET:
+            raise ValueError("the webhook secret is too short or the public development value")
+        return secret

@@ -1,4 +1,4 @@
-"""SQL of core's payments domain: the payments and refunds core asked for, webhooks seen."""
+"""SQL of core's side of checkout: the payments and refunds core asked for."""
 
 from __future__ import annotations
 
@@ -135,16 +135,3 @@ async def refund_reason(conn: Conn, refund_id: Any) -> str | None:
     """Why a refund was made (None for a refund this service did not record)."""
     reason: str | None = await conn.fetchval("SELECT reason FROM refunds WHERE id = $1", refund_id)
     return reason
-
-
-async def record_webhook(conn: Conn, *, provider: str, event_id: str, event_type: str) -> bool:
-    """Remember a provider event; False if it was seen before."""
-    return bool(
-        await conn.fetchval(
-            """INSERT INTO webhook_events (provider, event_id, event_type) VALUES ($1, $2, $3)
-               ON CONFLICT DO NOTHING RETURNING true""",
-            provider,
-            event_id,
-            event_type,
-        )
-    )

@@ -59,8 +59,3 @@ class CurrencyTotalsOut(BaseModel):
 class DailyReportOut(BaseModel):
     date: dt.date
     currencies: list[CurrencyTotalsOut]
-
-
-class WebhookAck(BaseModel):
-    received: bool
-    duplicate: bool

@@ -7,7 +7,6 @@ import uuid
 from aiohttp import web
 
 from chassis.data import DB_POOL
-from chassis.errors import NotFound
 from chassis.http import (
     ApiRoutes,
     Header,
@@ -17,7 +16,7 @@ from chassis.http import (
     path_uuid,
     query_params,
 )
-from services.core.checkout import commands, webhooks
+from services.core.checkout import commands
 from services.core.checkout.schemas import (
     DailyReportOut,
     PaymentIn,
@@ -25,10 +24,9 @@ from services.core.checkout.schemas import (
     RefundIn,
     RefundOut,
     ReportQuery,
-    WebhookAck,
 )
 from services.core.idempotency import idempotency_key, key_header
-from services.core.keys import CORE_SETTINGS, RPC_CLIENT, SETTLEMENTS, WEBHOOK_SECRET
+from services.core.keys import CORE_SETTINGS, RPC_CLIENT, SETTLEMENTS
 
 routes = ApiRoutes("payments")
 
@@ -143,28 +141,3 @@ async def refund_payment(request: web.Request) -> web.Response:
     )
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     return json_response(refund, status=202, headers=headers)
-
-
-@routes.route(
-    "POST",
-    "/api/payments/webhooks/{provider}",
-    summary="A payment provider's event, signed Stripe-style (t=…,v1=… HMAC-SHA256)",
-    headers={
-        "Stripe-Signature": Header("t=<unix time>,v1=<hex HMAC-SHA256 of 't.body'>", required=True)
-    },
-    responses={200: WebhookAck, 400: None, 404: None, 413: None},
-)
-async def provider_webhook(request: web.Request) -> web.Response:
-    provider = request.match_info["provider"]
-    if provider not in webhooks.WEBHOOK_PROVIDERS:
-        raise NotFound(f"No webhook for provider {provider!r}")
-    payload = await request.read()
-    webhooks.verify_signature(
-        payload,
-        request.headers.get("Stripe-Signature"),
-        secret=request.app[WEBHOOK_SECRET],
-        tolerance=request.app[CORE_SETTINGS].webhook_tolerance_seconds,
-    )
-    event = webhooks.provider_event(provider, payload)
-    new = await webhooks.accept_webhook(pool=request.app[DB_POOL], event=event)
-    return json_response({"received": True, "duplicate": not new})

@@ -1,5 +1,6 @@
-"""Provider webhooks as core takes them: the signature, the provider's event format, and the
-forwarding of each event once to the payments service."""
+"""Provider webhooks as the payments service takes them: the signature, the provider's event
+format, and each event handed once to the service's own command queue (through its outbox), where
+`handlers.provider_event` acts on it."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import orjson
 
 from chassis.errors import BadRequest
 from chassis.http import nul_fields
-from chassis.messaging import COMMANDS, derived_message_id, enqueue
+from chassis.messaging import DEFAULT_EXCHANGE, derived_message_id, enqueue
 from contracts import ProviderEvent
-from services.core.checkout import repository
+from services.payments.webhooks import repository
 
 WEBHOOK_PROVIDERS = frozenset({"stripe", "sandbox"})
 
@@ -103,8 +104,9 @@ def _amount(value: object) -> int | None:
     return value if type(value) is int and 0 < value <= 2**62 else None
 
 
-async def accept_webhook(*, pool: asyncpg.Pool, event: ProviderEvent) -> bool:
-    """Forward a verified provider event to the worker once; whether it was new."""
+async def accept_webhook(*, pool: asyncpg.Pool, event: ProviderEvent, queue: str) -> bool:
+    """Queue a verified provider event once for this service's consumers (on `queue`, through
+    the default exchange); whether it was new."""
     async with pool.acquire() as conn, conn.transaction():
         new = await repository.record_webhook(
             conn, provider=event.provider, event_id=event.event_id, event_type=event.event_type
@@ -113,7 +115,8 @@ async def accept_webhook(*, pool: asyncpg.Pool, event: ProviderEvent) -> bool:
             await enqueue(
                 conn,
                 event,
-                exchange=COMMANDS,
+                exchange=DEFAULT_EXCHANGE,
+                routing_key=queue,
                 message_id=derived_message_id("webhook", event.provider, event.event_id),
             )
     return new

@@ -1,0 +1,10 @@
+"""Bodies of webhook intake."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class WebhookAck(BaseModel):
+    received: bool
+    duplicate: bool
