@@ -60,7 +60,10 @@ def main(service: Service[S]) -> None:
     """Parse the command line and run the command."""
     parser = argparse.ArgumentParser(description=service.description)
     parser.add_argument(
-        "command", nargs="?", default="serve", choices=["serve", "check", "migrate", "permissions", "openapi"]
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve", "check", "migrate", "permissions", "openapi"],
     )
     parser.add_argument("--check", action="store_true", help="the same as the `check` command")
     parser.add_argument("--port", type=int, help="HTTP port (HTTP_PORT)")

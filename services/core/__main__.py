@@ -9,7 +9,5 @@ from services.core.settings import CoreSettings
 
 if __name__ == "__main__":
     main(
-        Service(
-            __doc__ or "", CoreSettings, create_app, MIGRATIONS, BROKER, document=api_document
-        )
+        Service(__doc__ or "", CoreSettings, create_app, MIGRATIONS, BROKER, document=api_document)
     )
