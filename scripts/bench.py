@@ -76,8 +76,8 @@ UNLIMITED_EDGE: dict[str, Any] = {
 
 
 # Tracing off, at a 10% parent-based ratio, and on every request, with their targets against off.
-TRACING = {"off": None, "10%": 0.1, "100%": 1.0}
-TRACING_TARGETS = {"10%": 0.9, "100%": 0.75}
+TRACING = {"off": None, "10%": 0.1, "100%": 1.0, "100% SDK encoder": 1.0}
+TRACING_TARGETS = {"10%": 0.9, "100%": 0.75, "100% SDK encoder": 0.75}
 
 
 @dataclass
@@ -247,7 +247,7 @@ async def amqp_round_trips(url: str, seconds: float, concurrency: int) -> Result
 
 
 def start_traced_pair(
-    core: StackSettings, index: int, ratio: float | None, otlp_port: int
+    core: StackSettings, index: int, mode: str, ratio: float | None, otlp_port: int
 ) -> StackSettings:
     """Two more core instances on the bench's database and broker, behind an NGINX of their
     own, tracing at `ratio` (None: off) and exporting to the receiver at `otlp_port`."""
@@ -268,6 +268,8 @@ def start_traced_pair(
             continue
         env = service_env(config, name, port, metrics_port, traced=ratio is not None)
         env["OTEL_TRACES_SAMPLER_ARG"] = str(ratio or 0.0)
+        if "SDK encoder" in mode:
+            env["RELAIS_OTLP_ENCODER"] = "sdk"
         start_process(name, [sys.executable, "-m", module], env, config)
     start_nginx(config, config.core_upstreams())
     return config
@@ -377,7 +379,7 @@ def main() -> None:
         up(core)
         collector.start_thread()
         for index, (mode, ratio) in enumerate(TRACING.items()):
-            traced[mode] = start_traced_pair(core, index, ratio, collector.port)
+            traced[mode] = start_traced_pair(core, index, mode, ratio, collector.port)
         prepare_dirs(hello)
         hello.key_dir.mkdir(parents=True, exist_ok=True)
         for name in ("tls.crt", "tls.key"):
