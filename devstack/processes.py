@@ -197,15 +197,25 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def program_pids(config: StackSettings) -> dict[str, int]:
-    """The process id of each running program of this stack's supervisord."""
+    """The process id of each running program of this stack's supervisord (the program's
+    own, not that of `devstack.launch` standing in for it)."""
     if not supervisor_running(config):
         return {}
     found = {}
     for line in supervisorctl(config, "status").stdout.splitlines():
         parts = line.split()
         if len(parts) >= 4 and parts[1] == "RUNNING" and parts[2] == "pid":
-            found[parts[0]] = int(parts[3].rstrip(","))
+            found[parts[0]] = _launched(int(parts[3].rstrip(",")))
     return found
+
+
+def _launched(launcher: int) -> int:
+    # `devstack.launch` has one child: the program.
+    try:
+        children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
+    except OSError:
+        return launcher
+    return int(children[0]) if len(children) == 1 else launcher
 
 
 def stop_supervisor(config: StackSettings) -> list[str]:
