@@ -70,9 +70,10 @@ class StackSettings(BaseSettings):
 
     state_dir: Path = Field(ROOT / "var", validation_alias="RELAIS_STATE_DIR")
     core_instances: int = Field(2, ge=0)
-    core_base_port: int = 8001
-    metrics_base_port: int = 9101
+    core_base_port: int = _SERVICE["http_port"].default
+    metrics_base_port: int = _SERVICE["metrics_port"].default
     payments_instances: int = Field(1, ge=0)
+    # The payments service's own defaults (the dev stack does not import a service).
     payments_base_port: int = 8201
     payments_metrics_base_port: int = 9201
     nginx_port: int = 8080
