@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REDIS_URL, rabbitmqctl
+from tests.conftest import REDIS_URL, WEBHOOK_SECRET, rabbitmqctl
 from tests.factories import admin, create_product, pay, place_order, register
 from tests.faults import eventually
 from tests.payments_support import ledger_sum, provider_charges
@@ -33,6 +33,8 @@ def start_worker(payments_settings, log: Path) -> subprocess.Popen[bytes]:
         "HTTP_PORT": str(free_ports(1)[0]),
         "METRICS_PORT": "0",
         "SANDBOX_LATENCY_MS": "30",
+        # The payments service takes webhooks: it needs their secret to start.
+        "PAYMENTS_WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
     with log.open("ab") as output:  # the child keeps its own descriptor
         return subprocess.Popen(
