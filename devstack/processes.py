@@ -210,12 +210,17 @@ def program_pids(config: StackSettings) -> dict[str, int]:
 
 
 def _launched(launcher: int) -> int:
-    # `devstack.launch` has one child: the program.
-    try:
-        children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
-    except OSError:
-        return launcher
-    return int(children[0]) if len(children) == 1 else launcher
+    # `devstack.launch` has one child, the program (a launcher only just started may not have
+    # forked it yet: look again for a moment).
+    deadline = time.monotonic() + 1.0
+    while True:
+        try:
+            children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
+        except OSError:
+            return launcher
+        if len(children) == 1 or time.monotonic() > deadline:
+            return int(children[0]) if len(children) == 1 else launcher
+        time.sleep(0.05)
 
 
 def stop_supervisor(config: StackSettings) -> list[str]:
