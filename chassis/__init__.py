@@ -8,7 +8,8 @@ Packages, each with a public root (`__all__`; their modules are private):
 - `chassis.data`: PostgreSQL and Redis pools, migrations, the two-tier cache;
 - `chassis.telemetry`: logs, metrics, traces.
 
-Modules: `chassis.main` (a service's command line), `chassis.settings` (the settings base and
+Modules: `chassis.main` (a service's command line), `chassis.migrations` (Alembic, imported only
+by migrations and `migrate`), `chassis.settings` (the settings base and
 the production guard), `chassis.tasks` (background tasks), `chassis.errors` (below). The chassis
 names no service and no message: services give it their contracts in handler tables.
 

@@ -23,7 +23,7 @@ from typing import Generic, TypeVar
 import asyncpg
 from aiohttp import web
 
-from chassis.data import Conn, upgrade
+from chassis.data import Conn
 from chassis.http import serve
 from chassis.messaging import BrokerPermissions
 from chassis.settings import ServiceSettings
@@ -85,6 +85,10 @@ def main(service: Service[S]) -> None:
     if args.check or args.command == "check":
         return
     if args.command == "migrate":
+        # Alembic and SQLAlchemy only here: imported by every serving process they would cost
+        # each one about 30 MB.
+        from chassis.migrations import upgrade
+
         upgrade(settings.database_url, service.migrations, settings.database_schema)
         if args.grant and service.grant is not None:
             asyncio.run(

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio import Redis
 
-from chassis.data import upgrade
+from chassis.migrations import upgrade
 from services.core.app import MIGRATIONS, create_app
 from services.core.settings import CoreSettings
 from services.payments.app import MIGRATIONS as PAYMENTS_MIGRATIONS

@@ -1,12 +1,11 @@
-"""Data: PostgreSQL and Redis as app resources, migrations and caches.
+"""Data: PostgreSQL and Redis as app resources, and caches (migrations are `chassis.migrations`,
+which only `migrate` imports).
 
 Pools as `cleanup_ctx` (`postgres_pool`, `redis_client`; `DB_POOL`, `REDIS`, `Conn`, `Db`,
-`fetch_returned`), Alembic migrations (`upgrade`, `run_env`, `execute_script`), and the
-two-tier cache (`TieredCache`, `tiered_cache`, `InvalidationBus`, `RecordedInvalidations`):
-a near cache in the process over Redis, invalidated through Redis.
+`fetch_returned`) and the two-tier cache (`TieredCache`, `tiered_cache`, `InvalidationBus`,
+`RecordedInvalidations`): a near cache in the process over Redis, invalidated through Redis.
 """
 
-from chassis.data._migrations import execute_script, run_env, upgrade
 from chassis.data._near_cache import (
     INVALIDATION_BUS,
     CachedBody,
@@ -36,12 +35,9 @@ __all__ = [
     "InvalidationBus",
     "RecordedInvalidations",
     "TieredCache",
-    "execute_script",
     "fetch_returned",
     "invalidation_bus",
     "postgres_pool",
     "redis_client",
-    "run_env",
     "tiered_cache",
-    "upgrade",
 ]

@@ -2,6 +2,6 @@
 
 from alembic import context
 
-from chassis.data import run_env
+from chassis.migrations import run_env
 
 run_env(context)

@@ -7,7 +7,7 @@ Create Date: 2026-11-22
 
 from alembic import op
 
-from chassis.data import execute_script
+from chassis.migrations import execute_script
 
 revision = "0001"
 down_revision = None
