@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1s
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_STAMP := /tmp/.relais-apt-updated
 
-.PHONY: up down status logs admin dlq test lint audit lock bench deps system-deps clean
+.PHONY: up down restart status logs alerts admin seed sandbox-settle dlq test lint audit lock bench deps system-deps clean
 
 # Every dependency at the exact version and hash of requirements.lock, then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -43,20 +43,45 @@ up: deps system-deps
 down: deps
 	$(PY) -m devstack down
 
+# A running stack keeps the configuration it was started with: this applies a new one.
+restart: deps system-deps
+	$(PY) -m devstack restart
+
 status: deps
 	$(PY) -m devstack status
 
+# The last LINES lines (default 50) of every log, or of SERVICE's (core, core-1, nginx, …).
 logs: deps
-	$(PY) -m devstack logs $(if $(FOLLOW),--follow)
+	@$(PY) -m devstack logs $(if $(FOLLOW),--follow) $(if $(LINES),--lines '$(LINES)') $(if $(SERVICE),--service '$(SERVICE)')
 
-# An existing customer account is promoted only with PROMOTE=1 (registration is open).
+# The admin's password comes from ADMIN_PASSWORD in the environment, else a prompt: make would
+# mangle a `$` or a quote given on its command line. An existing customer account is promoted
+# only with PROMOTE=1 (registration is open), an existing account's password is changed only
+# with RESET_PASSWORD=1.
 admin: deps
-	@test -n "$(EMAIL)" -a -n "$(PASSWORD)" || { echo "usage: make admin EMAIL=... PASSWORD=... [PROMOTE=1]"; exit 2; }
-	@ADMIN_PASSWORD='$(PASSWORD)' $(PY) -m devstack admin --email '$(EMAIL)' $(if $(PROMOTE),--promote)
+	@test -n "$(EMAIL)" || { echo "usage: [ADMIN_PASSWORD=...] make admin EMAIL=... [PROMOTE=1] [RESET_PASSWORD=1]"; exit 2; }
+	@$(if $(filter command line,$(origin PASSWORD) $(origin ADMIN_PASSWORD)),echo "give the password in the environment (ADMIN_PASSWORD='...' make admin EMAIL=...) or at the prompt: make mangles \$$ and quotes on its command line" >&2; exit 2)
+	@$(PY) -m devstack admin --email '$(EMAIL)' $(if $(PROMOTE),--promote) $(if $(RESET_PASSWORD),--reset-password)
 
-# Dead-lettered messages: `make dlq` lists them, `make dlq REQUEUE=1 [ID=<message id>]` requeues.
+# Dead-lettered messages: `make dlq` lists them (`ID=` one of them), with their age and reason;
+# `make dlq REQUEUE=1 [ID=<message id>]` requeues.
 dlq: deps
 	$(PY) -m scripts.dlq $(if $(REQUEUE),requeue,list) $(if $(ID),--id '$(ID)')
+
+# What fires now, and the last notifications the local receiver took (who, what, when).
+alerts: deps
+	@$(PY) -m devstack alerts
+
+# A demo catalog and an admin (ADMIN_EMAIL, ADMIN_PASSWORD or a prompt), created once: running
+# it again changes nothing.
+seed: deps
+	@$(PY) -m devstack seed $(if $(ADMIN_EMAIL),--email '$(ADMIN_EMAIL)')
+
+# Settle a sandbox payment that waits (tok_timeout, 3-D Secure) by the provider's own signed
+# webhook: `make sandbox-settle ID=<payment id> OUTCOME=succeeded|failed`.
+sandbox-settle: deps
+	@test -n "$(ID)" -a -n "$(OUTCOME)" || { echo "usage: make sandbox-settle ID=<payment id> OUTCOME=succeeded|failed"; exit 2; }
+	@$(PY) -m devstack sandbox-settle --payment '$(ID)' --outcome '$(OUTCOME)'
 
 # requirements.lock again from pyproject.toml: the newest versions its ranges allow, hashed,
 # for every platform. Commit it; `make up` and `make test` install from it.

@@ -42,6 +42,9 @@ class ServiceSettings(BaseSettings):
 
     relais_env: Literal["development", "test", "production"] = "development"
     service_name: str = "relais"
+    # The API's address as its clients reach it (NGINX): problem types and the API index link
+    # to pages under it.
+    public_url: str = "http://127.0.0.1:8080"
     http_host: str = "127.0.0.1"
     http_port: int = Field(8001, ge=0, le=65535)
     metrics_port: int = Field(9101, ge=0, le=65535)

@@ -7,7 +7,8 @@ Imports pydantic and the standard library only; services import this package's r
 - Payments (`relais.commands`, routing key = type): `ChargePayment`, `RefundPayment`,
   `ProviderEvent` (v2; `ProviderEventV1` still decoded); events (`relais.events`):
   `PaymentSucceeded`, `PaymentFailed`, `PaymentRefunded`, `RefundFailed`; RPC (`relais.rpc`):
-  `DailyReportRequest` answered by `DailyReport`.
+  `DailyReportRequest` answered by `DailyReport`. `settlement_outcome` sorts a failure into the
+  customer's decline (`DECLINE_CODES`) or the platform's failure.
 - Money: `CURRENCIES` (ISO 4217 minor-unit exponents), `Amount`, `Currency`, `decimal_amount`.
 - Statuses: `OrderStatus`, `PaymentStatus`, `RefundStatus`, `ProviderStatus`.
 """
@@ -15,6 +16,8 @@ Imports pydantic and the standard library only; services import this package's r
 from contracts._base import Contract
 from contracts._money import CURRENCIES, MAX_AMOUNT, Amount, Currency, decimal_amount, exponent
 from contracts._payments import (
+    DECLINE_CODES,
+    SETTLEMENT_OUTCOMES,
     ChargePayment,
     CurrencyTotals,
     DailyReport,
@@ -26,6 +29,7 @@ from contracts._payments import (
     ProviderEventV1,
     RefundFailed,
     RefundPayment,
+    settlement_outcome,
 )
 from contracts._statuses import (
     ORDER_STATUSES,
@@ -39,10 +43,12 @@ from contracts._statuses import (
 
 __all__ = [
     "CURRENCIES",
+    "DECLINE_CODES",
     "MAX_AMOUNT",
     "ORDER_STATUSES",
     "PAYMENT_STATUSES",
     "REFUND_STATUSES",
+    "SETTLEMENT_OUTCOMES",
     "Amount",
     "ChargePayment",
     "Contract",
@@ -63,4 +69,5 @@ __all__ = [
     "RefundStatus",
     "decimal_amount",
     "exponent",
+    "settlement_outcome",
 ]

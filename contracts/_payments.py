@@ -88,6 +88,52 @@ class PaymentSucceeded(Contract):
     currency: str
 
 
+# Failure codes that are the customer's card, not the platform: the issuer's decline codes
+# (Stripe's documented decline codes; the sandbox's test tokens give the first three). A failed
+# payment with any other code (a provider error, a timeout, a cancelled intent) is the platform's.
+DECLINE_CODES = frozenset(
+    {
+        "card_declined",
+        "insufficient_funds",
+        "invalid_payment_method",
+        "authentication_required",
+        "card_not_supported",
+        "card_velocity_exceeded",
+        "currency_not_supported",
+        "do_not_honor",
+        "do_not_try_again",
+        "expired_card",
+        "fraudulent",
+        "generic_decline",
+        "incorrect_cvc",
+        "incorrect_number",
+        "incorrect_zip",
+        "invalid_account",
+        "invalid_amount",
+        "invalid_cvc",
+        "invalid_expiry_month",
+        "invalid_expiry_year",
+        "invalid_number",
+        "lost_card",
+        "pickup_card",
+        "restricted_card",
+        "stolen_card",
+        "transaction_not_allowed",
+        "withdrawal_count_limit_exceeded",
+    }
+)
+# How a payment settled, as the checkout SLO sees it.
+SETTLEMENT_OUTCOMES = ("succeeded", "declined", "failed")
+
+
+def settlement_outcome(status: str, failure_code: str | None) -> str:
+    """`succeeded`, `declined` (the customer's card said no) or `failed` (the platform failed:
+    provider errors, timeouts)."""
+    if status == "succeeded":
+        return "succeeded"
+    return "declined" if failure_code in DECLINE_CODES else "failed"
+
+
 class PaymentFailed(Contract):
     """The provider refused the charge; no money moved."""
 

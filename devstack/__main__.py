@@ -1,13 +1,28 @@
-"""`python -m devstack up|down|status|logs|admin`: the native stack (see the package docstring)."""
+"""`python -m devstack COMMAND`: the native stack (see the package docstring).
+
+up              bring the stack up (a running stack keeps the configuration it started with)
+down            stop everything `up` started
+restart         down, then up with the caller's configuration
+status          each process, datastore and readiness check; non-zero if any is down
+logs            the last lines of the logs (`--service`, `--lines`, `--follow`)
+alerts          what fires now, and the last notifications of the local receiver
+admin           create or promote an admin (password: ADMIN_PASSWORD or a prompt)
+seed            an admin and a demo catalog, once
+sandbox-settle  settle a waiting sandbox payment by the sandbox's signed webhook
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from devstack.commands import admin, down, status, up
+from devstack.alerts import show_alerts
+from devstack.commands import admin, down, restart, running_config, sandbox_settle, status, up
 from devstack.processes import follow_logs, show_logs
+from devstack.seed import seed
 from devstack.settings import StackSettings
+
+COMMANDS = ["up", "down", "restart", "status", "logs", "alerts", "admin", "seed", "sandbox-settle"]
 
 
 def main() -> None:
@@ -15,25 +30,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["up", "down", "status", "logs", "admin"])
-    parser.add_argument("--email", help="the account `admin` creates or promotes")
+    parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("--email", help="the account `admin` or `seed` creates or promotes")
     parser.add_argument("--promote", action="store_true", help="`admin`: promote a customer")
-    parser.add_argument("--lines", type=int, default=50, help="lines per file for `logs`")
+    parser.add_argument(
+        "--reset-password", action="store_true", help="`admin`: set an existing account's password"
+    )
+    parser.add_argument("--lines", type=int, default=50, help="`logs`: lines per file")
+    parser.add_argument("--service", help="`logs`: only this program's (core, core-1, nginx…)")
     parser.add_argument("--follow", action="store_true", help="`logs`: keep following")
+    parser.add_argument("--payment", help="`sandbox-settle`: the payment's id")
+    parser.add_argument("--outcome", choices=["succeeded", "failed"], help="`sandbox-settle`")
     args = parser.parse_args()
-    config = StackSettings()
+    requested = StackSettings()
     if args.command == "up":
-        up(config)
-    elif args.command == "down":
-        down(config)
+        up(requested)
+        return
+    if args.command == "restart":
+        restart(requested)
+        return
+    config = running_config(requested)
+    if args.command == "down":
+        down(requested)
     elif args.command == "admin":
-        sys.exit(admin(config, args.email, promote=args.promote))
+        sys.exit(admin(config, args.email, promote=args.promote, reset=args.reset_password))
+    elif args.command == "seed":
+        sys.exit(seed(config, args.email))
+    elif args.command == "sandbox-settle":
+        sys.exit(sandbox_settle(config, args.payment, args.outcome))
     elif args.command == "status":
         sys.exit(0 if status(config) else 1)
+    elif args.command == "alerts":
+        show_alerts(config)
     elif args.follow:
-        follow_logs(config)
-    else:
-        show_logs(config, args.lines)
+        follow_logs(config, args.service)
+    elif not show_logs(config, args.lines, args.service):
+        sys.exit(f"no log file{f' of {args.service}' if args.service else ''} in {config.log_dir}")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import sys
 
 from devstack.broker import enable_broker_metrics, ensure_broker
 from devstack.database import ensure_database, migrate
-from devstack.nginx import publish_api_document, start_nginx
-from devstack.observability import start_exporters, start_observability
+from devstack.nginx import publish_api_document, publish_docs, start_nginx
+from devstack.observability import EXPORTERS, start_exporters, start_observability
 from devstack.processes import (
     pids,
     prepare_dirs,
@@ -22,15 +22,32 @@ from devstack.processes import (
     supervisor_running,
     supervisorctl,
 )
-from devstack.readiness import readiness, report, wait_ready
+from devstack.readiness import datastores, readiness, report, wait_ready
 from devstack.secrets import ensure_keys
 from devstack.services import check_settings, service_env, tracing_enabled
 from devstack.settings import StackSettings
 
 
-def up(config: StackSettings) -> None:
-    """Bring the whole native stack up (idempotent)."""
+def running_config(config: StackSettings) -> StackSettings:
+    """The configuration of the stack in `config`'s state folder: the one it was started with
+    while it runs, else `config` (from the caller's environment)."""
+    saved = config.saved()
+    return saved if saved is not None and supervisor_running(saved) else config
+
+
+def up(requested: StackSettings) -> None:
+    """Bring the whole native stack up (idempotent). A running stack keeps the configuration it
+    was started with, whatever the caller's environment says now: a change is `restart`."""
+    config = running_config(requested)
+    if config is not requested:
+        changed = requested.changes_from(config)
+        if changed:
+            print(
+                "the stack runs with the configuration it was started with; not applied from "
+                f"your environment: {', '.join(changed)} (`make restart` applies them)"
+            )
     prepare_dirs(config)
+    config.save()
     ensure_keys(config)
     asyncio.run(ensure_database(config))
     migrate(config)
@@ -46,6 +63,7 @@ def up(config: StackSettings) -> None:
             config,
         )
     publish_api_document(config, ["services.core", "services.payments"])
+    publish_docs(config)
     start_nginx(config, config.core_upstreams(), config.payments_upstreams())
     start_observability(config)
     start_exporters(config)
@@ -65,7 +83,11 @@ def up(config: StackSettings) -> None:
         )
     print(f"  RabbitMQ   amqp://{config.rabbitmq_host}/{config.rabbitmq_vhost}  (make dlq)")
     print(f"  Prometheus http://127.0.0.1:{config.prometheus_port}/   (rules and alerts loaded)")
-    print(f"  Alertmanager http://127.0.0.1:{config.alertmanager_port}/")
+    print(
+        f"  Alertmanager http://127.0.0.1:{config.alertmanager_port}/   pages and tickets to "
+        f"the local receiver on :{config.alert_receiver_port} (make alerts)"
+    )
+    print(f"  Runbooks   {config.runbooks_url}")
     traces = (
         f"exported to {config.otlp_endpoint}"
         if traced
@@ -76,9 +98,10 @@ def up(config: StackSettings) -> None:
     print(f"  logs       {config.log_dir}  (make logs)")
 
 
-def down(config: StackSettings) -> None:
+def down(requested: StackSettings) -> None:
     """Stop everything `up` started: NGINX, then every program of the stack's supervisord (each
-    with its grace), then supervisord itself."""
+    with its grace), then supervisord itself; the configuration it ran with is forgotten."""
+    config = running_config(requested)
     stopped = []
     nginx_pid = config.run_dir / "nginx" / "nginx.pid"
     if stop_pid_file(nginx_pid, signal.SIGQUIT):
@@ -86,19 +109,29 @@ def down(config: StackSettings) -> None:
     stopped += stop_supervisor(config)
     if not config.runtime_root:  # a folder of our own making: its sockets are dead now
         shutil.rmtree(config.runtime_dir, ignore_errors=True)
+    config.saved_path.unlink(missing_ok=True)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
+def restart(requested: StackSettings) -> None:
+    """Stop the stack and start it again with the caller's configuration."""
+    down(requested)
+    up(requested)
+
+
 def expected_processes(config: StackSettings) -> list[str]:
-    """What a healthy stack runs: NGINX, the services, Prometheus and Alertmanager."""
+    """What a healthy stack runs: NGINX, the services, and the observability programs whose
+    binaries are installed (Prometheus, Alertmanager and its receiver, the exporters)."""
     names = ["nginx", *(name for name, *_ in config.processes())]
     if shutil.which("prometheus") and shutil.which("prometheus-alertmanager"):
-        names += ["prometheus", "alertmanager"]
+        names += ["prometheus", "alertmanager", "alert-receiver"]
+    names += [f"{job}-exporter" for job, binary in EXPORTERS.items() if shutil.which(binary)]
     return names
 
 
 def status(config: StackSettings) -> bool:
-    """Print supervisord's view of every program and each readiness check; True if all are up."""
+    """Print supervisord's view of every program, each datastore and each readiness check;
+    True if everything is up."""
     running = pids(config)
     if supervisor_running(config):
         print(supervisorctl(config, "status").stdout.rstrip())
@@ -108,12 +141,16 @@ def status(config: StackSettings) -> bool:
         healthy &= pid is not None
         if name == "nginx" or pid is None:
             print(f"{name:<10} {f'running pid {pid}' if pid else 'stopped'}")
+    for store, problem in asyncio.run(datastores(config)).items():
+        state = "up" if problem is None else "DOWN"
+        print(f"{state:<10} {store}" + ("" if problem is None else f": {problem}"))
+        healthy &= problem is None
     return report(config, readiness(config)) and healthy
 
 
-def admin(config: StackSettings, email: str, *, promote: bool) -> int:
-    """Create an admin in the stack's database, or promote an existing account (`promote`);
-    the password comes from ADMIN_PASSWORD."""
+def admin(config: StackSettings, email: str, *, promote: bool, reset: bool = False) -> int:
+    """Create an admin in the stack's database, or promote an existing account (`promote`),
+    or set its password (`reset`); the password comes from ADMIN_PASSWORD or a prompt."""
     env = {
         **os.environ,
         "DATABASE_URL": config.database_url,
@@ -121,4 +158,16 @@ def admin(config: StackSettings, email: str, *, promote: bool) -> int:
         "REDIS_KEY_PREFIX": config.redis_key_prefix,
     }
     argv = [sys.executable, "-m", "services.core.admin", "--email", email]
-    return subprocess.run([*argv, "--promote"] if promote else argv, env=env).returncode
+    argv += ["--promote"] if promote else []
+    argv += ["--reset-password"] if reset else []
+    return subprocess.run(argv, env=env).returncode
+
+
+def sandbox_settle(config: StackSettings, payment: str, outcome: str) -> int:
+    """Settle a waiting sandbox payment by the sandbox's signed webhook, through NGINX."""
+    name, _, port, metrics_port = next(
+        process for process in config.processes() if process[0].startswith("payments")
+    )
+    env = service_env(config, name, port, metrics_port, traced=False)
+    argv = [sys.executable, "-m", "services.payments.sandbox_control"]
+    return subprocess.run([*argv, "--payment", payment, "--outcome", outcome], env=env).returncode

@@ -15,7 +15,7 @@ from typing import Any
 
 from devstack.processes import _pid, nginx_group, prepare_runtime_dir
 from devstack.services import run_service_command
-from devstack.settings import TEMPLATE, StackSettings
+from devstack.settings import ROOT, TEMPLATE, StackSettings
 
 
 def upstream_servers(upstreams: list[str]) -> str:
@@ -52,6 +52,8 @@ def render_nginx(config: StackSettings, upstreams: list[str], payments: list[str
         "CORE_SERVERS": upstream_servers(upstreams),
         "PAYMENTS_SERVERS": upstream_servers(payments),
         "API_DOCUMENT": str(api_document_path(config)),
+        "DOCS_DIR": str(docs_path(config)),
+        "PROBLEM_BASE": f"{config.public_url}/api/problems/",
         "CONF_DIR": str(TEMPLATE.parent),
         "CORS_ORIGINS": "\n".join(
             f'        "{origin}" $http_origin;' for origin in cors_origins(config)
@@ -142,6 +144,23 @@ def publish_api_document(config: StackSettings, modules: list[str]) -> Path:
     path.write_text(json.dumps(merge_documents(documents)))
     path.chmod(0o640)  # the owner writes it, NGINX' workers (the folder's group) read it
     return path
+
+
+def docs_path(config: StackSettings) -> Path:
+    """Where the published copy of `docs/` is (NGINX serves it as `/docs/`)."""
+    return config.runtime_dir / "docs"
+
+
+def publish_docs(config: StackSettings) -> Path:
+    """Copy `docs/` where NGINX' workers may read it (the checkout may be a private folder)."""
+    target = docs_path(config)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(ROOT / "docs", target)
+    for folder, _, files in os.walk(target):
+        Path(folder).chmod(0o2750)
+        for name in files:
+            (Path(folder) / name).chmod(0o640)
+    return target
 
 
 def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import yaml
 
+from devstack.alerts import notification_store, render_alertmanager
 from devstack.nginx import nginx_status_socket
 from devstack.processes import start_process
-from devstack.settings import ALERTMANAGER_CONFIG, PROMETHEUS_DIR, StackSettings
+from devstack.settings import PROMETHEUS_DIR, StackSettings
 
 
 def render_prometheus(config: StackSettings) -> Path:
@@ -19,7 +21,7 @@ def render_prometheus(config: StackSettings) -> Path:
     base = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     base["global"]["scrape_interval"] = config.scrape_interval
     base["global"]["evaluation_interval"] = config.scrape_interval
-    base["rule_files"] = [str(PROMETHEUS_DIR / "rules" / "*.yml")]
+    base["rule_files"] = [str(render_rules(config) / "*.yml")]
     base["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [
         f"127.0.0.1:{config.alertmanager_port}"
     ]
@@ -45,6 +47,31 @@ def render_prometheus(config: StackSettings) -> Path:
     return path
 
 
+# The runbooks' base URL in the checked-in rules: the default stack's NGINX.
+RUNBOOK_BASE = "http://127.0.0.1:8080/docs/runbooks/"
+
+
+def render_rules(config: StackSettings) -> Path:
+    """The alert rules with `runbook_url` on this stack's runbook base URL; the checked-in
+    rules carry the default stack's."""
+    folder = config.run_dir / "rules"
+    folder.mkdir(parents=True, exist_ok=True)
+    for rules in (PROMETHEUS_DIR / "rules").glob("*.yml"):
+        text = rules.read_text().replace(
+            f"runbook_url: {RUNBOOK_BASE}", f"runbook_url: {config.runbooks_url}"
+        )
+        (folder / rules.name).write_text(text)
+    return folder
+
+
+# The exporters `make up` runs: Prometheus job -> Debian's binary.
+EXPORTERS = {
+    "nginx": "prometheus-nginx-exporter",
+    "postgres": "prometheus-postgres-exporter",
+    "redis": "prometheus-redis-exporter",
+}
+
+
 def exporter_ports(config: StackSettings) -> dict[str, int]:
     """The port of each exporter `make up` runs, by the Prometheus job that scrapes it."""
     return {
@@ -59,16 +86,16 @@ def start_exporters(config: StackSettings) -> None:
     ports = exporter_ports(config)
     commands = {
         "nginx-exporter": [
-            "prometheus-nginx-exporter",
+            EXPORTERS["nginx"],
             f"-nginx.scrape-uri=unix:{nginx_status_socket(config)}:/stub_status",
             f"-web.listen-address=127.0.0.1:{ports['nginx']}",
         ],
         "postgres-exporter": [
-            "prometheus-postgres-exporter",
+            EXPORTERS["postgres"],
             f"--web.listen-address=127.0.0.1:{ports['postgres']}",
         ],
         "redis-exporter": [
-            "prometheus-redis-exporter",
+            EXPORTERS["redis"],
             f"-redis.addr={config.redis_url}",
             f"-web.listen-address=127.0.0.1:{ports['redis']}",
         ],
@@ -106,10 +133,22 @@ def start_observability(config: StackSettings) -> None:
         config,
     )
     start_process(
+        "alert-receiver",
+        [
+            sys.executable,
+            "-m",
+            "devstack.alerts",
+            f"--port={config.alert_receiver_port}",
+            f"--store={notification_store(config)}",
+        ],
+        dict(os.environ),
+        config,
+    )
+    start_process(
         "alertmanager",
         [
             alertmanager,
-            f"--config.file={ALERTMANAGER_CONFIG}",
+            f"--config.file={render_alertmanager(config)}",
             f"--storage.path={data / 'alertmanager'}",
             f"--web.listen-address=127.0.0.1:{config.alertmanager_port}",
             "--cluster.listen-address=",

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import shlex
 import signal
 import stat
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 from devstack.settings import ROOT, STOP_TIMEOUT, StackSettings
+from devstack.tail import tail_lines
 
 
 def prepare_dirs(config: StackSettings) -> None:
@@ -167,9 +169,12 @@ def ensure_supervisor(config: StackSettings) -> None:
 
 def start_process(name: str, argv: list[str], env: dict[str, str], config: StackSettings) -> bool:
     """Run `argv` with exactly `env` as the program `name` of this stack's supervisord (started
-    if it is not), which restarts it whenever it ends; True if it was not running."""
+    if it is not), which restarts it whenever it ends; True if it was not running. A running
+    program is left as it is, with the command and environment it was started with (a change
+    is `make restart`)."""
     ensure_supervisor(config)
-    running = program_pids(config).get(name)
+    if program_pids(config).get(name):
+        return False
     launch = config.run_dir / "programs" / f"{name}.json"
     _write_private(launch, json.dumps({"argv": argv, "env": env}).encode())
     program = PROGRAM.format(
@@ -183,8 +188,6 @@ def start_process(name: str, argv: list[str], env: dict[str, str], config: Stack
     if not conf.exists() or conf.read_text() != program:
         conf.write_text(program)
     supervisorctl(config, "update", name)  # adds a new program, restarts a changed one
-    if running:
-        return False
     supervisorctl(config, "start", name)  # a no-op if the update started it
     return True
 
@@ -267,14 +270,26 @@ def stop_pid_file(pid_file: Path, sig: signal.Signals = signal.SIGTERM) -> str |
     return pid_file.stem
 
 
-def follow_logs(config: StackSettings) -> None:
-    """Follow every log file until interrupted."""
+def log_files(config: StackSettings, service: str | None = None) -> list[Path]:
+    """The stack's log files, or those of `service` (`core` names every core instance's,
+    `nginx` NGINX' access and error logs, `core-1` one instance's)."""
+    files = sorted(config.log_dir.glob("*.log")) if config.log_dir.exists() else []
+    if service:
+        files = [path for path in files if re.match(rf"{re.escape(service)}(\b|[-.])", path.name)]
+    return files
+
+
+def follow_logs(config: StackSettings, service: str | None = None) -> None:
+    """Follow the log files (every one, or `service`'s) until interrupted."""
     with contextlib.suppress(KeyboardInterrupt):
-        subprocess.run(["tail", "-n", "20", "-F", *map(str, sorted(config.log_dir.glob("*.log")))])
+        subprocess.run(["tail", "-n", "20", "-F", *map(str, log_files(config, service))])
 
 
-def show_logs(config: StackSettings, lines: int = 50) -> None:
-    """Print the last lines of every log file."""
-    for path in sorted(config.log_dir.glob("*.log")) if config.log_dir.exists() else []:
+def show_logs(config: StackSettings, lines: int = 50, service: str | None = None) -> bool:
+    """Print the last lines of each log file (of `service`), read from the end of the file;
+    False if no file matched."""
+    files = log_files(config, service)
+    for path in files:
         print(f"==> {path} <==")
-        print("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        print("\n".join(tail_lines(path, lines)))
+    return bool(files)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 import time
@@ -9,6 +10,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import aio_pika
+import asyncpg
+from redis.asyncio import Redis
+
+from devstack.observability import EXPORTERS, exporter_ports
 from devstack.processes import show_logs
 from devstack.settings import READY_TIMEOUT, StackSettings
 
@@ -43,11 +49,55 @@ def readiness(config: StackSettings) -> dict[str, int | None]:
         for port in (config.prometheus_port, config.alertmanager_port):
             url = f"http://127.0.0.1:{port}/-/ready"
             checks[url] = http_status(url)
+        url = f"http://127.0.0.1:{config.alert_receiver_port}/health"
+        checks[url] = http_status(url)
+    ports = exporter_ports(config)
+    for job, binary in EXPORTERS.items():
+        if shutil.which(binary):
+            url = f"http://127.0.0.1:{ports[job]}/metrics"
+            checks[url] = http_status(url)
     # Last, once everything behind it is ready: NGINX counts a refused connection against the
     # instance, and a probe before the instances listen would take them out of rotation.
     ready = all(status == 200 for status in checks.values())
     checks[api_probe_url(config)] = http_status(api_probe_url(config)) if ready else None
     return checks
+
+
+async def datastores(config: StackSettings) -> dict[str, str | None]:
+    """PostgreSQL, Redis and RabbitMQ as the stack's services reach them: None for each that
+    answers, else what went wrong."""
+
+    async def postgres() -> None:
+        conn = await asyncpg.connect(config.database_url, timeout=3)
+        try:
+            await conn.fetchval("SELECT 1")
+        finally:
+            await conn.close()
+
+    async def redis() -> None:
+        client = Redis.from_url(config.redis_url, socket_timeout=3, socket_connect_timeout=3)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    async def rabbitmq() -> None:
+        connection = await aio_pika.connect(config.amqp_url, timeout=3)
+        await connection.close()
+
+    checks = {
+        f"PostgreSQL {config.database_host}/{config.database_name}": postgres,
+        f"Redis {config.redis_url.rsplit('@', 1)[-1]}": redis,
+        f"RabbitMQ {config.rabbitmq_host}/{config.rabbitmq_vhost}": rabbitmq,
+    }
+    found: dict[str, str | None] = {}
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check(), timeout=5)
+            found[name] = None
+        except Exception as exc:  # any failure is the answer
+            found[name] = repr(exc)
+    return found
 
 
 def report(config: StackSettings, checks: dict[str, int | None]) -> bool:

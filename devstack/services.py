@@ -76,6 +76,7 @@ def service_env(
             "JWT_PRIVATE_KEY_FILE": str(config.key_dir / "jwt-private.pem"),
             "JWT_PUBLIC_KEY_FILE": str(config.key_dir / "jwt-public.pem"),
             "PAYMENTS_WEBHOOK_SECRET_FILE": str(config.key_dir / "webhook-secret"),
+            "PUBLIC_URL": config.public_url,
             "PYTHONUNBUFFERED": "1",
             "OTEL_SERVICE_NAME": name.rsplit("-", 1)[0],
             "OTEL_EXPORTER_OTLP_ENDPOINT": config.otlp_endpoint,

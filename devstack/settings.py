@@ -108,6 +108,11 @@ class StackSettings(BaseSettings):
     redis_key_prefix: str = _SERVICE["redis_key_prefix"].default
     prometheus_port: int = 9090
     alertmanager_port: int = 9093
+    # The local receiver Alertmanager posts pages and tickets to (`make alerts` reads it).
+    alert_receiver_port: int = 9095
+    alert_group_wait: str = Field("30s", validation_alias="ALERTMANAGER_GROUP_WAIT")
+    # Where alerts' `runbook_url` points (default: the runbooks NGINX serves under /docs/).
+    runbook_base_url: str = Field("", validation_alias="RUNBOOK_BASE_URL")
     nginx_exporter_port: int = 9113
     postgres_exporter_port: int = 9187
     redis_exporter_port: int = 9121
@@ -124,6 +129,38 @@ class StackSettings(BaseSettings):
         _SERVICE["otel_exporter_otlp_endpoint"].default,
         validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
     )
+
+    @property
+    def public_url(self) -> str:
+        """The API's address as its clients see it (NGINX)."""
+        return f"http://127.0.0.1:{self.nginx_port}"
+
+    @property
+    def runbooks_url(self) -> str:
+        """The runbooks' base URL, ending in a slash."""
+        return (self.runbook_base_url or f"{self.public_url}/docs/runbooks").rstrip("/") + "/"
+
+    @property
+    def saved_path(self) -> Path:
+        """The configuration a running stack was started with."""
+        return self.run_dir / "stack.json"
+
+    def save(self) -> None:
+        """Keep this configuration as the running stack's."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.saved_path.write_text(self.model_dump_json(indent=1))
+
+    def saved(self) -> StackSettings | None:
+        """The configuration the stack in this state folder was started with, if it runs."""
+        try:
+            return StackSettings.model_validate_json(self.saved_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def changes_from(self, other: StackSettings) -> list[str]:
+        """The settings that differ between this configuration and `other`."""
+        mine, theirs = self.model_dump(), other.model_dump()
+        return sorted(name for name in mine if mine[name] != theirs.get(name))
 
     @property
     def database_url(self) -> str:

@@ -51,6 +51,11 @@ AppMessageHandler = Callable[[web.Application, Any, AbstractIncomingMessage], Aw
 Handlers = Mapping[type[BaseModel], MessageHandler]
 
 
+# Why a consumer dead-letters a message: the `reason` label of
+# `relais_messages_dead_lettered_total` (each created at 0 when the queue is consumed).
+DEAD_LETTER_REASONS = ("UnknownContract", "Poison", "retries exhausted")
+
+
 class Poison(Exception):
     """A message that no retry can make succeed."""
 
@@ -94,6 +99,7 @@ class Consumer:
         # A passive declare registers the queue with the robust channel, which consumes it again
         # after a reconnect; a queue object made without one would be forgotten.
         self._queue = await channel.get_queue(self.queue_name, ensure=True)
+        self.metrics.declare_queue(self.queue_name, DEAD_LETTER_REASONS)
         self._tag = await self._queue.consume(self._on_message)
         self.metrics.consumers.labels(self.metrics.service, self.queue_name).inc()
 
@@ -130,7 +136,8 @@ class Consumer:
             await self.handlers[type(contract)](contract, message)
         except (UnknownContract, Poison) as exc:
             self.metrics.message_failed(queue, kind)
-            await self._dead_letter(message, f"{type(exc).__name__}: {exc}")
+            kind = "Poison" if isinstance(exc, Poison) else "UnknownContract"
+            await self._dead_letter(message, kind, str(exc))
         except Exception as exc:
             self.metrics.message_failed(queue, kind)
             await self._retry_or_dead_letter(message, exc)
@@ -141,7 +148,7 @@ class Consumer:
     async def _retry_or_dead_letter(self, message: AbstractIncomingMessage, exc: Exception) -> None:
         attempt = attempt_of(message) + 1
         if attempt > len(self.retry_delays):
-            await self._dead_letter(message, f"retries exhausted: {exc!r}")
+            await self._dead_letter(message, "retries exhausted", repr(exc))
             return
         log.warning(
             "handling %s %s failed (%r); retry %d in %.1fs",
@@ -158,9 +165,10 @@ class Consumer:
             {ATTEMPT_HEADER: attempt},
         )
 
-    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
+    async def _dead_letter(self, message: AbstractIncomingMessage, kind: str, error: str) -> None:
+        reason = f"{kind}: {error}"
         log.error("dead-lettering %s %s: %s", message.type, message.message_id, reason)
-        self.metrics.dead_lettered(self.queue_name, reason.split(":", 1)[0])
+        self.metrics.dead_lettered(self.queue_name, kind)
         await self._forward(
             message,
             DEAD_LETTERS,

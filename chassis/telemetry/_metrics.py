@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -18,6 +18,8 @@ METRICS = web.AppKey["Metrics"]("metrics")
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Request observations are queued and applied in batches (at scrape, or at this many).
 PENDING_LIMIT = 4096
+# The status classes a request is counted under (`2xx` …).
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -150,6 +152,22 @@ class Metrics:
             children[0].inc()
             children[1].observe(seconds, exemplar(ids))
 
+    def declare_routes(self, routes: Iterable[tuple[str, str]]) -> None:
+        """Create the request series of every (method, route template) at 0, for each status
+        class: a counter born at its first increment hides that increment from `increase()`
+        and `rate()`, so the first 5xx of a route would never reach the SLO."""
+        for method, route in routes:
+            if method not in KNOWN_METHODS:
+                continue
+            self.latency.labels(self.service, method, route)
+            for status_class in STATUS_CLASSES:
+                self.requests.labels(self.service, method, route, status_class)
+
+    def declare_queue(self, queue: str, reasons: Iterable[str]) -> None:
+        """Create a consumed queue's dead-letter series at 0, one per reason it can give."""
+        for reason in reasons:
+            self.messages_dead_lettered.labels(self.service, queue, reason)
+
     def consumed(self, queue: str, kind: str, *, redelivered: bool) -> None:
         """Count a delivery."""
         self.messages_consumed.labels(self.service, queue, kind).inc()
@@ -191,11 +209,15 @@ def setup_metrics(app: web.Application, service: str) -> Metrics:
 
 
 async def _metrics_server(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    settings, metrics = app[SETTINGS], app[METRICS]
+    metrics.declare_routes(
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None
+    )
     if not settings.metrics_port:
         yield
         return
-    metrics = app[METRICS]
 
     async def expose(request: web.Request) -> web.Response:
         body, content_type = metrics.expose(request.headers.get("Accept", ""))

@@ -1,16 +1,19 @@
 """Create an admin, or promote an existing account: `python -m services.core.admin --email E`.
 
-The password comes from `--password` or the `ADMIN_PASSWORD` environment variable. An existing
-account that is not an admin is promoted only with `--promote`: registration is open, so the
-account may belong to whoever registered the address first. Promoting it, or giving an admin a
-new password, cuts off every token the account holds. Running it again with the same arguments
-changes nothing.
+The password comes from the `ADMIN_PASSWORD` environment variable, else from a prompt (never
+from the command line, where the shell and `make` would see and mangle it), and is never
+printed. An existing account that is not an admin is promoted only with `--promote`:
+registration is open, so the account may belong to whoever registered the address first. An
+existing account's password is changed only with `--reset-password`. Promoting an account, or
+giving it a new password, cuts off every token it holds. Running it again with the same
+arguments changes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
 import sys
 
@@ -26,7 +29,8 @@ from services.core.settings import CoreSettings
 
 
 class RefusedPromotion(Exception):
-    """The address belongs to an account that is not an admin, and promoting was not asked."""
+    """The address belongs to an account that is not an admin, and promoting was not asked; or
+    its password is another one, and resetting it was not asked."""
 
 
 async def ensure_admin(
@@ -38,9 +42,11 @@ async def ensure_admin(
     password: str,
     name: str,
     promote: bool = False,
+    reset_password: bool = False,
 ) -> asyncpg.Record:
     """Make `email` an admin with `password`, creating the account if needed; an existing
-    customer only when `promote`. A changed role or password revokes the account's tokens."""
+    customer only when `promote`, an existing account's password changed only when
+    `reset_password`. A changed role or password revokes the account's tokens."""
     email = email.lower()
     password_hash = await passwords.hash(password)
     async with pool.acquire() as conn, conn.transaction():
@@ -60,6 +66,11 @@ async def ensure_admin(
             )
         role = "admin" if row["role"] != "admin" else None
         new_hash = None if await passwords.verify(row["password_hash"], password) else password_hash
+        if new_hash is not None and not reset_password:
+            raise RefusedPromotion(
+                f"{email} exists with another password: RESET_PASSWORD=1 sets this one (every "
+                "token of the account is revoked)"
+            )
         if role is None and new_hash is None:
             return row
         changed = await repository.change_credentials(
@@ -69,7 +80,9 @@ async def ensure_admin(
     return changed
 
 
-async def _main(email: str, password: str, name: str, promote: bool) -> None:
+async def _main(
+    email: str, password: str, name: str, *, promote: bool, reset_password: bool
+) -> None:
     settings = CoreSettings()
     pool = await asyncpg.create_pool(
         settings.database_url,
@@ -90,6 +103,7 @@ async def _main(email: str, password: str, name: str, promote: bool) -> None:
             password=password,
             name=name,
             promote=promote,
+            reset_password=reset_password,
         )
     except RefusedPromotion as exc:
         sys.exit(f"refused: {exc}")
@@ -99,21 +113,50 @@ async def _main(email: str, password: str, name: str, promote: bool) -> None:
     print(f"admin ready: {row['email']} ({row['id']})")
 
 
+def read_password() -> str:
+    """`ADMIN_PASSWORD`, else typed twice at a prompt."""
+    password = os.environ.get("ADMIN_PASSWORD")
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        sys.exit("no password: set ADMIN_PASSWORD, or run this at a terminal to be prompted")
+    password = getpass.getpass("Password for the admin: ")
+    if getpass.getpass("The same again: ") != password:
+        sys.exit("the passwords differ")
+    return password
+
+
 def main() -> None:
-    """Parse arguments, validate them like registration does, and ensure the admin."""
+    """Parse arguments, validate them like registration does (the password never echoed), and
+    ensure the admin."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--email", required=True)
-    parser.add_argument("--password", default=os.environ.get("ADMIN_PASSWORD"))
     parser.add_argument("--name", default="Administrator")
     parser.add_argument(
         "--promote", action="store_true", help="make an existing customer account an admin"
     )
+    parser.add_argument(
+        "--reset-password", action="store_true", help="set an existing account's password"
+    )
     args = parser.parse_args()
+    password = read_password()
     try:
-        RegisterIn(email=args.email, password=args.password or "", name=args.name)
+        RegisterIn(email=args.email, password=password, name=args.name)
     except ValidationError as exc:
-        sys.exit(f"invalid admin: {exc}")
-    asyncio.run(_main(args.email, args.password, args.name, args.promote))
+        problems = [
+            f"{'.'.join(map(str, error['loc']))}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        sys.exit("invalid admin: " + "; ".join(problems))
+    asyncio.run(
+        _main(
+            args.email,
+            password,
+            args.name,
+            promote=args.promote,
+            reset_password=args.reset_password,
+        )
+    )
 
 
 if __name__ == "__main__":

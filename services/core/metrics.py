@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from prometheus_client import Counter, Histogram
 
 from chassis.telemetry import Metrics, current_ids, exemplar
+from contracts import CURRENCIES, SETTLEMENT_OUTCOMES
 
 # Settlement is seconds for a card, minutes when a webhook resolves a timeout.
 # What an order may be when a payment of it succeeds too late.
@@ -27,7 +28,8 @@ class CheckoutMetrics:
         )
         self.payments = Counter(
             "relais_payments_settled_total",
-            "Payments settled, by outcome (succeeded or failed).",
+            "Payments settled, by outcome: succeeded, declined (the customer's card) or failed "
+            "(the platform: provider errors, timeouts).",
             ["service", "outcome", "currency"],
             registry=metrics.registry,
         )
@@ -52,8 +54,16 @@ class CheckoutMetrics:
             ["service", "order_status"],
             registry=metrics.registry,
         )
-        for order_status in NOT_PAYABLE:  # from 0, so that the first one raises the alert
+        # Every series an alert or SLO reads exists from start-up at 0: a counter born at its
+        # first increment hides that increment from `increase()`, so the first event would
+        # never raise the alert.
+        for order_status in NOT_PAYABLE:
             self.auto_refunds.labels(self.service, order_status)
+        for outcome in SETTLEMENT_OUTCOMES:
+            self.settlement.labels(self.service, outcome)
+            for currency in CURRENCIES:
+                self.payments.labels(self.service, outcome, currency)
+                self.amount.labels(self.service, outcome, currency)
 
     def order_created(self, currency: str) -> None:
         """Count a new order."""
@@ -66,7 +76,8 @@ class CheckoutMetrics:
     def payment_settled(
         self, outcome: str, *, amount_cents: int, currency: str, created_at: datetime
     ) -> None:
-        """Count a payment that just succeeded or failed, its amount and its settlement time."""
+        """Count a payment that just settled (`outcome`: succeeded, declined or failed), its
+        amount and its settlement time."""
         self.payments.labels(self.service, outcome, currency).inc()
         self.amount.labels(self.service, outcome, currency).inc(amount_cents)
         seconds = (datetime.now(UTC) - created_at).total_seconds()

@@ -204,6 +204,17 @@ class SandboxProvider:
             return Outcome("failed", provider_ref, "canceled")  # nothing to cancel
         return _outcome(stored)
 
+    async def settle(self, key: str, outcome: Outcome) -> bool:
+        """The sandbox's control: the charge booked under `key` ends with `outcome` (what the
+        buyer or the bank finally did); False if no such charge was booked."""
+        stored = await self.redis.hget(self.charges_key, key)
+        if stored is None:
+            return False
+        entry = orjson.loads(stored)
+        entry["outcome"] = asdict(outcome)
+        await self.redis.hset(self.charges_key, key, orjson.dumps(entry))
+        return True
+
     async def find_refund(
         self, key: str, provider_ref: str | None, charge_ref: str
     ) -> Outcome | None:

@@ -11,7 +11,13 @@ import asyncpg
 from pydantic import BaseModel
 
 from chassis.messaging import first_delivery, message_type
-from contracts import PaymentFailed, PaymentRefunded, PaymentSucceeded, RefundFailed
+from contracts import (
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentSucceeded,
+    RefundFailed,
+    settlement_outcome,
+)
 from services.core.checkout import repository
 from services.core.checkout.commands import UNPAID, refund_automatically
 from services.core.metrics import CheckoutMetrics
@@ -45,7 +51,7 @@ async def apply_event(
             await refund_automatically(conn, row)
     if change.payment_status in ("succeeded", "failed"):
         metrics.payment_settled(
-            change.payment_status,
+            settlement_outcome(change.payment_status, change.failure_code),
             amount_cents=row["amount_cents"],
             currency=row["currency"].strip(),
             created_at=row["created_at"],

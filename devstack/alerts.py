@@ -1,0 +1,144 @@
+"""Where the native stack's alerts go: a local receiver for Alertmanager's webhooks, and
+`make alerts` (what fires now, who was paged for what and when).
+
+The receiver (`python -m devstack.alerts --port P --store FILE`, a program of the stack's
+supervisord) appends every notification Alertmanager posts to `/alerts/<receiver>` to a JSON
+Lines file, one line per notification. In production the receivers of
+`infra/alertmanager/alertmanager.yml` are replaced by the on-call tool's (PagerDuty, Opsgenie,
+a chat channel): see the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from devstack.settings import ALERTMANAGER_CONFIG, StackSettings
+from devstack.tail import tail_lines
+
+# How many notifications `make alerts` shows.
+SHOWN = 20
+
+
+def notification_store(config: StackSettings) -> Path:
+    """The file the receiver keeps notifications in."""
+    return config.state_dir / "data" / "alerts" / "notifications.jsonl"
+
+
+def render_alertmanager(config: StackSettings) -> Path:
+    """Alertmanager's config for this stack: the checked-in one (the default ports), its
+    receivers pointed at this stack's receiver and its grouping wait from the settings."""
+    base = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    base["route"]["group_wait"] = config.alert_group_wait
+    for receiver in base["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = f"http://127.0.0.1:{config.alert_receiver_port}/alerts/{receiver['name']}"
+    path = config.run_dir / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(base, sort_keys=False))
+    return path
+
+
+def summarize(receiver: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """One notification as kept: when, to whom, and for which alerts."""
+    return {
+        "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "receiver": receiver,
+        "status": payload.get("status"),
+        "alerts": [
+            {
+                "alertname": alert.get("labels", {}).get("alertname"),
+                "severity": alert.get("labels", {}).get("severity"),
+                "status": alert.get("status"),
+                "labels": alert.get("labels", {}),
+                "summary": alert.get("annotations", {}).get("summary"),
+                "runbook_url": alert.get("annotations", {}).get("runbook_url"),
+                "starts_at": alert.get("startsAt"),
+            }
+            for alert in payload.get("alerts", [])
+        ],
+    }
+
+
+def receiver_app(store: Path) -> web.Application:
+    """The webhook receiver: every notification appended to `store`."""
+    store.parent.mkdir(parents=True, exist_ok=True)
+
+    async def receive(request: web.Request) -> web.Response:
+        try:
+            payload = await request.json()
+        except ValueError:
+            return web.json_response({"error": "not JSON"}, status=400)
+        line = json.dumps(summarize(request.match_info["receiver"], payload))
+        with store.open("a") as file:
+            file.write(line + "\n")
+        return web.json_response({"kept": True})
+
+    async def health(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/alerts/{receiver}", receive)
+    app.router.add_get("/health", health)
+    return app
+
+
+def firing(config: StackSettings) -> list[dict[str, Any]]:
+    """The alerts Alertmanager holds as active (neither silenced nor inhibited)."""
+    url = (
+        f"http://127.0.0.1:{config.alertmanager_port}/api/v2/alerts"
+        "?active=true&silenced=false&inhibited=false"
+    )
+    with urllib.request.urlopen(url, timeout=5) as response:
+        alerts: list[dict[str, Any]] = json.load(response)
+    return alerts
+
+
+def notifications(config: StackSettings, count: int = SHOWN) -> list[dict[str, Any]]:
+    """The last `count` notifications the receiver kept, oldest first."""
+    store = notification_store(config)
+    if not store.exists():
+        return []
+    return [json.loads(line) for line in tail_lines(store, count) if line.strip()]
+
+
+def show_alerts(config: StackSettings) -> None:
+    """Print what fires now and the last notifications."""
+    try:
+        active = firing(config)
+    except OSError as exc:
+        print(f"Alertmanager does not answer on port {config.alertmanager_port}: {exc}")
+        active = []
+    print(f"firing now ({len(active)}):")
+    for alert in sorted(active, key=lambda a: a.get("startsAt", "")):
+        labels = alert.get("labels", {})
+        where = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "alertname")
+        print(f"  {alert.get('startsAt', '')[:19]}  {labels.get('alertname')}  {where}")
+        print(f"      {alert.get('annotations', {}).get('summary', '')}")
+    kept = notifications(config)
+    print(f"last notifications ({len(kept)}, kept in {notification_store(config)}):")
+    for note in kept:
+        for alert in note["alerts"]:
+            print(
+                f"  {note['received_at']}  to {note['receiver']:<7} {alert['status']:<8} "
+                f"{alert['alertname']} ({alert['severity']}): {alert['summary']}"
+            )
+
+
+def main() -> None:
+    """Run the receiver."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--store", type=Path, required=True)
+    args = parser.parse_args()
+    web.run_app(receiver_app(args.store), host="127.0.0.1", port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()
