@@ -19,8 +19,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-PROBLEM_BASE = "https://relais.dev/problems/"
-
 
 class DomainError(Exception):
     """An error the client caused or may act on; rendered as problem+json with `status`."""

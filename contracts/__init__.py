@@ -18,6 +18,7 @@ from contracts._money import CURRENCIES, MAX_AMOUNT, Amount, Currency, decimal_a
 from contracts._payments import (
     DECLINE_CODES,
     SETTLEMENT_OUTCOMES,
+    TEST_TOKENS,
     ChargePayment,
     CurrencyTotals,
     DailyReport,
@@ -49,6 +50,7 @@ __all__ = [
     "PAYMENT_STATUSES",
     "REFUND_STATUSES",
     "SETTLEMENT_OUTCOMES",
+    "TEST_TOKENS",
     "Amount",
     "ChargePayment",
     "Contract",

@@ -88,6 +88,15 @@ class PaymentSucceeded(Contract):
     currency: str
 
 
+# Stripe's test tokens the sandbox provider takes, and what it does with each.
+TEST_TOKENS = {
+    "tok_visa": "succeeds",
+    "tok_chargeDeclined": "is declined (card_declined)",
+    "tok_insufficientFunds": "is declined (insufficient_funds)",
+    "tok_timeout": "is charged, but the answer never comes: the payment waits for the "
+    "reconciler or `make sandbox-settle`",
+    "tok_threeDSecure2Required": "waits for a buyer who never acts (3-D Secure)",
+}
 # Failure codes that are the customer's card, not the platform: the issuer's decline codes
 # (Stripe's documented decline codes; the sandbox's test tokens give the first three). A failed
 # payment with any other code (a provider error, a timeout, a cancelled intent) is the platform's.

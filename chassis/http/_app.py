@@ -14,6 +14,7 @@ import uvloop
 from aiohttp import web
 
 from chassis.http._middleware import edge_middleware
+from chassis.http._problems import add_problem_pages
 from chassis.settings import SETTINGS, ServiceSettings
 from chassis.tasks import BACKGROUND, BackgroundTasks, background
 from chassis.telemetry import (
@@ -45,6 +46,7 @@ def create_service_app(settings: ServiceSettings) -> web.Application:
     metrics = setup_metrics(app, settings.service_name)
     app[ACCESS_LOG] = AccessLog(settings.service_name, dropped=metrics.access_log_dropped)
     app.cleanup_ctx.append(_access_log_flusher)
+    add_problem_pages(app)
     return app
 
 

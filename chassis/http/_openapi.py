@@ -12,7 +12,9 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from chassis.http._payloads import NUL_FREE, without_null
+from chassis.http._problems import PROBLEM_TYPES, problem_title
 from chassis.http._routes import ApiRoutes, Response
+from chassis.settings import SETTINGS
 
 _STATUS_TEXT = {
     200: "OK",
@@ -83,6 +85,7 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
                     "schema": {"type": "string"}
                     | ({"pattern": header.pattern} if header.pattern else {}),
                 }
+                | ({"example": header.example} if header.example else {})
                 for name, header in op.headers.items()
             ]
             if params:
@@ -90,7 +93,10 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
             if op.body is not None:
                 spec["requestBody"] = {
                     "required": op.body_required,
-                    "content": {"application/json": {"schema": ref(op.body, request=True)}},
+                    "content": {
+                        "application/json": {"schema": ref(op.body, request=True)}
+                        | _example(op.body)
+                    },
                 }
             if op.auth != "public":
                 spec["security"] = [{"bearer": []}]
@@ -134,13 +140,36 @@ def _response(status: int, response: Response, ref: Callable[[type[BaseModel]], 
         problem = {"$ref": "#/components/schemas/Problem"}
         return {
             "description": description,
-            "content": {"application/problem+json": {"schema": problem}},
+            "content": {
+                "application/problem+json": {"schema": problem, "example": _problem_example(status)}
+            },
         }
     if isinstance(response, str):
         return {"description": response}
     if response is None:
         return {"description": description}
-    return {"description": description, "content": {"application/json": {"schema": ref(response)}}}
+    media = {"schema": ref(response)} | _example(response)
+    return {"description": description, "content": {"application/json": media}}
+
+
+def _problem_example(status: int) -> dict[str, Any]:
+    """A problem of `status` as the API answers it (its usual type for that status)."""
+    slug = next((slug for slug, known in PROBLEM_TYPES.items() if known.status == status), None)
+    slug = slug or "bad-request"
+    return {
+        "type": f"http://127.0.0.1:8080/api/problems/{slug}",
+        "title": problem_title(slug, status),
+        "status": status,
+        "detail": PROBLEM_TYPES[slug].happened.split(":")[0].rstrip("."),
+        "instance": "/api/orders",
+        "request_id": "5b0f6a2c9d4e4c1f8a7b3e2d1c0f9a8b",
+    }
+
+
+def _example(model: type[BaseModel]) -> dict[str, Any]:
+    """The media type's `example`: the first of the model's own `examples`, if it has any."""
+    examples = model.model_json_schema().get("examples")
+    return {"example": examples[0]} if examples else {}
 
 
 _PROBLEM_SCHEMA = {
@@ -182,14 +211,29 @@ DOCS_ASSETS = {
 
 
 def setup_docs(app: web.Application, document: dict[str, Any], assets: Path) -> None:
-    """Serve the document at `/api/openapi.json` and Swagger UI at `/api/docs`: the page, its
-    initializer and the two distribution files it loads, under a same-origin-only policy."""
+    """Serve the document at `/api/openapi.json`, Swagger UI at `/api/docs` (and `/api/docs/`):
+    the page, its initializer and the two distribution files it loads, under a
+    same-origin-only policy; and the API's index at `/api/` (links to the docs, the document,
+    health and the problem types)."""
     body = orjson.dumps(document)
     headers = {"Content-Security-Policy": DOCS_POLICY}
     page = _DOCS_PAGE.format(title=document["info"]["title"])
 
     async def openapi_json(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type="application/json")
+
+    async def index(request: web.Request) -> web.Response:
+        base = request.app[SETTINGS].public_url.rstrip("/")
+        links = {
+            "docs": f"{base}/api/docs",
+            "openapi": f"{base}/api/openapi.json",
+            "health": f"{base}/healthz",
+            "problems": f"{base}/api/problems/",
+        }
+        return web.Response(
+            body=orjson.dumps({"title": document["info"]["title"], "links": links}),
+            content_type="application/json",
+        )
 
     async def docs(request: web.Request) -> web.Response:
         return web.Response(text=page, content_type="text/html", headers=headers)
@@ -206,7 +250,9 @@ def setup_docs(app: web.Application, document: dict[str, Any], assets: Path) -> 
         return serve
 
     app.router.add_get("/api/openapi.json", openapi_json)
+    app.router.add_get("/api/", index)
     app.router.add_get("/api/docs", docs)
+    app.router.add_get("/api/docs/", docs)
     app.router.add_get("/api/docs/static/init.js", init_js)
     for name, content_type in DOCS_ASSETS.items():
         app.router.add_get(f"/api/docs/static/{name}", asset(name, content_type))

@@ -12,15 +12,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import StringConstraints
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
 from chassis.errors import Unprocessable
 
 Position = tuple[datetime, UUID]
 CURSOR_PATTERN = r"^[0-9]{1,17}\.[0-9a-f]{32}$"
-# A query parameter: absent, or a cursor this API issued (or could have).
-Cursor = Annotated[str | None, StringConstraints(pattern=CURSOR_PATTERN)]
 _CURSOR = re.compile(CURSOR_PATTERN)
+
+
+def _valid_cursor(value: str | None) -> str | None:
+    if value is not None and not _CURSOR.fullmatch(value):
+        # The client's words, not the pattern's: a cursor is opaque to whoever holds it.
+        raise PydanticCustomError("cursor", "The cursor is not valid")
+    return value
+
+
+# A query parameter: absent, or a cursor this API issued (or could have); documented with its
+# pattern.
+Cursor = Annotated[
+    str | None, AfterValidator(_valid_cursor), Field(json_schema_extra={"pattern": CURSOR_PATTERN})
+]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 

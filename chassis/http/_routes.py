@@ -24,6 +24,8 @@ class Header:
     description: str
     required: bool = False
     pattern: str | None = None
+    # What Swagger UI's "Try it out" fills in.
+    example: str | None = None
 
 
 @dataclass(frozen=True)

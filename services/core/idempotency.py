@@ -26,7 +26,14 @@ _KEY = re.compile(KEY_PATTERN)
 def key_header(*, required: bool) -> Header:
     """How an operation documents its `Idempotency-Key`."""
     replay = "replays the first response for the same key and body"
-    return Header(("Required: " if required else "Optional: ") + replay, required, KEY_PATTERN)
+    return Header(
+        ("Required: " if required else "Optional: ")
+        + replay
+        + " (any 1 to 255 visible ASCII characters; a new UUID per operation is usual)",
+        required,
+        KEY_PATTERN,
+        example="8e0b5c52-6f4a-4d1b-9c3e-2a7f1d6b0e94",
+    )
 
 
 @dataclass(frozen=True)

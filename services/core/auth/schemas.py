@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import email_validator
@@ -56,26 +57,52 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def examples(*values: Mapping[str, Any]) -> ConfigDict:
+    """A model's examples, shown in the OpenAPI document (and tested to validate)."""
+    return ConfigDict(json_schema_extra={"examples": [dict(value) for value in values]})
+
+
+USER_EXAMPLE = {
+    "id": "4f6c1d2e-8a3b-4c5d-9e7f-1a2b3c4d5e6f",
+    "email": "ada@example.com",
+    "name": "Ada",
+    "role": "customer",
+    "created_at": "2026-12-03T10:15:00Z",
+}
+
+
 class RegisterIn(Strict):
+    model_config = examples(
+        {"email": "ada@example.com", "password": "correct horse battery", "name": "Ada"}
+    )
+
     email: Email
     password: Password
     name: Text
 
 
 class LoginIn(Strict):
+    model_config = examples({"email": "ada@example.com", "password": "correct horse battery"})
+
     email: Annotated[str, Field(min_length=1, max_length=320)]
     password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
 class RefreshIn(Strict):
+    model_config = examples({"refresh_token": "eyJhbGciOiJFZERTQSJ9.eyJ0eXAiOiJyZWZyZXNoIn0.c2ln"})
+
     refresh_token: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 class LogoutIn(Strict):
+    model_config = examples({"refresh_token": "eyJhbGciOiJFZERTQSJ9.eyJ0eXAiOiJyZWZyZXNoIn0.c2ln"})
+
     refresh_token: Annotated[str | None, Field(max_length=4096)] = None
 
 
 class UserOut(BaseModel):
+    model_config = examples(USER_EXAMPLE)
+
     id: UUID
     email: str
     name: str
@@ -84,6 +111,16 @@ class UserOut(BaseModel):
 
 
 class AuthOut(BaseModel):
+    model_config = examples(
+        {
+            "user": USER_EXAMPLE,
+            "access_token": "eyJhbGciOiJFZERTQSJ9.eyJ0eXAiOiJhY2Nlc3MifQ.c2ln",
+            "refresh_token": "eyJhbGciOiJFZERTQSJ9.eyJ0eXAiOiJyZWZyZXNoIn0.c2ln",
+            "token_type": "Bearer",
+            "expires_in": 900,
+        }
+    )
+
     user: UserOut
     access_token: str
     refresh_token: str

@@ -115,6 +115,28 @@ async def get_payment(
     return payment_json(row)
 
 
+async def order_payments(
+    *, pool: asyncpg.Pool, principal: Principal, order_id: str
+) -> dict[str, Any]:
+    """The payments of an order its owner or an admin may see, oldest first."""
+    owner = await repository.order_owner(pool, order_id)
+    if owner is None or (str(owner) != principal.user_id and principal.role != "admin"):
+        raise NotFound("No such order")
+    rows = await repository.payments_of_order(pool, order_id)
+    return {"items": [payment_json(row) for row in rows]}
+
+
+async def get_refund(
+    *, pool: asyncpg.Pool, principal: Principal, payment_id: str, refund_id: str
+) -> dict[str, Any]:
+    """A refund of a payment its payer or an admin may see."""
+    _owned(await repository.payment_by_id(pool, payment_id), principal, "payment")
+    refund = await repository.refund_of_payment(pool, payment_id, refund_id)
+    if refund is None:
+        raise NotFound("No such refund")
+    return refund_json(refund)
+
+
 async def start_refund(
     *,
     pool: asyncpg.Pool,

@@ -42,6 +42,29 @@ async def payment_by_id(db: Db, payment_id: Any) -> asyncpg.Record | None:
     )
 
 
+async def payments_of_order(db: Db, order_id: Any) -> list[asyncpg.Record]:
+    """An order's payments, oldest first."""
+    return await db.fetch(
+        f"""SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1::uuid
+            ORDER BY created_at, id""",
+        order_id,
+    )
+
+
+async def order_owner(db: Db, order_id: Any) -> Any:
+    """The user who placed an order; None if there is no such order."""
+    return await db.fetchval("SELECT user_id FROM orders WHERE id = $1::uuid", order_id)
+
+
+async def refund_of_payment(db: Db, payment_id: Any, refund_id: Any) -> asyncpg.Record | None:
+    """A refund of a payment."""
+    return await db.fetchrow(
+        f"SELECT {REFUND_COLUMNS} FROM refunds WHERE id = $2::uuid AND payment_id = $1::uuid",
+        payment_id,
+        refund_id,
+    )
+
+
 async def payment_for_update(conn: Conn, payment_id: Any) -> asyncpg.Record | None:
     """A payment, locked for the transaction."""
     return await conn.fetchrow(

@@ -20,6 +20,7 @@ from services.core.checkout import commands
 from services.core.checkout.schemas import (
     DailyReportOut,
     PaymentIn,
+    PaymentList,
     PaymentOut,
     RefundIn,
     RefundOut,
@@ -32,12 +33,21 @@ routes = ApiRoutes("payments")
 
 
 def preferred_wait(request: web.Request, maximum: int) -> int | None:
-    """The seconds of RFC 7240 `Prefer: wait=N`, capped at `maximum`; None if not asked."""
+    """The seconds of RFC 7240 `Prefer: wait=N`, capped at `maximum`; None if not asked.
+
+    As the RFC's grammar has it: preferences are comma-separated, names are case-insensitive,
+    whitespace may surround the `=` (`wait = 5`), the value may be a quoted string
+    (`wait="5"`), and parameters may follow after `;`. The first `wait` counts."""
     for header in request.headers.getall("Prefer", []):
         for preference in header.split(","):
-            name, _, value = preference.strip().partition("=")
-            if name.lower() == "wait" and value.strip().isdigit():
-                return min(int(value), maximum)
+            name, _, value = preference.split(";", 1)[0].partition("=")
+            if name.strip().lower() != "wait":
+                continue
+            seconds = value.strip()
+            if len(seconds) >= 2 and seconds[0] == seconds[-1] == '"':
+                seconds = seconds[1:-1].strip()
+            valid = seconds.isascii() and seconds.isdigit() and len(seconds) <= 9
+            return min(int(seconds), maximum) if valid else None
     return None
 
 
@@ -139,5 +149,40 @@ async def refund_payment(request: web.Request) -> web.Response:
         key=key or "",
         retention_hours=request.app[CORE_SETTINGS].idempotency_retention_hours,
     )
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    headers = {"Location": f"/api/payments/{refund['payment_id']}/refunds/{refund['id']}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
     return json_response(refund, status=202, headers=headers)
+
+
+@routes.route(
+    "GET",
+    "/api/payments/{id}/refunds/{refund_id}",
+    summary="One refund of a payment (its payer or an admin)",
+    auth="user",
+    responses={200: RefundOut, 404: None},
+)
+async def get_refund(request: web.Request) -> web.Response:
+    principal = await authenticated(request)
+    refund = await commands.get_refund(
+        pool=request.app[DB_POOL],
+        principal=principal,
+        payment_id=path_uuid(request),
+        refund_id=path_uuid(request, "refund_id"),
+    )
+    return json_response(refund)
+
+
+@routes.route(
+    "GET",
+    "/api/orders/{id}/payments",
+    summary="The payments of an order, oldest first (its owner or an admin)",
+    auth="user",
+    responses={200: PaymentList, 404: None},
+)
+async def order_payments(request: web.Request) -> web.Response:
+    principal = await authenticated(request)
+    payments = await commands.order_payments(
+        pool=request.app[DB_POOL], principal=principal, order_id=path_uuid(request)
+    )
+    return json_response(payments)

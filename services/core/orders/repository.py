@@ -118,19 +118,36 @@ async def order_by_id(conn: Db, order_id: str) -> asyncpg.Record | None:
 
 
 async def orders_page(
-    pool: asyncpg.Pool, *, user_id: str, before: Position | None, limit: int
+    pool: asyncpg.Pool,
+    *,
+    user_id: str | None,
+    status: str | None,
+    before: Position | None,
+    limit: int,
 ) -> list[asyncpg.Record]:
-    """Up to `limit` of a user's orders, newest first, before `before`."""
+    """Up to `limit` orders, newest first, before `before`: a user's (every user's when
+    `user_id` is None), of one status if given."""
     created_at, row_id = before or (None, None)
     return await pool.fetch(
         f"""SELECT {ORDER_COLUMNS} FROM orders
-            WHERE user_id = $1::uuid
-              AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
-            ORDER BY created_at DESC, id DESC LIMIT $4""",
+            WHERE ($1::uuid IS NULL OR user_id = $1::uuid)
+              AND ($2::text IS NULL OR status = $2)
+              AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4::uuid))
+            ORDER BY created_at DESC, id DESC LIMIT $5""",
         user_id,
+        status,
         created_at,
         row_id,
         limit,
+    )
+
+
+async def payments_of(conn: Db, order_ids: list[Any]) -> list[asyncpg.Record]:
+    """The payments of the given orders (id and status), oldest first."""
+    return await conn.fetch(
+        """SELECT order_id, id, status FROM payments
+           WHERE order_id = ANY($1::uuid[]) ORDER BY order_id, created_at, id""",
+        order_ids,
     )
 
 

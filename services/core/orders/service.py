@@ -8,8 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from chassis.data import Conn, TieredCache
-from chassis.errors import Conflict, NotFound, Unprocessable
+from chassis.data import Conn, Db, TieredCache
+from chassis.errors import Conflict, Forbidden, NotFound, Unprocessable
 from chassis.http import Principal, decode_cursor, page
 from services.core import idempotency
 from services.core.idempotency import IdempotentRequest, fingerprint
@@ -20,9 +20,11 @@ CANCELLABLE = frozenset({"pending_payment", "payment_failed"})
 
 
 def order_json(
-    order: asyncpg.Record, items: Sequence[Mapping[str, Any] | asyncpg.Record]
+    order: asyncpg.Record,
+    items: Sequence[Mapping[str, Any] | asyncpg.Record],
+    payments: Sequence[Mapping[str, Any] | asyncpg.Record] = (),
 ) -> dict[str, Any]:
-    """The public view of an order and its lines."""
+    """The public view of an order, its lines and its payments (ids and statuses)."""
     return {
         "id": order["id"],
         "status": order["status"],
@@ -30,6 +32,7 @@ def order_json(
             {key: item[key] for key in ("product_id", "quantity", "unit_price_cents")}
             for item in items
         ],
+        "payments": [{"id": payment["id"], "status": payment["status"]} for payment in payments],
         "total_cents": order["total_cents"],
         "currency": order["currency"],
         "created_at": order["created_at"],
@@ -122,20 +125,43 @@ def _visible(order: asyncpg.Record | None, principal: Principal) -> asyncpg.Reco
 async def get_order(*, pool: asyncpg.Pool, principal: Principal, order_id: str) -> dict[str, Any]:
     """An order its owner or an admin may see."""
     order = _visible(await repository.order_by_id(pool, order_id), principal)
-    return order_json(order, await repository.items_of(pool, [order["id"]]))
+    return (await _with_lines(pool, [order]))[0]
+
+
+async def _with_lines(db: Db, orders: Sequence[asyncpg.Record]) -> list[dict[str, Any]]:
+    """The public views of `orders`, with their lines and payments (two queries in all)."""
+    ids = [order["id"] for order in orders]
+    lines: dict[Any, list[asyncpg.Record]] = defaultdict(list)
+    payments: dict[Any, list[asyncpg.Record]] = defaultdict(list)
+    for item in await repository.items_of(db, ids):
+        lines[item["order_id"]].append(item)
+    for payment in await repository.payments_of(db, ids):
+        payments[payment["order_id"]].append(payment)
+    return [order_json(order, lines[order["id"]], payments[order["id"]]) for order in orders]
 
 
 async def list_orders(
-    *, pool: asyncpg.Pool, user_id: str, limit: int, cursor: str | None
+    *,
+    pool: asyncpg.Pool,
+    principal: Principal,
+    every_user: bool,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
 ) -> dict[str, Any]:
-    """One page of the caller's orders, newest first."""
+    """One page of the caller's orders (every user's for an admin asking `every_user`), newest
+    first, of one status if given."""
+    if every_user and principal.role != "admin":
+        raise Forbidden("Only an admin may list every user's orders")
     rows = await repository.orders_page(
-        pool, user_id=user_id, before=decode_cursor(cursor), limit=limit + 1
+        pool,
+        user_id=None if every_user else principal.user_id,
+        status=status,
+        before=decode_cursor(cursor),
+        limit=limit + 1,
     )
-    lines: dict[Any, list[asyncpg.Record]] = defaultdict(list)
-    for item in await repository.items_of(pool, [row["id"] for row in rows[:limit]]):
-        lines[item["order_id"]].append(item)
-    return page(rows, limit, lambda row: order_json(row, lines[row["id"]]))
+    views = {view["id"]: view for view in await _with_lines(pool, rows[:limit])}
+    return page(rows, limit, lambda row: views[row["id"]])
 
 
 async def cancel_order(
@@ -145,15 +171,16 @@ async def cancel_order(
     async with pool.acquire() as conn, conn.transaction():
         order = _visible(await repository.order_for_update(conn, order_id), principal)
         if order["status"] == "cancelled":
-            return order_json(order, await repository.items_of(conn, [order["id"]]))
+            return (await _with_lines(conn, [order]))[0]
         if order["status"] not in CANCELLABLE:
             raise Conflict(f"An order that is {order['status']} cannot be cancelled")
         if await repository.has_payment_in_progress(conn, order["id"]):
             raise Conflict("A payment of this order is in progress")
         order, items = await _release(conn, order)
         await cache.record(conn, *(str(item["product_id"]) for item in items))
+        view = (await _with_lines(conn, [order]))[0]
     await cache.invalidate(*(str(item["product_id"]) for item in items))
-    return order_json(order, items)
+    return view
 
 
 async def release_unpaid_orders(

@@ -9,8 +9,7 @@ from chassis.http import ApiRoutes, authenticated, json_body, json_response, pat
 from services.core.idempotency import idempotency_key, key_header
 from services.core.keys import CHECKOUT_METRICS, CORE_SETTINGS, PRODUCT_CACHE
 from services.core.orders import service
-from services.core.orders.schemas import OrderIn, OrderOut, OrderPage
-from services.core.users.schemas import PageQuery
+from services.core.orders.schemas import OrderIn, OrderOut, OrderPage, OrderQuery
 
 routes = ApiRoutes("orders")
 
@@ -48,16 +47,22 @@ async def create_order(request: web.Request) -> web.Response:
 @routes.route(
     "GET",
     "/api/orders",
-    summary="The caller's orders, newest first",
+    summary="The caller's orders, newest first (every user's with all=true, admins only), "
+    "optionally of one status",
     auth="user",
-    query=PageQuery,
-    responses={200: OrderPage},
+    query=OrderQuery,
+    responses={200: OrderPage, 403: None},
 )
 async def list_orders(request: web.Request) -> web.Response:
     principal = await authenticated(request)
-    query = query_params(request, PageQuery)
+    query = query_params(request, OrderQuery)
     result = await service.list_orders(
-        pool=request.app[DB_POOL], user_id=principal.user_id, limit=query.limit, cursor=query.cursor
+        pool=request.app[DB_POOL],
+        principal=principal,
+        every_user=query.all,
+        status=query.status,
+        limit=query.limit,
+        cursor=query.cursor,
     )
     return json_response(result)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from chassis.http import Cursor
-from services.core.auth.schemas import UserOut
+from services.core.auth.schemas import USER_EXAMPLE, UserOut, examples
 
 
 class PageQuery(BaseModel):
@@ -20,5 +20,7 @@ class PageQuery(BaseModel):
 
 
 class UserPage(BaseModel):
+    model_config = examples({"items": [USER_EXAMPLE], "next_cursor": None})
+
     items: list[UserOut]
     next_cursor: str | None

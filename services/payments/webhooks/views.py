@@ -10,7 +10,7 @@ from chassis.http import ApiRoutes, Header, json_response
 from services.payments.handlers import COMMAND_QUEUE
 from services.payments.keys import PAYMENTS_SETTINGS, WEBHOOK_SECRET
 from services.payments.webhooks import service
-from services.payments.webhooks.schemas import WebhookAck
+from services.payments.webhooks.schemas import ProviderEventIn, WebhookAck
 
 routes = ApiRoutes("payments")
 
@@ -19,6 +19,7 @@ routes = ApiRoutes("payments")
     "POST",
     "/api/payments/webhooks/{provider}",
     summary="A payment provider's event, signed Stripe-style (t=…,v1=… HMAC-SHA256)",
+    body=ProviderEventIn,
     headers={
         "Stripe-Signature": Header("t=<unix time>,v1=<hex HMAC-SHA256 of 't.body'>", required=True)
     },
