@@ -141,6 +141,13 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 "{{outcome}}",
             ),
             Panel(
+                "Decline ratio (customers' cards: not in the checkout SLO)",
+                'sum(rate(relais_payments_settled_total{outcome="declined"}[5m])) '
+                "/ sum(rate(relais_payments_settled_total[5m]))",
+                "percentunit",
+                "declined",
+            ),
+            Panel(
                 "Captured amount/s by currency (major units)",
                 "sum by (currency) "
                 '(rate(relais_payments_settled_cents_total{outcome="succeeded"}[1m])) / 100',

@@ -65,8 +65,20 @@ async def test_a_squatted_address_is_not_promoted_without_being_asked(client, ad
 async def test_promoting_revokes_every_token_the_account_held(client, admin_tool):
     holder = await register(client)
     other_login = await login(client, holder.email)
+    # The registrant's password is not the operator's: promoting alone is refused, changes
+    # nothing, and says how to set it.
+    with pytest.raises(RefusedPromotion, match="RESET_PASSWORD=1"):
+        await ensure_admin(
+            **admin_tool, email=holder.email, password="operator password", name="Ops", promote=True
+        )
+    assert (await client.get("/api/users/me", headers=holder.auth)).status == 200
     promoted = await ensure_admin(
-        **admin_tool, email=holder.email, password="operator password", name="Ops", promote=True
+        **admin_tool,
+        email=holder.email,
+        password="operator password",
+        name="Ops",
+        promote=True,
+        reset_password=True,
     )
     assert promoted["role"] == "admin"
     # at once, not at the next login: access tokens and refresh tokens of every login
@@ -84,7 +96,14 @@ async def test_a_new_admin_password_revokes_the_old_tokens(client, admin_tool):
     email = unique_email()
     await ensure_admin(**admin_tool, email=email, password="first password", name="Boss")
     before = await login(client, email, "first password")
-    await ensure_admin(**admin_tool, email=email, password="second password", name="Boss")
+    # Never without being asked: the password stays, the tokens keep working.
+    with pytest.raises(RefusedPromotion, match="RESET_PASSWORD=1"):
+        await ensure_admin(**admin_tool, email=email, password="second password", name="Boss")
+    assert (await client.get("/api/users", headers=before.auth)).status == 200
+    await login(client, email, "first password")
+    await ensure_admin(
+        **admin_tool, email=email, password="second password", name="Boss", reset_password=True
+    )
     assert (await client.get("/api/users", headers=before.auth)).status == 401
     refreshed = await client.post("/api/auth/refresh", json={"refresh_token": before.refresh_token})
     assert refreshed.status == 401
@@ -97,7 +116,12 @@ async def test_refresh_checks_the_database_even_when_redis_forgot_the_cut_off(
 ):
     holder = await register(client)
     await ensure_admin(
-        **admin_tool, email=holder.email, password="operator password", name="Ops", promote=True
+        **admin_tool,
+        email=holder.email,
+        password="operator password",
+        name="Ops",
+        promote=True,
+        reset_password=True,
     )
     redis = Redis.from_url(REDIS_URL)
     try:

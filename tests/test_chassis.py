@@ -61,8 +61,9 @@ async def assert_problem(response, status: int) -> dict:
     assert response.content_type == PROBLEM
     body = await response.json()
     assert body["status"] == status
-    assert body["type"].startswith("https://relais.dev/problems/")
+    assert body["type"].startswith("http://127.0.0.1:8080/api/problems/")  # PUBLIC_URL's
     assert body["title"] and body["detail"]
+    assert body["title"][1:] == body["title"][1:].lower() or body["title"].startswith("The ")
     assert body["request_id"] == response.headers["X-Request-ID"]
     return body
 

@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from chassis.telemetry import Metrics
+from devstack.observability import RUNBOOK_BASE, render_rules
+from devstack.settings import StackSettings
 from services.core.metrics import CheckoutMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,8 +68,12 @@ def test_every_alert_is_unit_tested_and_has_a_runbook():
     tested = set(re.findall(r"alertname: (\w+)", RULE_TESTS.read_text()))
     for alert in alerts():
         assert alert["alert"] in tested, f"{alert['alert']} has no promtool test"
+        # An absolute URL (clickable in Prometheus and Alertmanager): the default stack's NGINX
+        # serving docs/, which `make up` rebases on RUNBOOK_BASE_URL.
         runbook = alert["annotations"]["runbook_url"]
-        assert (ROOT / runbook).is_file(), f"{alert['alert']}: {runbook} does not exist"
+        assert runbook.startswith(RUNBOOK_BASE), runbook
+        page = ROOT / "docs" / "runbooks" / runbook.removeprefix(RUNBOOK_BASE)
+        assert page.is_file(), f"{alert['alert']}: {runbook} does not exist"
         assert alert["labels"]["severity"] in {"page", "ticket"}
 
 
@@ -103,3 +109,55 @@ def test_rules_use_only_metrics_the_services_export():
     assert "relais_http_requests_total" in used
     missing = used - exported_names()
     assert not missing, f"rules use metrics nobody exports: {sorted(missing)}"
+
+
+def test_runbook_urls_follow_the_setting(tmp_path):
+    config = StackSettings(state_dir=tmp_path, runbook_base_url="https://wiki.example.com/rb")
+    rendered = yaml.safe_load((render_rules(config) / RULES.name).read_text())
+    urls = [
+        rule["annotations"]["runbook_url"]
+        for group in rendered["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+    assert urls and all(url.startswith("https://wiki.example.com/rb/") for url in urls)
+    assert "SUCCESS" in run("promtool", "check", "rules", str(render_rules(config) / RULES.name))
+    default = StackSettings(state_dir=tmp_path, nginx_port=18080)
+    assert default.runbooks_url == "http://127.0.0.1:18080/docs/runbooks/"
+
+
+# A Markdown link `[text](target)` or an autolink-free bare reference to a repository file.
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def test_every_link_in_the_docs_resolves():
+    pages = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
+    checked = 0
+    for page in pages:
+        text = page.read_text()
+        for target in LINK.findall(text):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = target.partition("#")
+            resolved = (page.parent / path).resolve() if path else page
+            assert resolved.exists(), f"{page.relative_to(ROOT)}: {target} does not resolve"
+            if anchor:
+                headings = {
+                    re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+                    for h in re.findall(r"^#+ (.+)$", resolved.read_text(), re.M)
+                }
+                assert anchor in headings, f"{page.relative_to(ROOT)}: #{anchor} is no heading"
+            checked += 1
+        # Prose that points at a section must name one that exists.
+        for section in re.findall(r"the README's ([a-z -]+?) (?:section|notes)", text):
+            readme = (ROOT / "README.md").read_text().lower()
+            assert f"## {section}" in readme or f"### {section}" in readme, (page, section)
+    assert checked > 0
+
+
+def test_a_runbook_that_points_at_grafana_or_jaeger_gives_the_native_command_too():
+    for runbook in sorted((ROOT / "docs" / "runbooks").glob("*.md")):
+        text = runbook.read_text()
+        if re.search(r"Grafana|Jaeger|dashboard", text):
+            native = ("make logs", "make dlq", "127.0.0.1:9090")
+            assert any(command in text for command in native), runbook.name

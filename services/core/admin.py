@@ -62,7 +62,8 @@ async def ensure_admin(
         if row["role"] != "admin" and not promote:
             raise RefusedPromotion(
                 f"{email} is an existing {row['role']} account, possibly registered by someone "
-                "else: PROMOTE=1 makes it an admin (its tokens are revoked, its password reset)"
+                "else: PROMOTE=1 makes it an admin (its tokens are revoked; RESET_PASSWORD=1 sets "
+                "the password you gave, which its registrant does not know)"
             )
         role = "admin" if row["role"] != "admin" else None
         new_hash = None if await passwords.verify(row["password_hash"], password) else password_hash
