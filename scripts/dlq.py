@@ -1,8 +1,9 @@
 """Dead letters: `python -m scripts.dlq list|requeue [--queue Q] [--id MESSAGE_ID ...]`.
 
-`list` prints each dead-lettered message (queue, id, type, reason, body) and leaves it where it
-is. `requeue` sends the chosen messages (all, or those named by `--id`) back to the queue they
-died in, with their retry count reset, and removes them from the dead-letter queue only once
+`list` prints each dead-lettered message (queue, id, type, reason, when it died and how long ago,
+body), or only those named by `--id`, and leaves it where it is. `requeue` sends the chosen
+messages (all, or those named by `--id`) back to the queue they died in, with their retry count
+reset, and removes them from the dead-letter queue only once
 the broker has confirmed the copy.
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -20,6 +22,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from chassis.messaging import (
     ATTEMPT_HEADER,
+    DEAD_AT_HEADER,
     DEFAULT_EXCHANGE,
     QUEUE_HEADER,
     REASON_HEADER,
@@ -43,13 +46,30 @@ def reason_of(message: AbstractIncomingMessage) -> str:
     return "unknown"
 
 
+def died_at(message: AbstractIncomingMessage) -> datetime | None:
+    """When the message was dead-lettered: by our consumer, else by the broker (`x-death`)."""
+    headers = message.headers or {}
+    stamp = headers.get(DEAD_AT_HEADER)
+    if isinstance(stamp, int | float):
+        return datetime.fromtimestamp(stamp, UTC)
+    deaths: Any = headers.get("x-death") or []
+    when = deaths[0].get("time") if deaths else None
+    if isinstance(when, datetime):
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return None
+
+
 def describe(queue: str, message: AbstractIncomingMessage) -> dict[str, Any]:
     """One dead letter as a JSON-able summary."""
+    died = died_at(message)
+    age = None if died is None else int((datetime.now(UTC) - died).total_seconds())
     return {
         "queue": queue,
         "message_id": message.message_id,
         "type": message.type,
         "reason": reason_of(message),
+        "dead_lettered_at": None if died is None else died.isoformat(timespec="seconds"),
+        "age_seconds": age,
         "body": message.body.decode(errors="replace")[:500],
     }
 
@@ -75,14 +95,16 @@ async def run(url: str, command: str, queues: list[str], ids: set[str]) -> int:
             for message in await take_all(channel, queue):
                 chosen = not ids or message.message_id in ids
                 if command == "list" or not chosen:
-                    if command == "list":
+                    if command == "list" and chosen:
                         print(json.dumps(describe(queue, message)))
                         count += 1
                     await message.nack(requeue=True)
                     continue
                 origin = str((message.headers or {}).get(QUEUE_HEADER, queue))
                 copy = republished(
-                    message, {}, drop=(ATTEMPT_HEADER, REASON_HEADER, QUEUE_HEADER, "x-death")
+                    message,
+                    {},
+                    drop=(ATTEMPT_HEADER, REASON_HEADER, QUEUE_HEADER, DEAD_AT_HEADER, "x-death"),
                 )
                 await broker.publish(DEFAULT_EXCHANGE, origin, copy)
                 await message.ack()

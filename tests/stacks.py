@@ -61,12 +61,12 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
     run = uuid.uuid4().hex[:8]
     # Ports are free when picked, not reserved: pick again until no two of them coincide.
     while True:
-        singles = free_ports(7)
+        singles = free_ports(8)
         bases = [consecutive_free(2), consecutive_free(2), consecutive_free(1), consecutive_free(1)]
         taken = [*singles, bases[0] + 1, bases[1] + 1, *bases]
         if len(set(taken)) == len(taken):
             break
-    nginx_port, tls_port, prometheus_port, alertmanager_port, *exporters = singles
+    nginx_port, tls_port, prometheus_port, alertmanager_port, receiver_port, *exporters = singles
     # `make up` from a copy of this checkout in a private folder (0700, as a home folder is),
     # with the default state folder inside it; the copy shares this checkout's virtualenv.
     home = Path(tempfile.mkdtemp(prefix="relais-home-"))
@@ -91,6 +91,7 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
         "RABBITMQ_VHOST": f"relais_e2e_{run}",
         "PROMETHEUS_PORT": str(prometheus_port),
         "ALERTMANAGER_PORT": str(alertmanager_port),
+        "ALERT_RECEIVER_PORT": str(receiver_port),
         "NGINX_EXPORTER_PORT": str(exporters[0]),
         "POSTGRES_EXPORTER_PORT": str(exporters[1]),
         "REDIS_EXPORTER_PORT": str(exporters[2]),
@@ -101,11 +102,14 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
         if key in {"DATABASE_URL", "HTTP_PORT", "METRICS_PORT", "AMQP_URL", "RELAIS_STATE_DIR"}:
             del env[key]
 
-    def make(*targets: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def make(
+        *targets: str, check: bool = True, extra: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run make in the stack's checkout; `extra` adds to (or overrides) its environment."""
         return subprocess.run(
             ["make", "--no-print-directory", *targets],
             cwd=checkout,
-            env=env,
+            env={**env, **(extra or {})},
             text=True,
             capture_output=True,
             timeout=300,

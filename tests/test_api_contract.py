@@ -53,7 +53,9 @@ def signed_in(stack: dict[str, Any], *, admin: bool) -> str:
     assert registered.status_code == 201, registered.text
     if not admin:
         return str(registered.json()["access_token"])
-    made = stack["make"]("admin", f"EMAIL={email}", "PASSWORD=fuzzing password", "PROMOTE=1")
+    made = stack["make"](
+        "admin", f"EMAIL={email}", "PROMOTE=1", extra={"ADMIN_PASSWORD": "fuzzing password"}
+    )
     assert "admin ready" in made.stdout
     logged_in = requests.post(f"{base}/api/auth/login", json=credentials, timeout=10)
     return str(logged_in.json()["access_token"])

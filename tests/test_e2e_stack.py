@@ -10,6 +10,7 @@ import re
 import signal
 import ssl
 import stat
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ import aiormq
 import asyncpg
 import pytest
 
-from devstack import pids, start_nginx
+from devstack import pids, start_nginx, supervisorctl
 from scripts.otlp import OtlpReceiver, ReceivedSpan
 from tests.faults import eventually
 from tests.payments_support import intent_event, signature
@@ -58,6 +59,7 @@ def stack(otlp: OtlpReceiver) -> Iterator[dict[str, Any]]:
     with native_stack(
         {
             "PROMETHEUS_SCRAPE_INTERVAL": "1s",
+            "ALERTMANAGER_GROUP_WAIT": "1s",
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp.port}",
             "OTEL_SDK_DISABLED": "false",
             "OTEL_TRACES_SAMPLER_ARG": "1.0",
@@ -126,7 +128,9 @@ async def test_through_nginx_to_both_instances(stack):
         auth = await admin_headers(stack, http, email)
         assert (
             "admin ready"
-            in stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password").stdout
+            in stack["make"](
+                "admin", f"EMAIL={email}", extra={"ADMIN_PASSWORD": "e2e password"}
+            ).stdout
         )
         async with http.post(
             f"{base}/api/products",
@@ -172,9 +176,10 @@ async def admin_headers(
     ) as response:
         assert response.status == 201
         squatted = await response.json()
-    refused = stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password", check=False)
+    password = {"ADMIN_PASSWORD": "e2e password"}
+    refused = stack["make"]("admin", f"EMAIL={email}", check=False, extra=password)
     assert refused.returncode != 0 and "PROMOTE=1" in refused.stderr
-    made = stack["make"]("admin", f"EMAIL={email}", "PASSWORD=e2e password", "PROMOTE=1")
+    made = stack["make"]("admin", f"EMAIL={email}", "PROMOTE=1", extra=password)
     assert "admin ready" in made.stdout
     # the registration's tokens died with the promotion: they never act as an admin
     old = {"Authorization": f"Bearer {squatted['access_token']}"}
@@ -714,11 +719,237 @@ async def test_each_part_holds_only_the_rights_it_needs(stack):
             await connection.close()
 
 
+# --- First contact: what a new user and an operator meet --------------------------------
+
+
+async def get_json(http: aiohttp.ClientSession, url: str, **kwargs: Any) -> Any:
+    async with http.get(url, **kwargs) as response:
+        assert response.status == 200, (url, await response.text())
+        return await response.json()
+
+
+async def test_the_api_index_docs_and_problem_pages_through_nginx(stack):
+    base = stack["base"]
+    async with aiohttp.ClientSession() as http:
+        index = await get_json(http, f"{base}/api/")
+        for url in index["links"].values():
+            assert url.startswith(base), url  # the stack's own public address
+            async with http.get(url) as response:
+                assert response.status == 200, url
+        async with http.get(f"{base}/api/docs/") as response:
+            assert response.status == 200 and "swagger-ui" in await response.text()
+        # NGINX' own problems and the instances' point at pages that exist
+        for url in (f"{base}/nowhere", f"{base}/api/nowhere", f"{base}/api/users/me"):
+            async with http.get(url) as response:
+                problem = await response.json()
+            assert problem["type"].startswith(f"{base}/api/problems/"), problem
+            async with http.get(problem["type"]) as page:
+                assert page.status == 200 and problem["title"] in await page.text()
+
+
+async def test_alert_runbook_urls_lead_to_the_runbooks_through_nginx(stack):
+    config, base = stack["config"], stack["base"]
+    async with aiohttp.ClientSession() as http:
+        rules = await get_json(http, f"http://127.0.0.1:{config.prometheus_port}/api/v1/rules")
+        urls = {
+            rule["annotations"]["runbook_url"]
+            for group in rules["data"]["groups"]
+            for rule in group["rules"]
+            if rule["type"] == "alerting"
+        }
+        assert len(urls) >= 10
+        for url in urls:
+            assert url.startswith(f"{base}/docs/runbooks/"), url
+            async with http.get(url) as response:
+                assert response.status == 200, url
+                assert response.content_type == "text/plain"
+                assert (await response.text()).startswith("# ")
+
+
+async def test_make_status_covers_every_program_and_the_datastores(stack):
+    config = stack["config"]
+    result = stack["make"]("status")
+    for name in ("PostgreSQL", "Redis", "RabbitMQ", f":{config.alert_receiver_port}/health"):
+        assert name in result.stdout, name
+    assert f":{config.redis_exporter_port}/metrics -> 200" in result.stdout
+    supervisorctl(config, "stop", "redis-exporter")
+    try:
+        down = stack["make"]("status", check=False)
+        assert down.returncode != 0
+        assert "redis-exporter stopped" in " ".join(down.stdout.split())
+    finally:
+        supervisorctl(config, "start", "redis-exporter")
+    await eventually(
+        lambda: asyncio.to_thread(lambda: stack["make"]("status", check=False).returncode == 0),
+        within=30,
+        every=0.5,
+    )
+
+
+async def test_make_logs_reads_one_programs_last_lines(stack):
+    result = stack["make"]("logs", "SERVICE=core-1", "LINES=3")
+    headers = [line for line in result.stdout.splitlines() if line.startswith("==> ")]
+    assert len(headers) == 1 and headers[0].endswith("core-1.log <==")
+    assert len(result.stdout.splitlines()) <= 4
+    assert stack["make"]("logs", "SERVICE=nothing-here", check=False).returncode != 0
+
+
+async def test_make_admin_takes_any_password_from_the_environment_and_never_prints_it(stack):
+    base, email = stack["base"], f"quoted-{uuid.uuid4().hex[:8]}@example.com"
+    password = 'it\'s a $ecret, "quoted" $$ password'
+    made = stack["make"]("admin", f"EMAIL={email}", extra={"ADMIN_PASSWORD": password})
+    assert "admin ready" in made.stdout
+    async with aiohttp.ClientSession() as http:
+        login = {"email": email, "password": password}
+        async with http.post(f"{base}/api/auth/login", json=login) as response:
+            assert response.status == 200
+    # too short: refused without printing it
+    short = stack["make"](
+        "admin", "EMAIL=x@example.com", check=False, extra={"ADMIN_PASSWORD": "s$h'0rt"}
+    )
+    assert short.returncode != 0 and "password" in short.stderr
+    assert "s$h'0rt" not in short.stdout + short.stderr
+    # on make's command line it would be mangled: refused
+    cli = stack["make"]("admin", f"EMAIL={email}", "PASSWORD=it's", check=False)
+    assert cli.returncode == 2 and "ADMIN_PASSWORD" in cli.stderr
+    # another password for an existing admin: only with RESET_PASSWORD=1
+    other = {"ADMIN_PASSWORD": "another long password"}
+    kept = stack["make"]("admin", f"EMAIL={email}", check=False, extra=other)
+    assert kept.returncode != 0 and "RESET_PASSWORD=1" in kept.stderr
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{base}/api/auth/login", json=login) as response,
+    ):
+        assert response.status == 200  # unchanged
+    assert (
+        "admin ready"
+        in stack["make"]("admin", f"EMAIL={email}", "RESET_PASSWORD=1", extra=other).stdout
+    )
+
+
+def first_session() -> str:
+    """The README's copy-and-paste session, as written."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- first-session -->", 1)[1].split("<!-- /first-session -->", 1)[0]
+    return block.split("```sh\n", 1)[1].rsplit("```", 1)[0]
+
+
+async def test_make_seed_then_the_readmes_first_session_pays_an_order(stack):
+    secret = {"ADMIN_PASSWORD": "seeded admin password"}
+    first = stack["make"]("seed", extra=secret)
+    assert "8 created, 0 already there" in first.stdout, first.stdout + first.stderr
+    again = stack["make"]("seed", extra=secret)
+    assert "0 created, 8 already there" in again.stdout
+    async with aiohttp.ClientSession() as http:
+        demo = await get_json(http, f"{stack['base']}/api/products?q=teapot")
+        assert any(item["sku"] == "DEMO-TEAPOT" for item in demo["items"])
+    script = first_session().replace("http://127.0.0.1:8080", stack["base"])
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["bash", "-euo", "pipefail", "-c", script],
+        env={**os.environ, **secret},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "paid", result.stdout
+    assert re.match(r"(?i)location: /api/payments/[0-9a-f-]{36}/refunds/[0-9a-f-]{36}", lines[1])
+    assert lines[2] == "partially_refunded"
+    report = json.loads(lines[3])
+    [eur] = [c for c in report["currencies"] if c["currency"] == "EUR"]
+    assert eur["captured_cents"] >= 2400 and eur["refunded_cents"] >= 1200
+
+
+async def test_make_sandbox_settle_pays_a_stuck_order(stack):
+    base = stack["base"]
+    async with aiohttp.ClientSession() as http:
+        auth = await admin_headers(stack, http)
+        order = await place_order(stack, http, auth, quantity=1)
+        async with http.post(
+            f"{base}/api/orders/{order['id']}/payments",
+            headers={**auth, "Idempotency-Key": f"e2e-{uuid.uuid4()}", "Prefer": "wait=1"},
+            json={"payment_method": "tok_timeout"},
+        ) as response:
+            payment = await response.json()
+            assert (response.status, payment["status"]) == (202, "processing")
+        settled = stack["make"]("sandbox-settle", f"ID={payment['id']}", "OUTCOME=succeeded")
+        assert "succeeded sent by the sandbox's webhook" in settled.stdout
+
+        async def paid() -> bool:
+            body = await get_json(http, f"{base}/api/orders/{order['id']}", headers=auth)
+            return body["status"] == "paid" and body["payments"] == [
+                {"id": payment["id"], "status": "succeeded"}
+            ]
+
+        await eventually(paid, within=15)
+
+
+async def test_a_second_make_up_keeps_the_configuration_a_restart_applies_it(stack):
+    config = stack["config"]
+    conf = config.run_dir / "nginx" / "nginx.conf"
+    before = conf.read_text()
+    assert f"burst={config.nginx_rate_burst} " in before
+    again = stack["make"]("up", extra={"NGINX_RATE_BURST": "7", "NGINX_RATE_LIMIT": "1"})
+    assert "not applied from your environment: nginx_rate_burst, nginx_rate_limit" in again.stdout
+    assert conf.read_text() == before
+    restarted = stack["make"]("restart", extra={"NGINX_RATE_BURST": "450"})
+    assert "Relais is up" in restarted.stdout
+    assert "burst=450 " in conf.read_text()
+    assert json.loads(config.saved_path.read_text())["nginx_rate_burst"] == 450
+    # and the next plain `make up` keeps that one
+    stack["make"]("up")
+    assert "burst=450 " in conf.read_text()
+
+
+async def test_the_first_dead_letter_of_a_fresh_worker_fires_its_alert_and_reaches_the_receiver(
+    stack,
+):
+    # The worker restarted with the stack just above: this is its first dead letter.
+    config = stack["config"]
+    connection = await aio_pika.connect(config.amqp_url)
+    poison_id = f"poison-{uuid.uuid4()}"
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange("relais.commands")
+        await exchange.publish(
+            aio_pika.Message(b'{"type": "payment.charge", "version": 99}', message_id=poison_id),
+            routing_key="payment.charge",
+        )
+    finally:
+        await connection.close()
+    prometheus = f"http://127.0.0.1:{config.prometheus_port}"
+
+    async def firing() -> bool:
+        async with aiohttp.ClientSession() as http:
+            alerts = (await get_json(http, f"{prometheus}/api/v1/alerts"))["data"]["alerts"]
+        return any(
+            a["labels"]["alertname"] == "MessagesDeadLettered" and a["state"] == "firing"
+            for a in alerts
+        )
+
+    await eventually(firing, within=60, every=1)
+
+    def noticed() -> bool:
+        shown = stack["make"]("alerts").stdout
+        return "to tickets" in shown and "MessagesDeadLettered (ticket)" in shown
+
+    await eventually(lambda: asyncio.to_thread(noticed), within=60, every=1)
+    shown = stack["make"]("alerts").stdout
+    assert "firing now" in shown and "MessagesDeadLettered" in shown.split("last notifications")[0]
+    listed = stack["make"]("dlq", f"ID={poison_id}").stdout.splitlines()
+    [dead] = [json.loads(line) for line in listed if line.startswith("{")]
+    assert dead["message_id"] == poison_id and dead["reason"].startswith("UnknownContract")
+    assert dead["age_seconds"] >= 0
+
+
 async def test_make_down_stops_everything(stack):
     config = stack["config"]
     running = list(pids(config).values())
-    # nginx, two core instances, the payments worker, Prometheus, Alertmanager, three exporters
-    assert len(running) == 9
+    # nginx, two core instances, the payments worker, Prometheus, Alertmanager and its receiver,
+    # three exporters
+    assert len(running) == 10
     stack["make"]("down")
     for pid in running:
         with pytest.raises(ProcessLookupError):

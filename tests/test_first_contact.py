@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from chassis.http import ApiRoutes
-from chassis.http._problems import PROBLEM_TYPES
-from chassis.messaging._consumer import DEAD_LETTER_REASONS
+from chassis.http import PROBLEM_TYPES, ApiRoutes
+from chassis.messaging import DEAD_LETTER_REASONS
 from chassis.telemetry import METRICS
 from contracts import CURRENCIES, SETTLEMENT_OUTCOMES, TEST_TOKENS
 from devstack.processes import log_files
@@ -166,9 +165,7 @@ async def test_prefer_wait_is_parsed_as_rfc_7240_says(
     assert (await response.json())["status"] == "succeeded"
 
 
-async def test_a_declined_card_is_counted_as_a_decline_not_a_failure(
-    client, worker, admin_account
-):
+async def test_a_declined_card_is_counted_as_a_decline_not_a_failure(client, worker, admin_account):
     registry = client.app[METRICS].registry
 
     def count(outcome: str) -> float:
@@ -378,7 +375,13 @@ def test_logs_read_the_last_lines_from_the_end_of_a_large_file(tmp_path):
     last = tail_lines(big, 5)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert [entry.split()[0] for entry in last] == ["599995", "599996", "599997", "599998", "599999"]
+    assert [entry.split()[0] for entry in last] == [
+        "599995",
+        "599996",
+        "599997",
+        "599998",
+        "599999",
+    ]
     assert peak < 2 * 1024 * 1024, f"{peak} bytes to read 5 lines"
     assert tail_lines(log / "core-1.log", 2) == ["two", "three"]
     assert tail_lines(log / "core-1.log", 50) == ["one", "two", "three"]

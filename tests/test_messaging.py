@@ -342,6 +342,12 @@ async def test_dlq_command_lists_and_requeues_dead_letters(broker, amqp_url, cap
         listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert {row["message_id"] for row in listed} == {"dead-1", "dead-2"}
         assert all(row["reason"] == "Poison: not yet" for row in listed)
+        # each with when it died and how long ago
+        assert all(0 <= row["age_seconds"] < 30 and row["dead_lettered_at"] for row in listed)
+        await asyncio.sleep(1.1)
+        assert await dlq.run(amqp_url, "list", [queue], {"dead-1"}) == 1  # ID= narrows
+        [only] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert only["message_id"] == "dead-1" and only["age_seconds"] >= 1
         assert await dlq.run(amqp_url, "list", [queue], set()) == 2  # listing leaves them
         accept = True
         assert await dlq.run(amqp_url, "requeue", [queue], {"dead-2"}) == 1

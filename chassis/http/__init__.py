@@ -1,7 +1,8 @@
 """HTTP: what a service's web face is built from.
 
 The app factory and entry (`create_service_app`, `serve`, `UnixSocket`), the edge middleware
-(request id, problem+json errors, access log, RED metrics, server spans), RFC 9457 problems,
+(request id, problem+json errors, access log, RED metrics, server spans), RFC 9457 problems
+(`PROBLEM_TYPES`, each with its page under `/api/problems/`),
 declared routes that give auth, rate limits and the OpenAPI entry in one place (`ApiRoutes`,
 `Header`, `openapi_document`, `setup_docs`), JSON payloads (`json_body`, `json_response`,
 `query_params`, `JSON_INTEGER`, `Text`, `IsoDate`), keyset pagination (`page`, `Cursor`), JWT
@@ -34,6 +35,7 @@ from chassis.http._payloads import (
     path_uuid,
     query_params,
 )
+from chassis.http._problems import PROBLEM_TYPES, ProblemType
 from chassis.http._ratelimit import RATE_LIMITER, RateLimiter, client_address, rate_limiter
 from chassis.http._routes import ApiRoutes, Header
 
@@ -41,6 +43,7 @@ __all__ = [
     "BACKLOG",
     "DEFAULT_CHECKS",
     "JSON_INTEGER",
+    "PROBLEM_TYPES",
     "RATE_LIMITER",
     "TOKENS",
     "ApiRoutes",
@@ -49,6 +52,7 @@ __all__ = [
     "IsoDate",
     "Position",
     "Principal",
+    "ProblemType",
     "RateLimiter",
     "Revocations",
     "Text",

@@ -14,6 +14,7 @@ from chassis.messaging._amqp import (
     ATTEMPT_HEADER,
     BROKER,
     COMMANDS,
+    DEAD_AT_HEADER,
     DEAD_LETTERS,
     DEFAULT,
     DEFAULT_EXCHANGE,
@@ -32,6 +33,7 @@ from chassis.messaging._amqp import (
     retry_queue,
 )
 from chassis.messaging._consumer import (
+    DEAD_LETTER_REASONS,
     AppMessageHandler,
     Consumer,
     Handlers,
@@ -62,7 +64,9 @@ __all__ = [
     "ATTEMPT_HEADER",
     "BROKER",
     "COMMANDS",
+    "DEAD_AT_HEADER",
     "DEAD_LETTERS",
+    "DEAD_LETTER_REASONS",
     "DEFAULT",
     "DEFAULT_EXCHANGE",
     "EVENTS",

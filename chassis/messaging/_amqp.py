@@ -56,6 +56,8 @@ PUBLISH_TIMEOUT = 10.0
 ATTEMPT_HEADER = "x-relais-attempt"
 REASON_HEADER = "x-relais-reason"
 QUEUE_HEADER = "x-relais-queue"
+# When a consumer dead-lettered the message (Unix seconds).
+DEAD_AT_HEADER = "x-relais-dead-at"
 
 # Quorum queues dead-letter at least once only with reject-publish overflow.
 _QUORUM = {

@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from chassis.messaging._amqp import (
     ATTEMPT_HEADER,
     BROKER,
+    DEAD_AT_HEADER,
     DEAD_LETTERS,
     DEFAULT_EXCHANGE,
     QUEUE_HEADER,
@@ -173,7 +174,11 @@ class Consumer:
             message,
             DEAD_LETTERS,
             self.queue_name,
-            {REASON_HEADER: reason[:1000], QUEUE_HEADER: self.queue_name},
+            {
+                REASON_HEADER: reason[:1000],
+                QUEUE_HEADER: self.queue_name,
+                DEAD_AT_HEADER: int(time.time()),
+            },
         )
 
     async def _forward(
