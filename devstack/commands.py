@@ -11,7 +11,7 @@ import sys
 
 from devstack.broker import enable_broker_metrics, ensure_broker
 from devstack.database import ensure_database, migrate
-from devstack.nginx import publish_api_document, publish_docs, start_nginx
+from devstack.nginx import api_document_path, publish_api_document, publish_docs, start_nginx
 from devstack.observability import EXPORTERS, start_exporters, start_observability
 from devstack.processes import (
     pids,
@@ -39,7 +39,8 @@ def up(requested: StackSettings) -> None:
     """Bring the whole native stack up (idempotent). A running stack keeps the configuration it
     was started with, whatever the caller's environment says now: a change is `restart`."""
     config = running_config(requested)
-    if config is not requested:
+    running = config is not requested  # then its database, broker and settings were prepared
+    if running:
         changed = requested.changes_from(config)
         if changed:
             print(
@@ -49,12 +50,13 @@ def up(requested: StackSettings) -> None:
     prepare_dirs(config)
     config.save()
     ensure_keys(config)
-    asyncio.run(ensure_database(config))
-    migrate(config)
-    ensure_broker(config)
-    enable_broker_metrics()
     traced = tracing_enabled(config)  # one answer for every process
-    check_settings(config, traced=traced)
+    if not running:
+        asyncio.run(ensure_database(config))
+        migrate(config)
+        ensure_broker(config)
+        enable_broker_metrics()
+        check_settings(config, traced=traced)
     for name, module, port, metrics_port in config.processes():
         start_process(
             name,
@@ -62,7 +64,8 @@ def up(requested: StackSettings) -> None:
             service_env(config, name, port, metrics_port, traced=traced),
             config,
         )
-    publish_api_document(config, ["services.core", "services.payments"])
+    if not running or not api_document_path(config).exists():
+        publish_api_document(config, ["services.core", "services.payments"])
     publish_docs(config)
     start_nginx(config, config.core_upstreams(), config.payments_upstreams())
     start_observability(config)
