@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import subprocess
 
 from chassis.messaging import BrokerPermissions
@@ -67,6 +68,8 @@ def enable_broker_metrics() -> None:
     """Turn on RabbitMQ's built-in Prometheus endpoint (port 15692) on the local node."""
     if shutil.which("rabbitmq-plugins") is None:
         return
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 15692), timeout=1):
+        return  # it answers already (`rabbitmq-plugins` costs seconds: it boots an Erlang VM)
     subprocess.run(
         ["rabbitmq-plugins", "-q", "enable", "rabbitmq_prometheus"],
         check=False,
