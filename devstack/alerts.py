@@ -120,7 +120,10 @@ def show_alerts(config: StackSettings) -> None:
         labels = alert.get("labels", {})
         where = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "alertname")
         print(f"  {alert.get('startsAt', '')[:19]}  {labels.get('alertname')}  {where}")
-        print(f"      {alert.get('annotations', {}).get('summary', '')}")
+        annotations = alert.get("annotations", {})
+        print(f"      {annotations.get('summary', '')}")
+        if annotations.get("runbook_url"):
+            print(f"      runbook: {annotations['runbook_url']}")
     kept = notifications(config)
     print(f"last notifications ({len(kept)}, kept in {notification_store(config)}):")
     for note in kept:

@@ -275,7 +275,10 @@ def log_files(config: StackSettings, service: str | None = None) -> list[Path]:
     `nginx` NGINX' access and error logs, `core-1` one instance's)."""
     files = sorted(config.log_dir.glob("*.log")) if config.log_dir.exists() else []
     if service:
-        files = [path for path in files if re.match(rf"{re.escape(service)}(\b|[-.])", path.name)]
+        # `core` is every instance's (`core-1`…), `nginx` its access and error logs; a program
+        # of another name (`nginx-exporter`) is named whole.
+        own = re.compile(rf"{re.escape(service)}(-[0-9]+|-access|-error)?")
+        files = [path for path in files if own.fullmatch(path.stem)]
     return files
 
 

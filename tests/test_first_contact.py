@@ -371,6 +371,8 @@ def test_logs_read_the_last_lines_from_the_end_of_a_large_file(tmp_path):
     (log / "core-1.log").write_text("one\ntwo\nthree\n")
     (log / "core-2.log").write_text("alpha\n")
     (log / "payments-1.log").write_text("x\n")
+    (log / "nginx-error.log").write_text("")
+    (log / "nginx-exporter.log").write_text("listening\n")
     tracemalloc.start()
     last = tail_lines(big, 5)
     _, peak = tracemalloc.get_traced_memory()
@@ -388,5 +390,7 @@ def test_logs_read_the_last_lines_from_the_end_of_a_large_file(tmp_path):
     config = StackSettings(state_dir=tmp_path)
     assert [p.name for p in log_files(config, "core")] == ["core-1.log", "core-2.log"]
     assert [p.name for p in log_files(config, "core-2")] == ["core-2.log"]
-    assert [p.name for p in log_files(config, "nginx")] == ["nginx-access.log"]
-    assert len(log_files(config)) == 4
+    assert [p.name for p in log_files(config, "nginx")] == ["nginx-access.log", "nginx-error.log"]
+    assert [p.name for p in log_files(config, "nginx-exporter")] == ["nginx-exporter.log"]
+    assert log_files(config, "core-") == [] and log_files(config, "cor") == []
+    assert len(log_files(config)) == 6
