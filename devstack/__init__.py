@@ -13,6 +13,7 @@ developer's. The stack starts services as processes; it never imports them.
 from devstack.broker import drop_broker
 from devstack.commands import admin, down, status, up
 from devstack.database import drop_database
+from devstack.localhttp import http_status
 from devstack.nginx import start_nginx
 from devstack.processes import (
     ensure_supervisor,
@@ -25,7 +26,6 @@ from devstack.processes import (
     stop_pid_file,
     supervisorctl,
 )
-from devstack.readiness import http_status
 from devstack.secrets import ensure_keys
 from devstack.services import check_settings, service_env, tracing_enabled
 from devstack.settings import ROOT, StackSettings

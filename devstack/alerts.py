@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from devstack.localhttp import LOCAL
 from devstack.settings import ALERTMANAGER_CONFIG, StackSettings
 from devstack.tail import tail_lines
 
@@ -95,7 +95,7 @@ def firing(config: StackSettings) -> list[dict[str, Any]]:
         f"http://127.0.0.1:{config.alertmanager_port}/api/v2/alerts"
         "?active=true&silenced=false&inhibited=false"
     )
-    with urllib.request.urlopen(url, timeout=5) as response:
+    with LOCAL.open(url, timeout=5) as response:
         alerts: list[dict[str, Any]] = json.load(response)
     return alerts
 

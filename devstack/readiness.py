@@ -6,28 +6,15 @@ import asyncio
 import shutil
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
 import aio_pika
 import asyncpg
 from redis.asyncio import Redis
 
+from devstack.localhttp import http_status
 from devstack.observability import EXPORTERS, exporter_ports
 from devstack.processes import show_logs
 from devstack.settings import READY_TIMEOUT, StackSettings
-
-
-def http_status(url: str) -> int | None:
-    """The status of a GET, or None if nothing answered."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local URLs only
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):
-        return None
 
 
 def api_probe_url(config: StackSettings) -> str:

@@ -16,6 +16,7 @@ import urllib.request
 from typing import Any
 
 from devstack.commands import admin
+from devstack.localhttp import LOCAL
 from devstack.settings import StackSettings
 
 DEFAULT_ADMIN = "admin@example.com"
@@ -50,7 +51,7 @@ def api(
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with LOCAL.open(request, timeout=10) as response:
             return response.status, json.load(response)
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
