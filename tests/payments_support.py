@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from collections import defaultdict
 from collections.abc import Awaitable
@@ -14,14 +12,13 @@ import orjson
 from redis.asyncio import Redis
 
 from services.payments.providers import sandbox_books
+from services.payments.sandbox_control import sign
 from tests.conftest import REDIS_URL, WEBHOOK_SECRET
 
 
 def signature(payload: bytes, *, secret: str = WEBHOOK_SECRET, at: int | None = None) -> str:
-    """A Stripe-Signature header for `payload`."""
-    timestamp = int(time.time()) if at is None else at
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
+    """A Stripe-Signature header for `payload` (the sandbox's own signing)."""
+    return sign(payload, secret, at)
 
 
 def provider_event(event_id: str, event_type: str, obj: dict[str, Any]) -> bytes:
