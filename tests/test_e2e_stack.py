@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shlex
 import signal
 import ssl
 import stat
@@ -843,7 +844,10 @@ def first_session() -> str:
 
 
 async def test_make_seed_then_the_readmes_first_session_pays_an_order(stack):
-    secret = {"ADMIN_PASSWORD": "seeded admin password"}
+    # the README's first block: `export ADMIN_PASSWORD=…`, then `make seed`
+    readme = (ROOT / "README.md").read_text()
+    [export] = re.findall(r"^export ADMIN_PASSWORD=.+$", readme, re.M)
+    secret = {"ADMIN_PASSWORD": shlex.split(export.removeprefix("export ADMIN_PASSWORD="))[0]}
     first = stack["make"]("seed", extra=secret)
     assert "8 created, 0 already there" in first.stdout, first.stdout + first.stderr
     again = stack["make"]("seed", extra=secret)
@@ -854,8 +858,8 @@ async def test_make_seed_then_the_readmes_first_session_pays_an_order(stack):
     script = first_session().replace("http://127.0.0.1:8080", stack["base"])
     result = await asyncio.to_thread(
         subprocess.run,
-        ["bash", "-euo", "pipefail", "-c", script],
-        env={**os.environ, **secret},
+        ["bash", "-euo", "pipefail", "-c", f"{export}\n{script}"],
+        env=dict(os.environ),
         capture_output=True,
         text=True,
         timeout=120,
