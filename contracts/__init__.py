@@ -9,10 +9,12 @@ Imports pydantic and the standard library only; services import this package's r
   `PaymentSucceeded`, `PaymentFailed`, `PaymentRefunded`, `RefundFailed`; RPC (`relais.rpc`):
   `DailyReportRequest` answered by `DailyReport`. `settlement_outcome` sorts a failure into the
   customer's decline (`DECLINE_CODES`) or the platform's failure.
+- AI (RPC, `relais.rpc`): `TextAnalysisRequest` answered by `TextAnalysis`.
 - Money: `CURRENCIES` (ISO 4217 minor-unit exponents), `Amount`, `Currency`, `decimal_amount`.
 - Statuses: `OrderStatus`, `PaymentStatus`, `RefundStatus`, `ProviderStatus`.
 """
 
+from contracts._ai import MAX_TEXT, Sentiment, TextAnalysis, TextAnalysisRequest
 from contracts._base import Contract
 from contracts._money import CURRENCIES, MAX_AMOUNT, Amount, Currency, decimal_amount, exponent
 from contracts._payments import (
@@ -46,6 +48,7 @@ __all__ = [
     "CURRENCIES",
     "DECLINE_CODES",
     "MAX_AMOUNT",
+    "MAX_TEXT",
     "ORDER_STATUSES",
     "PAYMENT_STATUSES",
     "REFUND_STATUSES",
@@ -69,6 +72,9 @@ __all__ = [
     "RefundFailed",
     "RefundPayment",
     "RefundStatus",
+    "Sentiment",
+    "TextAnalysis",
+    "TextAnalysisRequest",
     "decimal_amount",
     "exponent",
     "settlement_outcome",

@@ -17,6 +17,7 @@ def broker_users(config: StackSettings) -> dict[str, BrokerPermissions]:
     return {
         config.rabbitmq_core_user: broker_permissions("services.core"),
         config.rabbitmq_payments_user: broker_permissions("services.payments"),
+        config.rabbitmq_ai_user: broker_permissions("services.ai"),
     }
 
 

@@ -73,7 +73,7 @@ def up(requested: StackSettings) -> None:
     wait_ready(config)
     print(
         f"Relais is up ({config.core_instances} core instances, "
-        f"{config.payments_instances} payments worker)"
+        f"{config.payments_instances} payments worker, {config.ai_instances} AI worker)"
     )
     print(
         f"  API        http://127.0.0.1:{config.nginx_port}/api/   https://127.0.0.1:{config.nginx_tls_port}/api/"

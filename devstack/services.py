@@ -61,6 +61,11 @@ def service_env(
     """The environment of one service process (`traced`: exporting spans)."""
     env = dict(os.environ)
     worker = name.startswith("payments")
+    users = {
+        "core": config.rabbitmq_core_user,
+        "payments": config.rabbitmq_payments_user,
+        "ai": config.rabbitmq_ai_user,
+    }
     env.update(
         {
             "SERVICE_NAME": name.rsplit("-", 1)[0],
@@ -68,9 +73,7 @@ def service_env(
             "METRICS_PORT": str(metrics_port),
             "DATABASE_URL": config.payments_database_url if worker else config.database_url,
             "DATABASE_SCHEMA": PAYMENTS_SCHEMA if worker else "core",
-            "AMQP_URL": config.amqp_url_of(
-                config.rabbitmq_payments_user if worker else config.rabbitmq_core_user
-            ),
+            "AMQP_URL": config.amqp_url_of(users[name.rsplit("-", 1)[0]]),
             "REDIS_URL": config.redis_url,
             "REDIS_KEY_PREFIX": config.redis_key_prefix,
             "JWT_PRIVATE_KEY_FILE": str(config.key_dir / "jwt-private.pem"),

@@ -76,6 +76,9 @@ class StackSettings(BaseSettings):
     # The payments service's own defaults (the dev stack does not import a service).
     payments_base_port: int = 8201
     payments_metrics_base_port: int = 9201
+    ai_instances: int = Field(1, ge=0)
+    ai_base_port: int = 8301
+    ai_metrics_base_port: int = 9301
     nginx_port: int = 8080
     nginx_tls_port: int = 8443
     nginx_workers: str = "auto"
@@ -124,6 +127,7 @@ class StackSettings(BaseSettings):
     rabbitmq_password: str = "relais"  # noqa: S105 - a development default
     rabbitmq_core_user: str = "relais_core"
     rabbitmq_payments_user: str = "relais_payments"
+    rabbitmq_ai_user: str = "relais_ai"
     # Where traces go: Jaeger's OTLP/HTTP port (the compose stack publishes it on 4318).
     otlp_endpoint: str = Field(
         _SERVICE["otel_exporter_otlp_endpoint"].default,
@@ -256,12 +260,25 @@ class StackSettings(BaseSettings):
             for i in range(self.payments_instances)
         ]
 
+    def ai_ports(self) -> list[tuple[int, int]]:
+        """(HTTP port, metrics port) of each AI worker."""
+        return [
+            (self.ai_base_port + i, self.ai_metrics_base_port + i) for i in range(self.ai_instances)
+        ]
+
     def processes(self) -> list[tuple[str, str, int, int]]:
         """(name, module, HTTP port, metrics port) of every service process."""
-        return [
-            (f"core-{i}", "services.core", port, metrics)
-            for i, (port, metrics) in enumerate(self.core_ports(), 1)
-        ] + [
-            (f"payments-{i}", "services.payments", port, metrics)
-            for i, (port, metrics) in enumerate(self.payments_ports(), 1)
-        ]
+        return (
+            [
+                (f"core-{i}", "services.core", port, metrics)
+                for i, (port, metrics) in enumerate(self.core_ports(), 1)
+            ]
+            + [
+                (f"payments-{i}", "services.payments", port, metrics)
+                for i, (port, metrics) in enumerate(self.payments_ports(), 1)
+            ]
+            + [
+                (f"ai-{i}", "services.ai", port, metrics)
+                for i, (port, metrics) in enumerate(self.ai_ports(), 1)
+            ]
+        )

@@ -359,6 +359,9 @@ def main() -> None:
         monitor_database_user=f"relais_bench_{run}_monitor",
         rabbitmq_core_user=f"relais_bench_{run}_core",
         rabbitmq_payments_user=f"relais_bench_{run}_payments",
+        rabbitmq_ai_user=f"relais_bench_{run}_ai",
+        # The reads measured here do not reach the AI worker (its models take 0.7 GB).
+        ai_instances=0,
         rabbitmq_vhost=f"relais_bench_{run}",
         redis_key_prefix=f"relais-bench:{run}:",
         **UNLIMITED_EDGE,

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio import Redis
 
 from chassis.migrations import upgrade
+from services.ai.app import create_app as create_ai_app
+from services.ai.settings import AiSettings
 from services.core.app import MIGRATIONS, create_app
 from services.core.settings import CoreSettings
 from services.payments.app import MIGRATIONS as PAYMENTS_MIGRATIONS
@@ -280,3 +282,22 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Everything imported so far lives until the end: keep it out of those collections,
     which then cost about a millisecond instead of 150."""
     gc.freeze()
+
+
+@pytest.fixture
+def ai_settings(amqp_url: str) -> AiSettings:
+    """AI worker settings for this run: the run's vhost, no metrics port."""
+    return AiSettings(relais_env="test", amqp_url=amqp_url, metrics_port=0)
+
+
+@pytest.fixture
+async def make_ai_worker(aiohttp_client: Any, ai_settings: AiSettings) -> WorkerFactory:
+    """Start AI workers in this process (settings overridable), each serving its health too."""
+
+    async def start(**overrides: Any) -> web.Application:
+        client: TestClient[Any, Any] = await aiohttp_client(
+            create_ai_app(ai_settings.model_copy(update=overrides))
+        )
+        return client.app
+
+    return start

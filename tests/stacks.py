@@ -62,7 +62,7 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
     # Ports are free when picked, not reserved: pick again until no two of them coincide.
     while True:
         singles = free_ports(8)
-        bases = [consecutive_free(2), consecutive_free(2), consecutive_free(1), consecutive_free(1)]
+        bases = [consecutive_free(2), consecutive_free(2), *(consecutive_free(1) for _ in range(4))]
         taken = [*singles, bases[0] + 1, bases[1] + 1, *bases]
         if len(set(taken)) == len(taken):
             break
@@ -82,12 +82,15 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
         "METRICS_BASE_PORT": str(bases[1]),
         "PAYMENTS_BASE_PORT": str(bases[2]),
         "PAYMENTS_METRICS_BASE_PORT": str(bases[3]),
+        "AI_BASE_PORT": str(bases[4]),
+        "AI_METRICS_BASE_PORT": str(bases[5]),
         "DATABASE_NAME": f"relais_e2e_{run}",
         "PAYMENTS_DATABASE_USER": f"relais_e2e_{run}_payments",
         "PAYMENTS_OWNER_USER": f"relais_e2e_{run}_payments_owner",
         "MONITOR_DATABASE_USER": f"relais_e2e_{run}_monitor",
         "RABBITMQ_CORE_USER": f"relais_e2e_{run}_core",
         "RABBITMQ_PAYMENTS_USER": f"relais_e2e_{run}_payments",
+        "RABBITMQ_AI_USER": f"relais_e2e_{run}_ai",
         "RABBITMQ_VHOST": f"relais_e2e_{run}",
         "PROMETHEUS_PORT": str(prometheus_port),
         "ALERTMANAGER_PORT": str(alertmanager_port),

@@ -31,13 +31,15 @@ EXAMPLES = os.environ.get("SCHEMATHESIS_EXAMPLES", "40")
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[dict[str, Any]]:
-    """A stack whose per-address limits a fuzzer from one address does not exhaust."""
+    """A stack whose per-address and per-account limits a fuzzer from one address, as one
+    account, does not exhaust."""
     with native_stack(
         {
             "NGINX_RATE_LIMIT": "100000",
             "NGINX_RATE_BURST": "100000",
             "NGINX_CONN_LIMIT": "1000",
             "WRITE_RATE_LIMIT": "10000000/minute",
+            "AI_RATE_LIMIT": "10000000/minute",
         }
     ) as running:
         yield running

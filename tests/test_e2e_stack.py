@@ -951,9 +951,9 @@ async def test_the_first_dead_letter_of_a_fresh_worker_fires_its_alert_and_reach
 async def test_make_down_stops_everything(stack):
     config = stack["config"]
     running = list(pids(config).values())
-    # nginx, two core instances, the payments worker, Prometheus, Alertmanager and its receiver,
-    # three exporters
-    assert len(running) == 10
+    # nginx, two core instances, the payments worker, the AI worker, Prometheus, Alertmanager and
+    # its receiver, three exporters
+    assert len(running) == 11
     stack["make"]("down")
     for pid in running:
         with pytest.raises(ProcessLookupError):

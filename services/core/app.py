@@ -43,6 +43,7 @@ from chassis.messaging import (
 from chassis.tasks import background, repeat
 from chassis.telemetry import METRICS
 from services.core import handlers
+from services.core.ai.views import routes as ai_routes
 from services.core.auth.service import Passwords
 from services.core.auth.views import routes as auth_routes
 from services.core.catalog.views import routes as catalog_routes
@@ -70,6 +71,7 @@ ROUTE_TABLES: tuple[ApiRoutes, ...] = (
     catalog_routes,
     order_routes,
     payment_routes,
+    ai_routes,
 )
 MIGRATIONS = Path(__file__).parent / "migrations"
 EVENT_QUEUE = "core.payment-events"
