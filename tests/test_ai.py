@@ -3,6 +3,7 @@ worker's readiness, 503 without a worker, 504 past the deadline, the per-account
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ from chassis.telemetry import METRICS
 from contracts import MAX_TEXT
 from services.ai.keys import MODELS
 from tests.factories import register
+from tests.faults import eventually
 
 REVIEW = (
     "I absolutely love this teapot. It keeps the tea hot for hours and it looks beautiful on "
@@ -127,3 +129,34 @@ async def test_the_worker_is_ready_once_its_models_are_loaded(aiohttp_client, ai
     ready = await worker.get("/health/ready")
     assert ready.status == 200, await ready.text()
     assert MODELS in worker.app
+
+
+async def test_a_request_whose_caller_gave_up_is_dropped_unworked_and_counted(
+    make_client, make_ai_worker, monkeypatch
+):
+    client = await make_client(ai_deadline=1.0)
+    worker = await make_ai_worker(ai_threads=1, ai_prefetch=4)
+    models = worker[MODELS]
+    analyze_now, worked = models.analyze, []
+
+    def slow(text: str) -> Any:
+        worked.append(text)
+        time.sleep(1.5)
+        return analyze_now(text)
+
+    monkeypatch.setattr(models, "analyze", slow)
+    customer = await register(client)
+    first, second = await asyncio.gather(
+        analyze(client, customer, "First text."), analyze(client, customer, "Second text.")
+    )
+    assert (first.status, second.status) == (504, 504)
+    registry = worker[METRICS].registry
+
+    def expired() -> float:
+        labels = {"service": "ai", "method": "ai.text.analyze", "outcome": "expired"}
+        return registry.get_sample_value("relais_rpc_requests_total", labels) or 0.0
+
+    await eventually(lambda: expired() == 1, within=5)
+    assert len(worked) == 1  # the second one was never worked on
+    waited = {"service": "ai", "method": "ai.text.analyze"}
+    assert registry.get_sample_value("relais_rpc_queue_wait_seconds_count", waited) == 2

@@ -391,10 +391,10 @@ async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
             while True:
                 up = await query(http, 'up{job=~"relais-.*"}')
                 consumers = await query(http, "sum by (queue) (relais_consumers_running)")
-                if len(up) == 3 and len(consumers) == 2:
+                if len(up) == 4 and len(consumers) == 2:
                     break
                 await asyncio.sleep(0.5)
-        assert {row["metric"]["service"] for row in up} == {"core", "payments"}
+        assert {row["metric"]["service"] for row in up} == {"core", "payments", "ai"}
         assert all(row["value"][1] == "1" for row in up)
         assert {row["metric"]["queue"]: row["value"][1] for row in consumers} == {
             "core.payment-events": "2",

@@ -3,6 +3,12 @@
 The client publishes to `relais.rpc` with `reply_to` and `correlation_id`. A server's request
 queue is auto-deleted with its last consumer, so with no server running the publish is
 unroutable and the call fails at once (503) instead of waiting out its deadline (504).
+
+Each request carries when it was sent and when its caller stops waiting (headers, integer
+Unix milliseconds: AMQP may carry a float in 32 bits, which cannot hold today's time to the
+second): a server counts how long it waited in the queue, and drops, without work, one whose
+caller has given up (counted as `expired`). The broker drops those still queued by itself
+(`expiration`).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -29,11 +36,19 @@ from chassis.messaging._envelope import (
     message_type,
     type_name,
 )
+from chassis.telemetry import METRICS, Metrics
 
 log = logging.getLogger("relais.rpc")
+SENT_AT_HEADER = "x-relais-sent-at"
+DEADLINE_HEADER = "x-relais-deadline"
 R = TypeVar("R", bound=BaseModel)
 # Takes the decoded request (of the model its server was given), returns the reply.
 RpcHandler = Callable[[Any], Awaitable[BaseModel]]
+
+
+def milliseconds(seconds: float) -> int:
+    """Unix seconds as the integer milliseconds a header carries."""
+    return int(seconds * 1000)
 
 
 def request_queue(method: str) -> str:
@@ -90,6 +105,10 @@ class RpcClient:
                 correlation_id=correlation_id,
                 reply_to=self._replies.name,
                 expiration=deadline,  # a server does not start on a request nobody awaits
+                headers={
+                    SENT_AT_HEADER: milliseconds(time.time()),
+                    DEADLINE_HEADER: milliseconds(time.time() + deadline),
+                },
             )
             try:
                 await self.broker.publish(RPC, method, message)
@@ -129,12 +148,17 @@ class RpcServer:
         *,
         request: type[BaseModel],
         prefetch: int,
+        metrics: Metrics | None = None,
+        concurrency: int | None = None,
     ) -> None:
         self.broker = broker
         self.method = method
         self.handler = handler
         self.requests = MessageTypes([request])
         self.prefetch = prefetch
+        self.metrics = metrics
+        # Requests handled at once (the rest of the prefetched ones wait, and may expire).
+        self._slots = asyncio.Semaphore(concurrency or prefetch)
         self._channel: AbstractRobustChannel | None = None
 
     async def start(self) -> None:
@@ -146,6 +170,8 @@ class RpcServer:
             request_queue(self.method), durable=False, auto_delete=True
         )
         await queue.bind(RPC, routing_key=self.method)
+        if self.metrics is not None:
+            self.metrics.declare_rpc(self.method)
         await queue.consume(self._on_request)
 
     async def stop(self) -> None:
@@ -154,14 +180,33 @@ class RpcServer:
             await self._channel.close()
 
     async def _on_request(self, message: AbstractIncomingMessage) -> None:
+        async with self._slots:
+            await self._handle(message)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        headers = message.headers or {}
+        taken = time.time()
+        sent_at, deadline = headers.get(SENT_AT_HEADER), headers.get(DEADLINE_HEADER)
+        if self.metrics is not None and isinstance(sent_at, int):
+            self.metrics.rpc_waited(self.method, max(taken - sent_at / 1000, 0.0))
+        if isinstance(deadline, int) and taken > deadline / 1000:
+            # Its caller has answered 504 already: no work, no reply.
+            log.info("%s: a request past its deadline dropped", self.method)
+            if self.metrics is not None:
+                self.metrics.rpc_served(self.method, "expired", 0.0)
+            await message.ack()
+            return
         answer: BaseModel
+        outcome = "ok"
         try:
             answer = await self.handler(self.requests.decode(message.body))
         except (UnknownContract, ValueError) as exc:
-            answer = RpcError(status=400, detail=str(exc))
+            answer, outcome = RpcError(status=400, detail=str(exc)), "refused"
         except Exception:
             log.exception("%s failed", self.method)
-            answer = RpcError(status=500, detail=f"{self.method} failed")
+            answer, outcome = RpcError(status=500, detail=f"{self.method} failed"), "error"
+        if self.metrics is not None:
+            self.metrics.rpc_served(self.method, outcome, time.time() - taken)
         if message.reply_to:
             reply = message_for(answer, persistent=False, correlation_id=message.correlation_id)
             try:
@@ -177,9 +222,14 @@ AppRpcHandler = Callable[[web.Application, Any], Awaitable[BaseModel]]
 
 @contextlib.asynccontextmanager
 async def serving_rpcs(
-    app: web.Application, handlers: Mapping[type[BaseModel], AppRpcHandler], *, prefetch: int
+    app: web.Application,
+    handlers: Mapping[type[BaseModel], AppRpcHandler],
+    *,
+    prefetch: int,
+    concurrency: int | None = None,
 ) -> AsyncIterator[None]:
-    """Serve each request type of `handlers` on the method its type names, for the block."""
+    """Serve each request type of `handlers` on the method its type names, for the block:
+    `prefetch` requests taken from the broker at once, `concurrency` of them handled at once."""
     servers = [
         RpcServer(
             app[BROKER],
@@ -187,6 +237,8 @@ async def serving_rpcs(
             functools.partial(handler, app),
             request=request,
             prefetch=prefetch,
+            metrics=app.get(METRICS),
+            concurrency=concurrency,
         )
         for request, handler in handlers.items()
     ]

@@ -20,6 +20,8 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 PENDING_LIMIT = 4096
 # The status classes a request is counted under (`2xx` …).
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+# How a server ended an RPC request.
+RPC_OUTCOMES = ("ok", "refused", "error", "expired")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -96,6 +98,27 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.rpcs = Counter(
+            "relais_rpc_requests_total",
+            "RPC requests a server took, by method and outcome (ok, refused: a bad request, "
+            "error: the handler failed, expired: its caller had given up, dropped unworked).",
+            ["service", "method", "outcome"],
+            registry=self.registry,
+        )
+        self.rpc_latency = Histogram(
+            "relais_rpc_duration_seconds",
+            "Time a server took to answer an RPC request, from taking it to its reply.",
+            ["service", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rpc_wait = Histogram(
+            "relais_rpc_queue_wait_seconds",
+            "Time an RPC request waited between its caller and a server.",
+            ["service", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.outbox_lag = Gauge(
             "relais_outbox_lag_seconds",
             "Age of the oldest outbox row not yet published (0 when drained).",
@@ -167,6 +190,23 @@ class Metrics:
         """Create a consumed queue's dead-letter series at 0, one per reason it can give."""
         for reason in reasons:
             self.messages_dead_lettered.labels(self.service, queue, reason)
+
+    def declare_rpc(self, method: str) -> None:
+        """Create a served method's series at 0, for each outcome."""
+        self.rpc_latency.labels(self.service, method)
+        self.rpc_wait.labels(self.service, method)
+        for outcome in RPC_OUTCOMES:
+            self.rpcs.labels(self.service, method, outcome)
+
+    def rpc_served(self, method: str, outcome: str, seconds: float) -> None:
+        """Count an RPC request a server took, and how long it took."""
+        self.rpcs.labels(self.service, method, outcome).inc()
+        if outcome != "expired":
+            self.rpc_latency.labels(self.service, method).observe(seconds, exemplar(current_ids()))
+
+    def rpc_waited(self, method: str, seconds: float) -> None:
+        """Record how long an RPC request waited for a server."""
+        self.rpc_wait.labels(self.service, method).observe(seconds)
 
     def consumed(self, queue: str, kind: str, *, redelivered: bool) -> None:
         """Count a delivery."""

@@ -47,7 +47,10 @@ async def models(app: web.Application) -> AsyncIterator[None]:
 
 async def rpcs(app: web.Application) -> AsyncIterator[None]:
     """Serve the RPCs once the models are loaded."""
-    async with serving_rpcs(app, handlers.RPCS, prefetch=app[AI_SETTINGS].ai_prefetch):
+    settings = app[AI_SETTINGS]
+    async with serving_rpcs(
+        app, handlers.RPCS, prefetch=settings.ai_prefetch, concurrency=settings.ai_threads
+    ):
         yield
 
 
