@@ -356,6 +356,49 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
             ),
         ],
     ),
+    "relais-ai": (
+        "Relais: AI worker and RPCs",
+        [
+            Panel(
+                "RPC requests/s by method and outcome",
+                "sum by (method, outcome) (rate(relais_rpc_requests_total[1m]))",
+                "reqps",
+                "{{method}} {{outcome}}",
+            ),
+            Panel(
+                "RPC p95 handling time by method",
+                "histogram_quantile(0.95, sum by (method, le) "
+                "(rate(relais_rpc_duration_seconds_bucket[5m])))",
+                "s",
+                "{{method}}",
+            ),
+            Panel(
+                "RPC p95 queue wait by method",
+                "histogram_quantile(0.95, sum by (method, le) "
+                "(rate(relais_rpc_queue_wait_seconds_bucket[5m])))",
+                "s",
+                "{{method}}",
+            ),
+            Panel(
+                "RPC requests dropped past their deadline (1h)",
+                'sum by (method) (increase(relais_rpc_requests_total{outcome="expired"}[1h]))',
+                "short",
+                "{{method}}",
+            ),
+            Panel(
+                "AI model load time",
+                "max by (instance, model) (relais_ai_model_load_seconds)",
+                "s",
+                "{{instance}} {{model}}",
+            ),
+            Panel(
+                "AI workers up",
+                'sum(up{job="relais-ai"})',
+                "short",
+                "up",
+            ),
+        ],
+    ),
 }
 
 

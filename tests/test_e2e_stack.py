@@ -948,6 +948,18 @@ async def test_the_first_dead_letter_of_a_fresh_worker_fires_its_alert_and_reach
     assert dead["age_seconds"] >= 0
 
 
+async def test_text_analysis_through_nginx_reaches_the_ai_worker_make_up_started(stack):
+    base = stack["base"]
+    async with aiohttp.ClientSession() as http:
+        auth = await admin_headers(stack, http)
+        review = {"text": "What a wonderful teapot! It keeps the tea hot and looks lovely."}
+        async with http.post(f"{base}/api/ai/text/analyze", json=review, headers=auth) as response:
+            assert response.status == 200, await response.text()
+            analysis = await response.json()
+    assert analysis["language"] == "en" and analysis["sentiment"]["label"] == "positive"
+    assert "ai-1" in pids(stack["config"])
+
+
 async def test_make_down_stops_everything(stack):
     config = stack["config"]
     running = list(pids(config).values())

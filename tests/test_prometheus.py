@@ -13,6 +13,7 @@ import yaml
 from chassis.telemetry import Metrics
 from devstack.observability import RUNBOOK_BASE, render_rules
 from devstack.settings import StackSettings
+from services.ai.metrics import AiMetrics
 from services.core.metrics import CheckoutMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +98,7 @@ def exported_names() -> set[str]:
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"], "gauge": [""]}
     metrics = Metrics("probe")
     CheckoutMetrics(metrics)  # core's business metrics live in the same registry
+    AiMetrics(metrics)  # and the AI worker's
     return {
         family.name + suffix
         for family in metrics.registry.collect()

@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import Gauge
 
 from chassis.http import create_service_app, setup_health
 from chassis.messaging import amqp_broker, broker_ready, serving_rpcs
 from chassis.telemetry import METRICS
 from services.ai import handlers
 from services.ai.keys import AI_SETTINGS, MODELS, WORK
+from services.ai.metrics import AiMetrics
 from services.ai.settings import AiSettings
 from services.ai.text import load_text_models
 
@@ -29,16 +29,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 async def models(app: web.Application) -> AsyncIterator[None]:
     """Load the models once, in a thread (seconds), and time it; the work threads after."""
     settings = app[AI_SETTINGS]
-    load_seconds = Gauge(
-        "relais_ai_model_load_seconds",
-        "Seconds the worker took to load its models at start.",
-        ["service", "model"],
-        registry=app[METRICS].registry,
-    )
     started = time.perf_counter()
     app[MODELS] = await asyncio.to_thread(load_text_models, tuple(settings.ai_languages))
     elapsed = time.perf_counter() - started
-    load_seconds.labels(settings.service_name, "text").set(elapsed)
+    AiMetrics(app[METRICS]).loaded("text", elapsed)
     log.info("text models loaded in %.1f s", elapsed)
     app[WORK] = ThreadPoolExecutor(settings.ai_threads, thread_name_prefix="ai-work")
     yield
