@@ -1,7 +1,7 @@
 """Where the native stack's alerts go: a local receiver for Alertmanager's webhooks, and
 `make alerts` (what fires now, who was paged for what and when).
 
-The receiver (`python -m devstack.alerts --port P --store FILE`, a program of the stack's
+The receiver (`python -m devstack.receiver --port P --store FILE`, a program of the stack's
 supervisord) appends every notification Alertmanager posts to `/alerts/<receiver>` to a JSON
 Lines file, one line per notification. In production the receivers of
 `infra/alertmanager/alertmanager.yml` are replaced by the on-call tool's (PagerDuty, Opsgenie,
@@ -10,14 +10,12 @@ a chat channel): see the README.
 
 from __future__ import annotations
 
-import argparse
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from aiohttp import web
 
 from devstack.localhttp import LOCAL
 from devstack.settings import ALERTMANAGER_CONFIG, StackSettings
@@ -66,29 +64,6 @@ def summarize(receiver: str, payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def receiver_app(store: Path) -> web.Application:
-    """The webhook receiver: every notification appended to `store`."""
-    store.parent.mkdir(parents=True, exist_ok=True)
-
-    async def receive(request: web.Request) -> web.Response:
-        try:
-            payload = await request.json()
-        except ValueError:
-            return web.json_response({"error": "not JSON"}, status=400)
-        line = json.dumps(summarize(request.match_info["receiver"], payload))
-        with store.open("a") as file:
-            file.write(line + "\n")
-        return web.json_response({"kept": True})
-
-    async def health(_: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/alerts/{receiver}", receive)
-    app.router.add_get("/health", health)
-    return app
-
-
 def firing(config: StackSettings) -> list[dict[str, Any]]:
     """The alerts Alertmanager holds as active (neither silenced nor inhibited)."""
     url = (
@@ -132,16 +107,3 @@ def show_alerts(config: StackSettings) -> None:
                 f"  {note['received_at']}  to {note['receiver']:<7} {alert['status']:<8} "
                 f"{alert['alertname']} ({alert['severity']}): {alert['summary']}"
             )
-
-
-def main() -> None:
-    """Run the receiver."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--store", type=Path, required=True)
-    args = parser.parse_args()
-    web.run_app(receiver_app(args.store), host="127.0.0.1", port=args.port, print=None)
-
-
-if __name__ == "__main__":
-    main()

@@ -137,7 +137,7 @@ def start_observability(config: StackSettings) -> None:
         [
             sys.executable,
             "-m",
-            "devstack.alerts",
+            "devstack.receiver",
             f"--port={config.alert_receiver_port}",
             f"--store={notification_store(config)}",
         ],

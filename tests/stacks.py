@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import socket
 import stat
@@ -26,24 +27,34 @@ ROOT = Path(__file__).resolve().parent.parent
 UNCOPIED = (".git", ".venv", "var", "__pycache__", "*_cache", "*.egg-info")
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` ports free now."""
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel gives outgoing connections: ports below it are never taken by
+    a connection the stack's processes open (to PostgreSQL, Redis, RabbitMQ) between the moment
+    a port is picked and the moment a server binds it."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def consecutive_free(count: int) -> int:
-    """The first of `count` consecutive ports free now."""
-    for _ in range(100):
-        base = free_ports(1)[0]
-        if base + count < 65535 and all(_free(base + i) for i in range(count)):
+    """The first of `count` consecutive ports free now, below the ephemeral range."""
+    ceiling = min(_ephemeral_floor(), 65535) - count
+    for _ in range(1000):
+        base = random.randrange(10_000, ceiling)
+        if all(_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no free port range")
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free now, below the ephemeral range."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = consecutive_free(1)
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def _free(port: int) -> bool:
