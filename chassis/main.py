@@ -42,7 +42,7 @@ class Service(Generic[S]):
     description: str
     settings: Callable[..., S]
     create_app: Callable[[S], web.Application]
-    migrations: Path
+    migrations: Path | None  # None: the service owns no schema
     broker: BrokerPermissions
     grant: Grant | None = None
     document: Callable[[], dict[str, object]] | None = None
@@ -85,6 +85,9 @@ def main(service: Service[S]) -> None:
     if args.check or args.command == "check":
         return
     if args.command == "migrate":
+        if service.migrations is None:
+            print("this service owns no schema: nothing to migrate")
+            return
         # Alembic and SQLAlchemy only here: imported by every serving process they would cost
         # each one about 30 MB.
         from chassis.migrations import upgrade

@@ -4,6 +4,8 @@ worker's readiness, 503 without a worker, 504 past the deadline, the per-account
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -160,3 +162,15 @@ async def test_a_request_whose_caller_gave_up_is_dropped_unworked_and_counted(
     assert len(worked) == 1  # the second one was never worked on
     waited = {"service": "ai", "method": "ai.text.analyze"}
     assert registry.get_sample_value("relais_rpc_queue_wait_seconds_count", waited) == 2
+
+
+def test_the_worker_owns_no_schema_and_says_so():
+    result = subprocess.run(
+        [sys.executable, "-m", "services.ai", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "owns no schema" in result.stdout

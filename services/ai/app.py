@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from aiohttp import web
 
@@ -22,8 +21,6 @@ from services.ai.settings import AiSettings
 from services.ai.text import load_text_models
 
 log = logging.getLogger("relais.ai")
-# The worker owns no schema: no migrations.
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def models(app: web.Application) -> AsyncIterator[None]:
