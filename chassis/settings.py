@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SETTINGS = web.AppKey["ServiceSettings"]("settings")
 
+# The API's address on the default native stack (NGINX' port 8080).
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+
 # Development values that must never reach production.
 DEV_DATABASE_PASSWORD = "relais"  # noqa: S105
 DEV_KEY_DIR = "var/keys"
@@ -44,7 +47,7 @@ class ServiceSettings(BaseSettings):
     service_name: str = "relais"
     # The API's address as its clients reach it (NGINX): problem types and the API index link
     # to pages under it.
-    public_url: str = "http://127.0.0.1:8080"
+    public_url: str = DEFAULT_PUBLIC_URL
     http_host: str = "127.0.0.1"
     http_port: int = Field(8001, ge=0, le=65535)
     metrics_port: int = Field(9101, ge=0, le=65535)

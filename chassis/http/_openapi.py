@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from chassis.http._payloads import NUL_FREE, without_null
 from chassis.http._problems import PROBLEM_TYPES, problem_title
 from chassis.http._routes import ApiRoutes, Response
-from chassis.settings import SETTINGS
+from chassis.settings import DEFAULT_PUBLIC_URL, SETTINGS
 
 _STATUS_TEXT = {
     200: "OK",
@@ -157,7 +157,7 @@ def _problem_example(status: int) -> dict[str, Any]:
     slug = next((slug for slug, known in PROBLEM_TYPES.items() if known.status == status), None)
     slug = slug or "bad-request"
     return {
-        "type": f"http://127.0.0.1:8080/api/problems/{slug}",
+        "type": f"{DEFAULT_PUBLIC_URL}/api/problems/{slug}",
         "title": problem_title(slug, status),
         "status": status,
         "detail": PROBLEM_TYPES[slug].happened.split(":")[0].rstrip("."),

@@ -17,7 +17,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from chassis.errors import DomainError, Unprocessable
-from chassis.settings import SETTINGS
+from chassis.settings import DEFAULT_PUBLIC_URL, SETTINGS
 
 REQUEST_ID = web.RequestKey("request_id", str)
 
@@ -159,7 +159,7 @@ def problem_title(slug: str, status: int) -> str:
 def problem_base(request: web.Request) -> str:
     """Where this API's problem pages are: `PUBLIC_URL` + `/api/problems/`."""
     settings = request.app.get(SETTINGS)
-    public = settings.public_url if settings is not None else "http://127.0.0.1:8080"
+    public = settings.public_url if settings is not None else DEFAULT_PUBLIC_URL
     return f"{public.rstrip('/')}/api/problems/"
 
 
