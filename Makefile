@@ -21,7 +21,8 @@ deps: $(STAMP)
 
 # Debian packages the native stack, the tests and the benchmark need: nginx; promtool and amtool
 # (prometheus, prometheus-alertmanager) for the rule tests; the NGINX, PostgreSQL and Redis
-# exporters Prometheus scrapes; wrk for `make bench`.
+# exporters Prometheus scrapes; wrk for `make bench`; espeak-ng, whose speech the AI tests
+# transcribe.
 system-deps:
 	@missing=""; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
@@ -31,6 +32,7 @@ system-deps:
 	command -v prometheus-postgres-exporter >/dev/null || missing="$$missing prometheus-postgres-exporter"; \
 	command -v prometheus-redis-exporter >/dev/null || missing="$$missing prometheus-redis-exporter"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  [ -f $(APT_STAMP) ] || { $(SUDO) apt-get update -qq && touch $(APT_STAMP); }; \

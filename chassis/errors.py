@@ -7,6 +7,7 @@ by `chassis.http`)::
     ├── Forbidden               403  role not allowed
     ├── NotFound                404
     ├── Conflict                409  duplicate, no stock, request in progress
+    ├── PayloadTooLarge         413  a body or an uploaded file past its limit
     ├── UnsupportedMediaType    415
     ├── Unprocessable           422  invalid fields (with `errors`)
     ├── TooManyRequests         429  with Retry-After
@@ -69,6 +70,12 @@ class Conflict(DomainError):
     """The request conflicts with the current state (duplicate, no stock, in progress)."""
 
     status, slug, title = 409, "conflict", "Conflict"
+
+
+class PayloadTooLarge(DomainError):
+    """The body, or a file it carries, is larger than the endpoint takes."""
+
+    status, slug, title = 413, "payload-too-large", "Payload too large"
 
 
 class UnsupportedMediaType(DomainError):

@@ -9,12 +9,27 @@ Imports pydantic and the standard library only; services import this package's r
   `PaymentSucceeded`, `PaymentFailed`, `PaymentRefunded`, `RefundFailed`; RPC (`relais.rpc`):
   `DailyReportRequest` answered by `DailyReport`. `settlement_outcome` sorts a failure into the
   customer's decline (`DECLINE_CODES`) or the platform's failure.
-- AI (RPC, `relais.rpc`): `TextAnalysisRequest` answered by `TextAnalysis`.
+- AI (RPC, `relais.rpc`): `TextAnalysisRequest`, `ImageAnalysisRequest`, `AudioAnalysisRequest`
+  answered by `TextAnalysis`, `ImageAnalysis`, `AudioAnalysis`; their files travel as `Media`
+  (inline up to `INLINE_MEDIA_MAX`, else by a Redis claim check).
 - Money: `CURRENCIES` (ISO 4217 minor-unit exponents), `Amount`, `Currency`, `decimal_amount`.
 - Statuses: `OrderStatus`, `PaymentStatus`, `RefundStatus`, `ProviderStatus`.
 """
 
-from contracts._ai import MAX_TEXT, Sentiment, TextAnalysis, TextAnalysisRequest
+from contracts._ai import (
+    INLINE_MEDIA_MAX,
+    MAX_AUDIO_SECONDS,
+    MAX_MEDIA,
+    MAX_TEXT,
+    AudioAnalysis,
+    AudioAnalysisRequest,
+    ImageAnalysis,
+    ImageAnalysisRequest,
+    Media,
+    Sentiment,
+    TextAnalysis,
+    TextAnalysisRequest,
+)
 from contracts._base import Contract
 from contracts._money import CURRENCIES, MAX_AMOUNT, Amount, Currency, decimal_amount, exponent
 from contracts._payments import (
@@ -47,7 +62,10 @@ from contracts._statuses import (
 __all__ = [
     "CURRENCIES",
     "DECLINE_CODES",
+    "INLINE_MEDIA_MAX",
     "MAX_AMOUNT",
+    "MAX_AUDIO_SECONDS",
+    "MAX_MEDIA",
     "MAX_TEXT",
     "ORDER_STATUSES",
     "PAYMENT_STATUSES",
@@ -55,12 +73,17 @@ __all__ = [
     "SETTLEMENT_OUTCOMES",
     "TEST_TOKENS",
     "Amount",
+    "AudioAnalysis",
+    "AudioAnalysisRequest",
     "ChargePayment",
     "Contract",
     "Currency",
     "CurrencyTotals",
     "DailyReport",
     "DailyReportRequest",
+    "ImageAnalysis",
+    "ImageAnalysisRequest",
+    "Media",
     "OrderStatus",
     "PaymentFailed",
     "PaymentRefunded",

@@ -13,9 +13,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from contracts import MAX_MEDIA
 from devstack.processes import _pid, nginx_group, prepare_runtime_dir
 from devstack.services import run_service_command
 from devstack.settings import ROOT, TEMPLATE, StackSettings
+
+# What a multipart form adds to the file it carries (boundaries, part headers), at most.
+MULTIPART_FRAMING = 64 * 1024
 
 
 def upstream_servers(upstreams: list[str]) -> str:
@@ -49,6 +53,8 @@ def render_nginx(config: StackSettings, upstreams: list[str], payments: list[str
         "RATE_LIMIT": str(config.nginx_rate_limit),
         "RATE_BURST": str(config.nginx_rate_burst),
         "CONN_LIMIT": str(config.nginx_conn_limit),
+        "MEDIA_BODY_BYTES": str(MAX_MEDIA + MULTIPART_FRAMING),
+        "MEDIA_LIMIT_TEXT": f"{MAX_MEDIA // 2**20} MiB",
         "CORE_SERVERS": upstream_servers(upstreams),
         "PAYMENTS_SERVERS": upstream_servers(payments),
         "API_DOCUMENT": str(api_document_path(config)),

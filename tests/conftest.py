@@ -285,9 +285,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 @pytest.fixture
-def ai_settings(amqp_url: str) -> AiSettings:
-    """AI worker settings for this run: the run's vhost, no metrics port."""
-    return AiSettings(relais_env="test", amqp_url=amqp_url, metrics_port=0)
+def ai_settings(amqp_url: str, redis_prefix: str) -> AiSettings:
+    """AI worker settings for this run: the run's vhost and key prefix, no metrics port."""
+    return AiSettings(
+        relais_env="test",
+        amqp_url=amqp_url,
+        redis_url=REDIS_URL,
+        redis_key_prefix=redis_prefix,
+        metrics_port=0,
+    )
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from devstack import StackSettings
+from services.ai.settings import AiSettings
 from services.core.settings import CoreSettings
 from services.payments.settings import PaymentsSettings
 
@@ -20,7 +21,7 @@ def documented() -> set[str]:
 
 
 def test_every_service_setting_is_documented():
-    names = {*CoreSettings.model_fields, *PaymentsSettings.model_fields}
+    names = {*CoreSettings.model_fields, *PaymentsSettings.model_fields, *AiSettings.model_fields}
     missing = {name.upper() for name in names} - documented()
     assert not missing, f"README lacks {sorted(missing)}"
 

@@ -2,13 +2,13 @@
 
 The app factory and entry (`create_service_app`, `serve`, `UnixSocket`), the edge middleware
 (request id, problem+json errors, access log, RED metrics, server spans), RFC 9457 problems
-(`PROBLEM_TYPES`, each with its page under `/api/problems/`),
-declared routes that give auth, rate limits and the OpenAPI entry in one place (`ApiRoutes`,
-`Header`, `openapi_document`, `setup_docs`), JSON payloads (`json_body`, `json_response`,
-`query_params`, `JSON_INTEGER`, `Text`, `IsoDate`), keyset pagination (`page`, `Cursor`), JWT
-auth with revocation (`TokenService`, `authenticated`, `Principal`), rate limits
-(`rate_limiter`, `client_address`) and health checks (`setup_health`). The errors a handler
-raises live in `chassis.errors`.
+(`PROBLEM_TYPES`, each with its page under `/api/problems/`), declared routes that give auth,
+rate limits and the OpenAPI entry in one place (`ApiRoutes`, `Header`, `Upload`,
+`openapi_document`, `setup_docs`), JSON payloads (`json_body`, `json_response`, `query_params`,
+`JSON_INTEGER`, `Text`, `IsoDate`), uploaded files (`uploaded_file`), keyset pagination
+(`page`, `Cursor`), JWT auth with revocation (`TokenService`, `authenticated`, `Principal`),
+rate limits (`rate_limiter`, `client_address`) and health checks (`setup_health`). The errors a
+handler raises live in `chassis.errors`.
 """
 
 from chassis.http._app import BACKLOG, UnixSocket, create_service_app, serve
@@ -34,10 +34,11 @@ from chassis.http._payloads import (
     partial_update_schema,
     path_uuid,
     query_params,
+    uploaded_file,
 )
 from chassis.http._problems import PROBLEM_TYPES, ProblemType
 from chassis.http._ratelimit import RATE_LIMITER, RateLimiter, client_address, rate_limiter
-from chassis.http._routes import ApiRoutes, Header
+from chassis.http._routes import ApiRoutes, Header, Upload
 
 __all__ = [
     "BACKLOG",
@@ -58,6 +59,7 @@ __all__ = [
     "Text",
     "TokenService",
     "UnixSocket",
+    "Upload",
     "authenticated",
     "client_address",
     "create_service_app",
@@ -76,4 +78,5 @@ __all__ = [
     "setup_docs",
     "setup_health",
     "token_version",
+    "uploaded_file",
 ]

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from chassis.http._payloads import NUL_FREE, without_null
 from chassis.http._problems import PROBLEM_TYPES, problem_title
-from chassis.http._routes import ApiRoutes, Response
+from chassis.http._routes import ApiRoutes, Response, Upload
 from chassis.settings import DEFAULT_PUBLIC_URL, SETTINGS
 
 _STATUS_TEXT = {
@@ -98,6 +98,8 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
                         | _example(op.body)
                     },
                 }
+            if op.upload is not None:
+                spec["requestBody"] = {"required": True, "content": _multipart(op.upload)}
             if op.auth != "public":
                 spec["security"] = [{"bearer": []}]
             for status, response in sorted(op.responses.items()):
@@ -119,6 +121,22 @@ def openapi_document(*, title: str, version: str, tables: Iterable[ApiRoutes]) -
             },
         },
     }
+
+
+def _multipart(upload: Upload) -> dict[str, Any]:
+    """The `multipart/form-data` body of an operation that takes a file."""
+    schema = {
+        "type": "object",
+        "required": [upload.field],
+        "properties": {
+            upload.field: {
+                "type": "string",
+                "format": "binary",
+                "description": f"{upload.description} (at most {upload.max_bytes // 2**20} MiB)",
+            }
+        },
+    }
+    return {"multipart/form-data": {"schema": schema}}
 
 
 def _without_nul(schema: Any) -> Any:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import orjson
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -18,7 +18,13 @@ from pydantic import (
     ValidationError,
 )
 
-from chassis.errors import BadRequest, NotFound, Unprocessable, UnsupportedMediaType
+from chassis.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from chassis.http._problems import validation_problem
 
 M = TypeVar("M", bound=BaseModel)
@@ -92,6 +98,54 @@ async def json_body(request: web.Request, model: type[M], *, optional: bool = Fa
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"Malformed JSON: {exc}") from exc
     return validated(model, data)
+
+
+# Bytes read from an uploaded part at a time.
+UPLOAD_CHUNK = 64 * 1024
+
+
+async def uploaded_file(request: web.Request, field: str, *, max_bytes: int) -> bytes:
+    """The file of multipart field `field`, read as it streams in (the app's 1 MiB body limit
+    is not this route's): 415 if the body is not `multipart/form-data`, 413 once the form
+    passes `max_bytes` and its framing, 422 without the field."""
+    if request.content_type != "multipart/form-data":
+        raise UnsupportedMediaType(f"Send the file as multipart/form-data, in the field {field!r}")
+    try:
+        reader = await request.multipart()
+        budget = max_bytes + UPLOAD_FRAMING  # the other parts, if any, count too
+        found: bytes | None = None
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise BadRequest("A nested multipart body is not a file")
+            limit = max_bytes if part.name == field and found is None else budget
+            data = await _read_part(part, min(limit, budget), field, max_bytes)
+            budget -= len(data)
+            if part.name == field and found is None:
+                found = data
+    except (ValueError, AssertionError) as exc:  # aiohttp's words for a malformed form
+        raise BadRequest(f"Malformed multipart body: {exc}") from exc
+    if found is None:
+        errors = [{"field": field, "message": "a file is required"}]
+        raise Unprocessable("The request has invalid fields", extra={"errors": errors})
+    return found
+
+
+# What a form may carry besides its file: other fields, names, boundaries.
+UPLOAD_FRAMING = 64 * 1024
+
+
+async def _read_part(part: BodyPartReader, limit: int, field: str, max_bytes: int) -> bytes:
+    chunks, size = [], 0
+    while chunk := await part.read_chunk(UPLOAD_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"The file in {field!r} is larger than {max_bytes // 2**20} MiB"
+                if part.name == field
+                else "The form carries more than its file"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def query_params(request: web.Request, model: type[M]) -> M:

@@ -95,14 +95,18 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
     "payload-too-large": ProblemType(
         "Payload too large",
         413,
-        "The request body is larger than 1 MiB.",
-        "Send a smaller body.",
+        "The request body is larger than 1 MiB, or the file sent to a route that takes one "
+        "(`/api/ai/image/analyze`, `/api/ai/audio/analyze`) is larger than 10 MiB.",
+        "Send a smaller body or file.",
     ),
     "unsupported-media-type": ProblemType(
         "Unsupported media type",
         415,
-        "The body is not `application/json`.",
-        "Send JSON with `Content-Type: application/json`.",
+        "The body is not `application/json` (or, where a route takes a file, not "
+        "`multipart/form-data`), or the file is not in a format the route decodes (an image "
+        "Pillow cannot open, audio that is not WAV, FLAC or OGG, a truncated file).",
+        "Send JSON with `Content-Type: application/json`, or a file of a format the route's "
+        "documentation lists, whole.",
     ),
     "validation-error": ProblemType(
         "Validation failed",

@@ -29,6 +29,15 @@ class Header:
 
 
 @dataclass(frozen=True)
+class Upload:
+    """A file the operation takes as `multipart/form-data`, in the form field `field`."""
+
+    field: str
+    description: str
+    max_bytes: int
+
+
+@dataclass(frozen=True)
 class Operation:
     """One documented HTTP operation."""
 
@@ -44,6 +53,7 @@ class Operation:
     headers: dict[str, Header] = field(default_factory=dict)
     body_required: bool = True
     links: tuple[str, ...] = ()
+    upload: Upload | None = None
 
 
 class ApiRoutes:
@@ -66,10 +76,11 @@ class ApiRoutes:
         query: type[BaseModel] | None = None,
         headers: dict[str, Header] | None = None,
         links: tuple[str, ...] = (),
+        upload: Upload | None = None,
     ) -> Callable[[Handler], Handler]:
         """Declare and document a handler for `method path` (`body_required=False`: the handler
         reads an empty body as the model's defaults; `links`: the operations whose `{id}` is the
-        `id` of this operation's answer)."""
+        `id` of this operation's answer; `upload`: the multipart file it takes)."""
 
         # What the declaration itself can answer is documented here, once, for every route.
         implied: dict[int, Response] = {}
@@ -77,7 +88,7 @@ class ApiRoutes:
             implied[401] = None
         if auth == "admin":
             implied[403] = None
-        if body is not None:
+        if body is not None or upload is not None:
             implied.update({400: None, 413: None, 415: None, 422: None})
         if query is not None:
             implied[422] = None
@@ -100,6 +111,7 @@ class ApiRoutes:
                     headers or {},
                     body_required,
                     links,
+                    upload,
                 )
             )
             return handler

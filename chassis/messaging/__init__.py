@@ -5,8 +5,9 @@ The broker (`amqp_broker`, `Broker`, `BrokerPermissions`; exchanges `COMMANDS`, 
 (`MessageTypes`, `UnknownContract`, `encode`, `type_name`), work-queue consumers driven by a
 handler table (`consume_work_queue`, `Consumer`, `Poison`: ack after the effect, retries with
 back-off, dead letters), the transactional outbox and its relay (`enqueue`, `outbox_relay`,
-`first_delivery`, `derived_message_id`), RPC with deadlines (`RpcClient`, `serving_rpcs`), and
-PostgreSQL LISTEN (`setup_pg_listener`, `listening`). It names no message of any service.
+`first_delivery`, `derived_message_id`), RPC with deadlines (`RpcClient`, `serving_rpcs`), claim
+checks for bodies too big for a message (`ClaimCheck`), and PostgreSQL LISTEN
+(`setup_pg_listener`, `listening`). It names no message of any service.
 """
 
 from chassis.messaging._amqp import (
@@ -32,6 +33,7 @@ from chassis.messaging._amqp import (
     republished,
     retry_queue,
 )
+from chassis.messaging._claims import ClaimCheck
 from chassis.messaging._consumer import (
     DEAD_LETTER_REASONS,
     AppMessageHandler,
@@ -78,6 +80,7 @@ __all__ = [
     "AppRpcHandler",
     "Broker",
     "BrokerPermissions",
+    "ClaimCheck",
     "Consumer",
     "Handlers",
     "MessageHandler",

@@ -68,7 +68,8 @@ class MessageTypes:
 
 
 class RpcError(BaseModel):
-    """An RPC server's refusal: the caller raises it as a problem with this status."""
+    """An RPC server's refusal: the caller raises it as a problem with this status, and with the
+    problem type the server named (`slug`, `title`: a domain error's, raised in the handler)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -76,3 +77,5 @@ class RpcError(BaseModel):
     version: Literal[1] = 1
     status: int
     detail: str
+    slug: str = "remote-error"
+    title: str = "The worker refused the request"

@@ -134,7 +134,7 @@ class RemoteError(DomainError):
 
     def __init__(self, error: RpcError) -> None:
         super().__init__(error.detail)
-        self.status = error.status
+        self.status, self.slug, self.title = error.status, error.slug, error.title
 
 
 class RpcServer:
@@ -200,6 +200,11 @@ class RpcServer:
         outcome = "ok"
         try:
             answer = await self.handler(self.requests.decode(message.body))
+        except DomainError as exc:  # the request's own fault (a file that is not an image…)
+            answer, outcome = (
+                RpcError(status=exc.status, detail=exc.detail, slug=exc.slug, title=exc.title),
+                "refused",
+            )
         except (UnknownContract, ValueError) as exc:
             answer, outcome = RpcError(status=400, detail=str(exc)), "refused"
         except Exception:

@@ -19,6 +19,13 @@ class AiMetrics:
             registry=metrics.registry,
         )
 
+        self._loaded: dict[str, float] = {}
+
     def loaded(self, model: str, seconds: float) -> None:
         """Record a model's load time."""
         self.load_seconds.labels(self.service, model).set(seconds)
+        self._loaded[model] = seconds
+
+    def summary(self) -> str:
+        """The load times recorded, for the log."""
+        return ", ".join(f"{model} in {seconds:.1f} s" for model, seconds in self._loaded.items())

@@ -20,6 +20,8 @@ class AiSettings(ServiceSettings):
     # Requests taken from the broker at once (each RPC method), and threads doing the work.
     ai_prefetch: int = Field(4, ge=1)
     ai_threads: int = Field(2, ge=1)
+    # Processes transcribing speech (each holds its own model, about 40 MB, and one recording).
+    ai_speech_processes: int = Field(1, ge=1)
     # The languages the detector tells apart (ISO 639-1); fewer load faster and take less memory.
     ai_languages: list[str] = [
         "en", "fr", "de", "es", "it", "pt", "nl", "pl", "sv", "da",

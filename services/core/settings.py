@@ -26,6 +26,8 @@ class CoreSettings(ServiceSettings):
     order_sweep_interval: float = Field(10.0, gt=0)
     payment_wait_max: int = Field(30, ge=0, le=300)
     rpc_deadline: float = Field(5.0, gt=0)
-    # The AI routes: analyses per account, and seconds the worker has to answer one.
+    # The AI routes: analyses per account, and seconds the worker has to answer one (a text or
+    # an image; a recording of up to 60 s is transcribed in about 12 s here, hence its own).
     ai_rate_limit: str = "60/minute"
     ai_deadline: float = Field(10.0, gt=0)
+    ai_audio_deadline: float = Field(30.0, gt=0)

@@ -1,20 +1,62 @@
-"""The AI routes' work: ask the worker, within the deadline."""
+"""The AI routes' work: ask the worker, within the deadline. A file travels in the request's
+message up to `INLINE_MEDIA_MAX`; a bigger one waits in Redis under a claim the message
+carries, deleted when the call ends."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
-from chassis.messaging import RpcClient
-from contracts import TextAnalysis, TextAnalysisRequest
+from chassis.messaging import ClaimCheck, RpcClient
+from contracts import (
+    INLINE_MEDIA_MAX,
+    AudioAnalysis,
+    AudioAnalysisRequest,
+    Contract,
+    ImageAnalysis,
+    ImageAnalysisRequest,
+    Media,
+    TextAnalysis,
+    TextAnalysisRequest,
+)
+
+R = TypeVar("R", bound=Contract)
+
+
+async def ask(rpc: RpcClient, request: Contract, reply: type[R], deadline: float) -> dict[str, Any]:
+    """The worker's answer to `request` as a response body: 503 at once if no worker serves
+    it, 504 at the deadline, the worker's own problem if it refuses."""
+    answer = await rpc.call(request.type_name(), request, reply, deadline=deadline)
+    return answer.model_dump(exclude={"type", "version"})
 
 
 async def analyze_text(*, rpc: RpcClient, text: str, deadline: float) -> dict[str, Any]:
-    """The worker's analysis of `text`: 503 at once if no worker serves it, 504 at the
-    deadline."""
-    analysis = await rpc.call(
-        TextAnalysisRequest.type_name(),
-        TextAnalysisRequest(text=text),
-        TextAnalysis,
-        deadline=deadline,
-    )
-    return analysis.model_dump(exclude={"type", "version"})
+    """The worker's analysis of `text`."""
+    return await ask(rpc, TextAnalysisRequest(text=text), TextAnalysis, deadline)
+
+
+@contextlib.asynccontextmanager
+async def media(claims: ClaimCheck, data: bytes, deadline: float) -> AsyncIterator[Media]:
+    """`data` as a request carries it, for the block."""
+    if len(data) <= INLINE_MEDIA_MAX:
+        yield Media(size=len(data), data=data)
+        return
+    async with claims.holding(data, ttl=deadline) as key:
+        yield Media(size=len(data), claim=key)
+
+
+async def analyze_image(
+    *, rpc: RpcClient, claims: ClaimCheck, data: bytes, deadline: float
+) -> dict[str, Any]:
+    """The worker's analysis of an image file."""
+    async with media(claims, data, deadline) as file:
+        return await ask(rpc, ImageAnalysisRequest(media=file), ImageAnalysis, deadline)
+
+
+async def analyze_audio(
+    *, rpc: RpcClient, claims: ClaimCheck, data: bytes, deadline: float
+) -> dict[str, Any]:
+    """The worker's analysis of a recording."""
+    async with media(claims, data, deadline) as file:
+        return await ask(rpc, AudioAnalysisRequest(media=file), AudioAnalysis, deadline)

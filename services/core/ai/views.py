@@ -4,12 +4,39 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from chassis.http import RATE_LIMITER, ApiRoutes, authenticated, json_body, json_response
+from chassis.data import REDIS
+from chassis.http import (
+    RATE_LIMITER,
+    ApiRoutes,
+    Upload,
+    authenticated,
+    json_body,
+    json_response,
+    uploaded_file,
+)
+from chassis.messaging import ClaimCheck
+from contracts import MAX_AUDIO_SECONDS, MAX_MEDIA
 from services.core.ai import service
-from services.core.ai.schemas import TextAnalysisOut, TextIn
+from services.core.ai.schemas import AudioAnalysisOut, ImageAnalysisOut, TextAnalysisOut, TextIn
 from services.core.keys import CORE_SETTINGS, RPC_CLIENT
 
 routes = ApiRoutes("ai")
+WORKER_ANSWERS = {429: None, 503: None, 504: None}
+IMAGE = Upload("image", "An image Pillow decodes: PNG, JPEG, GIF, WebP, BMP, TIFF…", MAX_MEDIA)
+AUDIO = Upload(
+    "audio", f"A WAV, FLAC or OGG recording of at most {MAX_AUDIO_SECONDS:g} s", MAX_MEDIA
+)
+
+
+async def limited(request: web.Request) -> None:
+    """The caller's account within its analysis budget (429 past it)."""
+    principal = await authenticated(request)
+    settings = request.app[CORE_SETTINGS]
+    await request.app[RATE_LIMITER].enforce(settings.ai_rate_limit, "ai", principal.user_id)
+
+
+def claims(request: web.Request) -> ClaimCheck:
+    return ClaimCheck(request.app[REDIS], request.app[CORE_SETTINGS].redis_key_prefix)
 
 
 @routes.route(
@@ -18,14 +45,56 @@ routes = ApiRoutes("ai")
     summary="A text's language, sentiment, keywords and extractive summary (the AI worker)",
     auth="user",
     body=TextIn,
-    responses={200: TextAnalysisOut, 429: None, 503: None, 504: None},
+    responses={200: TextAnalysisOut, **WORKER_ANSWERS},
 )
 async def analyze_text(request: web.Request) -> web.Response:
-    principal = await authenticated(request)
-    settings = request.app[CORE_SETTINGS]
-    await request.app[RATE_LIMITER].enforce(settings.ai_rate_limit, "ai", principal.user_id)
+    await limited(request)
     data = await json_body(request, TextIn)
     analysis = await service.analyze_text(
-        rpc=request.app[RPC_CLIENT], text=data.text, deadline=settings.ai_deadline
+        rpc=request.app[RPC_CLIENT],
+        text=data.text,
+        deadline=request.app[CORE_SETTINGS].ai_deadline,
+    )
+    return json_response(analysis)
+
+
+@routes.route(
+    "POST",
+    "/api/ai/image/analyze",
+    summary="An image's format, size, dominant colours and perceptual hash (the AI worker); "
+    "a decompression bomb is 422",
+    auth="user",
+    upload=IMAGE,
+    responses={200: ImageAnalysisOut, **WORKER_ANSWERS},
+)
+async def analyze_image(request: web.Request) -> web.Response:
+    await limited(request)
+    data = await uploaded_file(request, IMAGE.field, max_bytes=IMAGE.max_bytes)
+    analysis = await service.analyze_image(
+        rpc=request.app[RPC_CLIENT],
+        claims=claims(request),
+        data=data,
+        deadline=request.app[CORE_SETTINGS].ai_deadline,
+    )
+    return json_response(analysis)
+
+
+@routes.route(
+    "POST",
+    "/api/ai/audio/analyze",
+    summary="A recording's levels, silence, transcript (English) and the transcript's language "
+    "and sentiment (the AI worker); longer than 60 s is 422",
+    auth="user",
+    upload=AUDIO,
+    responses={200: AudioAnalysisOut, **WORKER_ANSWERS},
+)
+async def analyze_audio(request: web.Request) -> web.Response:
+    await limited(request)
+    data = await uploaded_file(request, AUDIO.field, max_bytes=AUDIO.max_bytes)
+    analysis = await service.analyze_audio(
+        rpc=request.app[RPC_CLIENT],
+        claims=claims(request),
+        data=data,
+        deadline=request.app[CORE_SETTINGS].ai_audio_deadline,
     )
     return json_response(analysis)
