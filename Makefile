@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1s
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_STAMP := /tmp/.relais-apt-updated
 
-.PHONY: up down restart status logs alerts admin seed sandbox-settle dlq test lint audit lock bench deps system-deps clean
+.PHONY: up down restart status logs alerts admin seed sandbox-settle ai-worker dlq test lint audit lock bench deps system-deps clean
 
 # Every dependency at the exact version and hash of requirements.lock, then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -64,6 +64,11 @@ admin: deps
 	@test -n "$(EMAIL)" || { echo "usage: [ADMIN_PASSWORD=...] make admin EMAIL=... [PROMOTE=1] [RESET_PASSWORD=1]"; exit 2; }
 	@$(if $(filter command line,$(origin PASSWORD) $(origin ADMIN_PASSWORD)),echo "give the password in the environment (ADMIN_PASSWORD='...' make admin EMAIL=...) or at the prompt: make mangles \$$ and quotes on its command line" >&2; exit 2)
 	@$(PY) -m devstack admin --email '$(EMAIL)' $(if $(PROMOTE),--promote) $(if $(RESET_PASSWORD),--reset-password)
+
+# One more AI worker in the foreground (Ctrl-C stops it), sharing the running stack's queues:
+# `NUMBER=` picks its ports (2: 8302 and metrics 9302, the default).
+ai-worker: deps
+	$(PY) -m devstack ai-worker $(if $(NUMBER),--number '$(NUMBER)')
 
 # Dead-lettered messages: `make dlq` lists them (`ID=` one of them), with their age and reason;
 # `make dlq REQUEUE=1 [ID=<message id>]` requeues.

@@ -9,6 +9,7 @@ alerts          what fires now, and the last notifications of the local receiver
 admin           create or promote an admin (password: ADMIN_PASSWORD or a prompt)
 seed            an admin and a demo catalog, once
 sandbox-settle  settle a waiting sandbox payment by the sandbox's signed webhook
+ai-worker       one more AI worker in the foreground, sharing the stack's queues (`--number`)
 """
 
 from __future__ import annotations
@@ -17,12 +18,32 @@ import argparse
 import sys
 
 from devstack.alerts import show_alerts
-from devstack.commands import admin, down, restart, running_config, sandbox_settle, status, up
+from devstack.commands import (
+    admin,
+    down,
+    extra_ai_worker,
+    restart,
+    running_config,
+    sandbox_settle,
+    status,
+    up,
+)
 from devstack.processes import follow_logs, show_logs
 from devstack.seed import seed
 from devstack.settings import StackSettings
 
-COMMANDS = ["up", "down", "restart", "status", "logs", "alerts", "admin", "seed", "sandbox-settle"]
+COMMANDS = [
+    "up",
+    "down",
+    "restart",
+    "status",
+    "logs",
+    "alerts",
+    "admin",
+    "seed",
+    "sandbox-settle",
+    "ai-worker",
+]
 
 
 def main() -> None:
@@ -41,6 +62,9 @@ def main() -> None:
     parser.add_argument("--follow", action="store_true", help="`logs`: keep following")
     parser.add_argument("--payment", help="`sandbox-settle`: the payment's id")
     parser.add_argument("--outcome", choices=["succeeded", "failed"], help="`sandbox-settle`")
+    parser.add_argument(
+        "--number", type=int, default=2, help="`ai-worker`: which worker (2 after the stack's one)"
+    )
     args = parser.parse_args()
     requested = StackSettings()
     if args.command == "up":
@@ -58,6 +82,8 @@ def main() -> None:
         sys.exit(seed(config, args.email))
     elif args.command == "sandbox-settle":
         sys.exit(sandbox_settle(config, args.payment, args.outcome))
+    elif args.command == "ai-worker":
+        extra_ai_worker(config, args.number)
     elif args.command == "status":
         sys.exit(0 if status(config) else 1)
     elif args.command == "alerts":

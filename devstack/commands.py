@@ -174,3 +174,19 @@ def sandbox_settle(config: StackSettings, payment: str, outcome: str) -> int:
     env = service_env(config, name, port, metrics_port, traced=False)
     argv = [sys.executable, "-m", "services.payments.sandbox_control"]
     return subprocess.run([*argv, "--payment", payment, "--outcome", outcome], env=env).returncode
+
+
+def extra_ai_worker(config: StackSettings, number: int) -> None:
+    """Run AI worker `number` (after the stack's own) in the foreground, with the running
+    stack's configuration: it shares their RPC queues until it is stopped (Ctrl-C). Its ports
+    follow the stack's workers' (8301, 8302…, metrics 9301, 9302…); Prometheus does not scrape
+    it."""
+    if number <= config.ai_instances:
+        sys.exit(
+            f"ai-{number} is one of the stack's own workers (AI_INSTANCES={config.ai_instances})"
+        )
+    offset = number - 1
+    port, metrics_port = config.ai_base_port + offset, config.ai_metrics_base_port + offset
+    env = service_env(config, f"ai-{number}", port, metrics_port, traced=tracing_enabled(config))
+    print(f"ai-{number}: http://127.0.0.1:{port}/health/ready, metrics :{metrics_port}", flush=True)
+    os.execvpe(sys.executable, [sys.executable, "-m", "services.ai"], env)  # noqa: S606 - becomes the worker

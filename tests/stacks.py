@@ -73,8 +73,11 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
     # Ports are free when picked, not reserved: pick again until no two of them coincide.
     while True:
         singles = free_ports(8)
-        bases = [consecutive_free(2), consecutive_free(2), *(consecutive_free(1) for _ in range(4))]
-        taken = [*singles, bases[0] + 1, bases[1] + 1, *bases]
+        # Two core instances; one payments worker; the AI worker and one started by hand.
+        widths = [2, 2, 1, 1, 2, 2]
+        bases = [consecutive_free(width) for width in widths]
+        spans = zip(bases, widths, strict=True)
+        taken = [*singles, *(base + i for base, width in spans for i in range(width))]
         if len(set(taken)) == len(taken):
             break
     nginx_port, tls_port, prometheus_port, alertmanager_port, receiver_port, *exporters = singles

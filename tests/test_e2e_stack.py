@@ -24,9 +24,11 @@ import aiormq
 import asyncpg
 import pytest
 
+from contracts import MAX_MEDIA
 from devstack import pids, start_nginx, supervisorctl
 from scripts.otlp import OtlpReceiver, ReceivedSpan
 from tests.faults import eventually
+from tests.media import form, noisy_png, spoken, words_heard
 from tests.payments_support import intent_event, signature
 from tests.stacks import native_stack
 from tests.test_dashboards import panel_queries
@@ -948,16 +950,113 @@ async def test_the_first_dead_letter_of_a_fresh_worker_fires_its_alert_and_reach
     assert dead["age_seconds"] >= 0
 
 
-async def test_text_analysis_through_nginx_reaches_the_ai_worker_make_up_started(stack):
+async def test_analyses_through_nginx_reach_the_ai_worker_in_one_trace(stack, otlp):
     base = stack["base"]
-    async with aiohttp.ClientSession() as http:
+    trace_id, client_span = os.urandom(16).hex(), os.urandom(8).hex()
+    traced = {"traceparent": f"00-{trace_id}-{client_span}-01"}
+    async with from_address(TRACING_CALLER) as http:
         auth = await admin_headers(stack, http)
         review = {"text": "What a wonderful teapot! It keeps the tea hot and looks lovely."}
-        async with http.post(f"{base}/api/ai/text/analyze", json=review, headers=auth) as response:
+        async with http.post(
+            f"{base}/api/ai/text/analyze", json=review, headers={**auth, **traced}
+        ) as response:
             assert response.status == 200, await response.text()
             analysis = await response.json()
-    assert analysis["language"] == "en" and analysis["sentiment"]["label"] == "positive"
+        assert analysis["language"] == "en" and analysis["sentiment"]["label"] == "positive"
+        # a 5 MB image: past the 1 MiB of other routes, by claim check to the worker
+        big = noisy_png(1300)
+        assert 4_000_000 < len(big) < MAX_MEDIA
+        async with http.post(
+            f"{base}/api/ai/image/analyze", data=form("image", big), headers=auth
+        ) as response:
+            assert response.status == 200, await response.text()
+            assert (await response.json())["width"] == 1300
+        async with http.post(
+            f"{base}/api/ai/audio/analyze", data=form("audio", spoken()), headers=auth
+        ) as response:
+            assert response.status == 200, await response.text()
+            audio = await response.json()
+        assert words_heard(audio["transcript"]) >= 0.6 and audio["sentiment"]["label"] == "positive"
+        # NGINX takes up to 10 MiB (and the form around it) on the media routes only
+        for route, size, limit in (
+            ("/api/ai/image/analyze", MAX_MEDIA + 2 * 2**20, "10 MiB"),
+            ("/api/ai/text/analyze", 2 * 2**20, "1 MiB"),
+        ):
+            async with http.post(
+                f"{base}{route}", data=form("image", b"\0" * size), headers=auth
+            ) as response:
+                assert response.status == 413
+                assert response.content_type == "application/problem+json"
+                assert limit in (await response.json())["detail"]
     assert "ai-1" in pids(stack["config"])
+
+    def worker_span_exported() -> list[ReceivedSpan] | None:
+        spans = otlp.trace(trace_id)
+        return spans if any(span.service == "ai" for span in spans) else None
+
+    # core's span, its RPC publish, the worker's consume: one trace
+    spans = await eventually(worker_span_exported, within=20)
+    server = only(spans, "core's server span", kind="server", service="core")
+    assert server.name == "POST /api/ai/text/analyze"
+    call = only(spans, "core's RPC publish", kind="producer", service="core")
+    assert "ai.text.analyze" in call.name and call.parent_id == server.span_id
+    worker = only(spans, "the worker's consume", kind="consumer", service="ai")
+    assert worker.parent_id == call.span_id
+
+
+async def test_a_second_ai_worker_started_by_hand_shares_the_queues(stack):
+    config = stack["config"]
+    checkout = config.state_dir.parent
+    worker = await asyncio.create_subprocess_exec(
+        "make",
+        "--no-print-directory",
+        "ai-worker",
+        cwd=checkout,
+        env=stack["env"],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    port, metrics_port = config.ai_base_port + 1, config.ai_metrics_base_port + 1
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def ready() -> bool:
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/health/ready") as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await eventually(ready, within=60, every=0.25)
+            auth = await admin_headers(stack, http)
+
+            async def analyze(number: int) -> int:
+                body = {"text": f"Review number {number}: a fine teapot."}
+                async with http.post(
+                    f"{stack['base']}/api/ai/text/analyze", json=body, headers=auth
+                ) as response:
+                    return response.status
+
+            assert await asyncio.gather(*(analyze(n) for n in range(12))) == [200] * 12
+
+            async def served(metrics: int) -> float:
+                async with http.get(f"http://127.0.0.1:{metrics}/metrics") as response:
+                    text = await response.text()
+                return sum(
+                    float(value)
+                    for labels, value in re.findall(
+                        r"relais_rpc_requests_total\{([^}]*)\} (\S+)", text
+                    )
+                    if 'method="ai.text.analyze"' in labels and 'outcome="ok"' in labels
+                )
+
+            # both took a share: the stack's worker and the one started by hand
+            assert await served(metrics_port) > 0
+            assert await served(config.ai_metrics_base_port) > 0
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        await asyncio.wait_for(worker.wait(), 30)
 
 
 async def test_make_down_stops_everything(stack):
