@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1s
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_STAMP := /tmp/.relais-apt-updated
 
-.PHONY: up down restart status logs alerts admin seed sandbox-settle ai-worker dlq test lint audit lock bench deps system-deps clean
+.PHONY: up down restart status logs alerts admin seed sandbox-settle ai-worker dlq test lint audit lock bench bench-ai deps system-deps clean
 
 # Every dependency at the exact version and hash of requirements.lock, then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -111,6 +111,11 @@ test: deps system-deps lint audit
 
 bench: deps system-deps
 	$(PY) -m scripts.bench
+	$(PY) -m scripts.bench_ai
+
+# The AI part of the benchmark alone: text analyses over RPC through NGINX against in-process.
+bench-ai: deps system-deps
+	$(PY) -m scripts.bench_ai
 
 clean: down
 	rm -rf var

@@ -152,6 +152,10 @@ def ensure_supervisor(config: StackSettings) -> None:
     )
     if supervisor_running(config):
         return
+    # A new supervisord starts every program it finds: the previous stack's, with the settings
+    # that stack had (another database, other broker users), would run before this one's.
+    for stale in programs.iterdir():
+        stale.unlink()
     supervisor_socket(config).unlink(missing_ok=True)
     subprocess.run(
         [sys.executable, "-m", "supervisor.supervisord", "-c", str(supervisor_conf(config))],
