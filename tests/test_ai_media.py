@@ -124,10 +124,26 @@ async def test_what_is_not_a_whole_image_is_415_and_a_bad_form_says_why(client, 
     as_json = await client.post(IMAGE_ROUTE, json={"image": "x"}, headers=customer.auth)
     assert as_json.status == 415
     problem_of(as_json)
-    no_field = await send(client, customer, IMAGE_ROUTE, "picture", png)
+    boundary = "b22c481170fac3f721d664d896a966b3"
+    as_form = {**customer.auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    no_field = await client.post(IMAGE_ROUTE, data=f"--{boundary}--\r\n".encode(), headers=as_form)
     assert no_field.status == 422
     missing = {"field": "image", "message": "a file is required"}
     assert (await no_field.json())["errors"] == [missing]
+    another = await send(client, customer, IMAGE_ROUTE, "picture", png)
+    assert another.status == 422
+    assert [error["field"] for error in (await another.json())["errors"]] == ["picture"]
+    # a part header aiohttp cannot parse (a control character in a name): 400, not 500
+    malformed = await client.post(
+        IMAGE_ROUTE,
+        data=(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="|\x14¬"\r\n\r\n[]\r\n'
+            f"--{boundary}--\r\n"
+        ).encode(),
+        headers=as_form,
+    )
+    assert malformed.status == 400, await malformed.text()
+    problem_of(malformed)
 
 
 async def test_a_decompression_bomb_is_refused_unworked(client, make_ai_worker):

@@ -128,6 +128,7 @@ def _multipart(upload: Upload) -> dict[str, Any]:
     schema = {
         "type": "object",
         "required": [upload.field],
+        "additionalProperties": False,
         "properties": {
             upload.field: {
                 "type": "string",

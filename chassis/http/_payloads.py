@@ -10,6 +10,7 @@ from uuid import UUID
 
 import orjson
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -105,24 +106,24 @@ UPLOAD_CHUNK = 64 * 1024
 
 
 async def uploaded_file(request: web.Request, field: str, *, max_bytes: int) -> bytes:
-    """The file of multipart field `field`, read as it streams in (the app's 1 MiB body limit
-    is not this route's): 415 if the body is not `multipart/form-data`, 413 once the form
-    passes `max_bytes` and its framing, 422 without the field."""
+    """The one file of a form whose only part is `field`, read as it streams in (the app's
+    1 MiB body limit is not this route's): 415 if the body is not `multipart/form-data`, 400 if
+    it is malformed, 413 past `max_bytes`, 422 without the part or with any other."""
     if request.content_type != "multipart/form-data":
         raise UnsupportedMediaType(f"Send the file as multipart/form-data, in the field {field!r}")
+    found: bytes | None = None
     try:
         reader = await request.multipart()
-        budget = max_bytes + UPLOAD_FRAMING  # the other parts, if any, count too
-        found: bytes | None = None
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
                 raise BadRequest("A nested multipart body is not a file")
-            limit = max_bytes if part.name == field and found is None else budget
-            data = await _read_part(part, min(limit, budget), field, max_bytes)
-            budget -= len(data)
-            if part.name == field and found is None:
-                found = data
-    except (ValueError, AssertionError) as exc:  # aiohttp's words for a malformed form
+            if part.name != field or found is not None:
+                name = part.name or "(unnamed)"
+                message = f"the form carries one part, {field!r}, and nothing else"
+                errors = [{"field": name, "message": message}]
+                raise Unprocessable("The request has invalid fields", extra={"errors": errors})
+            found = await _read_part(part, field, max_bytes)
+    except (ValueError, AssertionError, HttpProcessingError) as exc:  # a malformed form
         raise BadRequest(f"Malformed multipart body: {exc}") from exc
     if found is None:
         errors = [{"field": field, "message": "a file is required"}]
@@ -130,20 +131,12 @@ async def uploaded_file(request: web.Request, field: str, *, max_bytes: int) -> 
     return found
 
 
-# What a form may carry besides its file: other fields, names, boundaries.
-UPLOAD_FRAMING = 64 * 1024
-
-
-async def _read_part(part: BodyPartReader, limit: int, field: str, max_bytes: int) -> bytes:
+async def _read_part(part: BodyPartReader, field: str, max_bytes: int) -> bytes:
     chunks, size = [], 0
     while chunk := await part.read_chunk(UPLOAD_CHUNK):
         size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"The file in {field!r} is larger than {max_bytes // 2**20} MiB"
-                if part.name == field
-                else "The form carries more than its file"
-            )
+        if size > max_bytes:
+            raise PayloadTooLarge(f"The file in {field!r} is larger than {max_bytes // 2**20} MiB")
         chunks.append(chunk)
     return b"".join(chunks)
 
