@@ -422,6 +422,7 @@ async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
             "relais-sli",
             "relais-slo",
             "relais-operations",
+            "relais-ai",
         }
         async with http.get(f"{api}/alertmanagers") as response:
             managers = (await response.json())["data"]["activeAlertmanagers"]
