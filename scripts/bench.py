@@ -161,14 +161,19 @@ def rate(name: str, count: int, seconds: float, latencies: list[float]) -> Resul
     )
 
 
+async def new_customer(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
+    """The authorization header of a customer registered for the run."""
+    email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+    body = {"email": email, "password": PASSWORD, "name": "Bench"}
+    async with http.post(f"{base}/api/auth/register", json=body) as response:
+        token = (await response.json())["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def checkouts(base: str, products: list[str], seconds: float, concurrency: int) -> Result:
     """Customers each ordering a product of the catalog and paying with `Prefer: wait`."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        body = {"email": email, "password": PASSWORD, "name": "Bench"}
-        async with http.post(f"{base}/api/auth/register", json=body) as response:
-            token = (await response.json())["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
+        auth = await new_customer(http, base)
         latencies: list[float] = []
         deadline = time.monotonic() + seconds
 
@@ -336,20 +341,22 @@ def wait_for(url: str, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
-def main() -> None:
-    """Run every measurement and print the table and ratios."""
-    run = uuid.uuid4().hex[:8]
-    state = ROOT / "var" / "bench"
-    core = StackSettings(
-        state_dir=state / "core",
+def throwaway_stack(run: str, state_dir: Path, **settings: Any) -> StackSettings:
+    """A stack of the bench's own: its ports, and a database, broker users, vhost and key
+    prefix named after `run` (dropped at the end)."""
+    return StackSettings(
+        state_dir=state_dir,
         core_base_port=18001,
         metrics_base_port=19101,
         nginx_port=18080,
         nginx_tls_port=18443,
         payments_base_port=18201,
         payments_metrics_base_port=19201,
+        ai_base_port=18301,
+        ai_metrics_base_port=19301,
         prometheus_port=19090,
         alertmanager_port=19093,
+        alert_receiver_port=19095,
         nginx_exporter_port=19113,
         postgres_exporter_port=19187,
         redis_exporter_port=19121,
@@ -360,12 +367,19 @@ def main() -> None:
         rabbitmq_core_user=f"relais_bench_{run}_core",
         rabbitmq_payments_user=f"relais_bench_{run}_payments",
         rabbitmq_ai_user=f"relais_bench_{run}_ai",
-        # The reads measured here do not reach the AI worker (its models take 0.7 GB).
-        ai_instances=0,
         rabbitmq_vhost=f"relais_bench_{run}",
         redis_key_prefix=f"relais-bench:{run}:",
         **UNLIMITED_EDGE,
+        **settings,
     )
+
+
+def main() -> None:
+    """Run every measurement and print the table and ratios."""
+    run = uuid.uuid4().hex[:8]
+    state = ROOT / "var" / "bench"
+    # The reads measured here do not reach the AI worker (its models take 0.7 GB).
+    core = throwaway_stack(run, state / "core", ai_instances=0)
     # The load comes from one address: lift the per-address write limit for this stack.
     os.environ["WRITE_RATE_LIMIT"] = "100000000/minute"
     hello = StackSettings(

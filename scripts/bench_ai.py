@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import uvloop
 
-from devstack import ROOT, StackSettings, down, drop_broker, drop_database, up
-from scripts.bench import PASSWORD, UNLIMITED_EDGE, Result, _median, clean_redis, rate
+from devstack import ROOT, down, drop_broker, drop_database, up
+from scripts.bench import Result, _median, clean_redis, new_customer, rate, throwaway_stack
 
 SECONDS = float(os.environ.get("BENCH_AI_SECONDS", "6"))
 ROUNDS = int(os.environ.get("BENCH_AI_ROUNDS", "5"))
@@ -64,11 +64,7 @@ async def measure(
 async def through_nginx(base: str, seconds: float, concurrency: int) -> Result:
     """Text analyses through NGINX, core and the worker."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        body = {"email": email, "password": PASSWORD, "name": "Bench"}
-        async with http.post(f"{base}/api/auth/register", json=body) as response:
-            token = (await response.json())["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
+        auth = await new_customer(http, base)
 
         async def call() -> None:
             async with http.post(
@@ -101,34 +97,7 @@ def in_process(seconds: float, concurrency: int) -> tuple[Result, int]:
 def main() -> None:
     """Run both measurements in interleaved rounds and print the table and the ratio."""
     run = uuid.uuid4().hex[:8]
-    config = StackSettings(
-        state_dir=ROOT / "var" / "bench" / "ai",
-        core_base_port=18001,
-        metrics_base_port=19101,
-        nginx_port=18080,
-        nginx_tls_port=18443,
-        payments_base_port=18201,
-        payments_metrics_base_port=19201,
-        ai_base_port=18301,
-        ai_metrics_base_port=19301,
-        prometheus_port=19090,
-        alertmanager_port=19093,
-        alert_receiver_port=19095,
-        nginx_exporter_port=19113,
-        postgres_exporter_port=19187,
-        redis_exporter_port=19121,
-        database_name=f"relais_bench_{run}",
-        payments_database_user=f"relais_bench_{run}_payments",
-        payments_owner_user=f"relais_bench_{run}_payments_owner",
-        monitor_database_user=f"relais_bench_{run}_monitor",
-        rabbitmq_core_user=f"relais_bench_{run}_core",
-        rabbitmq_payments_user=f"relais_bench_{run}_payments",
-        rabbitmq_ai_user=f"relais_bench_{run}_ai",
-        ai_instances=1,
-        rabbitmq_vhost=f"relais_bench_{run}",
-        redis_key_prefix=f"relais-bench:{run}:",
-        **UNLIMITED_EDGE,
-    )
+    config = throwaway_stack(run, ROOT / "var" / "bench" / "ai", ai_instances=1)
     # One account from one address: lift the per-account and per-address limits for this stack.
     os.environ["WRITE_RATE_LIMIT"] = "100000000/minute"
     os.environ["AI_RATE_LIMIT"] = "100000000/minute"

@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -314,6 +315,8 @@ async def test_a_worker_killed_mid_request_loses_no_request(client, two_workers)
         answered = await metric(
             http, doomed_metrics, "relais_rpc_requests_total", outcome="ok", **method
         )
+        helpers = descendants(doomed.pid)
+        assert helpers, "the worker transcribes in processes of its own"
         doomed.send_signal(signal.SIGKILL)
         await doomed.wait()
         assert taken >= 1 and answered == 0
@@ -331,3 +334,14 @@ async def test_a_worker_killed_mid_request_loses_no_request(client, two_workers)
     ]
     assert after == [200] * 3
     assert survivor.returncode is None
+    # the dead worker's speech processes died with it
+    await eventually(lambda: not any(Path(f"/proc/{pid}").exists() for pid in helpers), within=10)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes under `pid`, children first."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [grand for child in map(int, children) for grand in (child, *descendants(child))]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -22,11 +23,12 @@ class Recognizer:
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        # A fork server: the pool's processes do not inherit the worker's loaded models.
+        # Spawned: the pool's processes do not inherit the worker's loaded models.
         return ProcessPoolExecutor(
             self.processes,
-            mp_context=multiprocessing.get_context("forkserver"),
+            mp_context=multiprocessing.get_context("spawn"),
             initializer=speech.start_recognizer,
+            initargs=(os.getpid(),),
         )
 
     async def warm_up(self) -> None:

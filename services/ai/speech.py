@@ -2,11 +2,17 @@
 and dictionary), in processes of their own: decoding holds the GIL for seconds, which would
 stall the worker's event loop (heartbeats, other RPCs) if it ran in a thread.
 
-This module imports pocketsphinx only: the pool's processes start from a fork server and load
-nothing else.
+The pool's processes are spawned (a fresh interpreter: they do not inherit the worker's loaded
+models) and die with the worker, even when it is killed: an orphaned recogniser would hold its
+memory until the machine restarts.
 """
 
 from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
 
 from pocketsphinx import Decoder
 
@@ -16,9 +22,19 @@ RATE = 16_000
 _decoder: Decoder | None = None
 
 
-def start_recognizer() -> None:
-    """Load the model into this process (the pool's initializer)."""
+# prctl(2): the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def start_recognizer(worker: int | None = None) -> None:
+    """The pool's initializer: die with `worker` (the process that started the pool), then
+    load the model."""
     global _decoder  # one decoder per pool process
+    if worker is not None and sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != worker:  # it died before the line above
+            os._exit(1)
     _decoder = Decoder(samprate=RATE, loglevel="FATAL")
 
 

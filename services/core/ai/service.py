@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from chassis.messaging import ClaimCheck, RpcClient
 from contracts import (
@@ -22,6 +22,14 @@ from contracts import (
 )
 
 R = TypeVar("R", bound=Contract)
+
+
+class FileAnalysis(Protocol):
+    """An analysis of a file by the worker (`analyze_image`, `analyze_audio`)."""
+
+    async def __call__(
+        self, *, rpc: RpcClient, claims: ClaimCheck, data: bytes, deadline: float
+    ) -> dict[str, Any]: ...
 
 
 async def ask(rpc: RpcClient, request: Contract, reply: type[R], deadline: float) -> dict[str, Any]:

@@ -35,10 +35,6 @@ async def limited(request: web.Request) -> None:
     await request.app[RATE_LIMITER].enforce(settings.ai_rate_limit, "ai", principal.user_id)
 
 
-def claims(request: web.Request) -> ClaimCheck:
-    return ClaimCheck(request.app[REDIS], request.app[CORE_SETTINGS].redis_key_prefix)
-
-
 @routes.route(
     "POST",
     "/api/ai/text/analyze",
@@ -68,15 +64,8 @@ async def analyze_text(request: web.Request) -> web.Response:
     responses={200: ImageAnalysisOut, **WORKER_ANSWERS},
 )
 async def analyze_image(request: web.Request) -> web.Response:
-    await limited(request)
-    data = await uploaded_file(request, IMAGE.field, max_bytes=IMAGE.max_bytes)
-    analysis = await service.analyze_image(
-        rpc=request.app[RPC_CLIENT],
-        claims=claims(request),
-        data=data,
-        deadline=request.app[CORE_SETTINGS].ai_deadline,
-    )
-    return json_response(analysis)
+    deadline = request.app[CORE_SETTINGS].ai_deadline
+    return await analyze_file(request, IMAGE, service.analyze_image, deadline)
 
 
 @routes.route(
@@ -89,12 +78,18 @@ async def analyze_image(request: web.Request) -> web.Response:
     responses={200: AudioAnalysisOut, **WORKER_ANSWERS},
 )
 async def analyze_audio(request: web.Request) -> web.Response:
+    deadline = request.app[CORE_SETTINGS].ai_audio_deadline
+    return await analyze_file(request, AUDIO, service.analyze_audio, deadline)
+
+
+async def analyze_file(
+    request: web.Request, upload: Upload, analyze: service.FileAnalysis, deadline: float
+) -> web.Response:
+    """The worker's analysis of the file `upload` names, within `deadline` seconds."""
     await limited(request)
-    data = await uploaded_file(request, AUDIO.field, max_bytes=AUDIO.max_bytes)
-    analysis = await service.analyze_audio(
-        rpc=request.app[RPC_CLIENT],
-        claims=claims(request),
-        data=data,
-        deadline=request.app[CORE_SETTINGS].ai_audio_deadline,
+    data = await uploaded_file(request, upload.field, max_bytes=upload.max_bytes)
+    claims = ClaimCheck(request.app[REDIS], request.app[CORE_SETTINGS].redis_key_prefix)
+    analysis = await analyze(
+        rpc=request.app[RPC_CLIENT], claims=claims, data=data, deadline=deadline
     )
     return json_response(analysis)
