@@ -5,9 +5,9 @@ Starts a throwaway stack (its own database, ports, vhost and key prefix) with on
 then measures in interleaved rounds, at equal concurrency:
 
 - the RPC path: `POST /api/ai/text/analyze` through NGINX (core, RabbitMQ, the worker, back);
-- in-process: the worker's own analysis on as many threads as the worker has (`AI_THREADS`),
-  called from an event loop as its handler calls it (`services.ai.ceiling`, in a process of its
-  own: the tools never import a service).
+- in-process: the worker's own analysis on as many processes as the worker has
+  (`AI_TEXT_PROCESSES`), called from an event loop as its handler calls it
+  (`services.ai.ceiling`, run as a command: the tools never import a service).
 
 It prints rates, p50 and p99 and the ratio of the two (target: RPC >= 0.7 of in-process), then
 tears everything down. Not a test: it asserts nothing.
@@ -78,8 +78,8 @@ async def through_nginx(base: str, seconds: float, concurrency: int) -> Result:
 
 
 def in_process(seconds: float, concurrency: int) -> tuple[Result, int]:
-    """The worker's own analysis on its threads (a process of the worker's code, models loaded
-    before the clock starts), and its thread count."""
+    """The worker's own analysis on its text processes (models loaded before the clock starts),
+    and how many there are."""
     argv = [sys.executable, "-m", "services.ai.ceiling", "--text", REVIEW]
     out = subprocess.run(
         [*argv, "--seconds", str(seconds), "--concurrency", str(concurrency)],
@@ -91,7 +91,7 @@ def in_process(seconds: float, concurrency: int) -> tuple[Result, int]:
     found = json.loads(out.strip().splitlines()[-1])
     latencies = found["latencies"]
     result = rate("text analysis in-process", len(latencies), found["seconds"], latencies)
-    return result, int(found["threads"])
+    return result, int(found["processes"])
 
 
 def main() -> None:
@@ -109,7 +109,7 @@ def main() -> None:
         asyncio.run(through_nginx(base, 2, CONCURRENCY))  # warm-up
         for _ in range(ROUNDS):
             runs["rpc"].append(asyncio.run(through_nginx(base, SECONDS, CONCURRENCY)))
-            local, threads = in_process(SECONDS, CONCURRENCY)
+            local, processes = in_process(SECONDS, CONCURRENCY)
             runs["local"].append(local)
     finally:
         down(config)
@@ -120,7 +120,7 @@ def main() -> None:
     rpc, local = _median(runs["rpc"]), _median(runs["local"])
     print(
         f"\nmedian of {ROUNDS} interleaved runs of {SECONDS:g} s, {CONCURRENCY} callers, "
-        f"{threads} work threads, a {len(REVIEW)}-character review, "
+        f"{processes} text process(es), a {len(REVIEW)}-character review, "
         f"on {os.cpu_count()} cores"
     )
     print(f"{'measurement':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")

@@ -293,6 +293,8 @@ def ai_settings(amqp_url: str, redis_prefix: str) -> AiSettings:
         redis_url=REDIS_URL,
         redis_key_prefix=redis_prefix,
         metrics_port=0,
+        # the languages the tests tell apart: each worker's text process loads in a second
+        ai_languages=["en", "fr", "de", "es", "it"],
     )
 
 

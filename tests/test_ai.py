@@ -14,7 +14,7 @@ from segtok.segmenter import split_multi
 
 from chassis.telemetry import METRICS
 from contracts import MAX_TEXT
-from services.ai.keys import MODELS
+from services.ai.keys import TEXT
 from tests.factories import register
 from tests.faults import eventually
 
@@ -94,14 +94,14 @@ async def test_a_worker_slower_than_the_deadline_is_504_at_the_deadline(
 ):
     client = await make_client(ai_deadline=0.5)
     worker = await make_ai_worker()
-    models = worker[MODELS]
-    analyze_now = models.analyze
+    pool = worker[TEXT]
+    run_now = pool.run
 
-    def slow(text: str) -> Any:
-        time.sleep(1.5)
-        return analyze_now(text)
+    async def slow(call: Any, *args: Any) -> Any:
+        await asyncio.sleep(1.5)
+        return await run_now(call, *args)
 
-    monkeypatch.setattr(models, "analyze", slow)
+    monkeypatch.setattr(pool, "run", slow)
     customer = await register(client)
     started = time.monotonic()
     response = await analyze(client, customer, REVIEW)
@@ -130,7 +130,7 @@ async def test_the_worker_is_ready_once_its_models_are_loaded(aiohttp_client, ai
     worker = await aiohttp_client(create_app(ai_settings))
     ready = await worker.get("/health/ready")
     assert ready.status == 200, await ready.text()
-    assert MODELS in worker.app
+    assert TEXT in worker.app
 
 
 async def test_a_request_whose_caller_gave_up_is_dropped_unworked_and_counted(
@@ -138,15 +138,15 @@ async def test_a_request_whose_caller_gave_up_is_dropped_unworked_and_counted(
 ):
     client = await make_client(ai_deadline=1.0)
     worker = await make_ai_worker(ai_threads=1, ai_prefetch=4)
-    models = worker[MODELS]
-    analyze_now, worked = models.analyze, []
+    pool = worker[TEXT]
+    run_now, worked = pool.run, []
 
-    def slow(text: str) -> Any:
-        worked.append(text)
-        time.sleep(1.5)
-        return analyze_now(text)
+    async def slow(call: Any, *args: Any) -> Any:
+        worked.append(args)
+        await asyncio.sleep(1.5)
+        return await run_now(call, *args)
 
-    monkeypatch.setattr(models, "analyze", slow)
+    monkeypatch.setattr(pool, "run", slow)
     customer = await register(client)
     first, second = await asyncio.gather(
         analyze(client, customer, "First text."), analyze(client, customer, "Second text.")

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
@@ -17,40 +17,56 @@ from chassis.data import REDIS, redis_client
 from chassis.http import DEFAULT_CHECKS, create_service_app, setup_health
 from chassis.messaging import ClaimCheck, amqp_broker, broker_ready, serving_rpcs
 from chassis.telemetry import METRICS
-from services.ai import handlers
-from services.ai.keys import AI_SETTINGS, CLAIMS, MODELS, SPEECH, WORK
+from services.ai import handlers, speech, text
+from services.ai.keys import AI_SETTINGS, CLAIMS, SPEECH, TEXT, WORK
 from services.ai.metrics import AiMetrics
-from services.ai.recognizer import Recognizer
+from services.ai.pools import ModelPool
 from services.ai.settings import AiSettings
-from services.ai.text import load_text_models
 
 log = logging.getLogger("relais.ai")
 
 
 async def models(app: web.Application) -> AsyncIterator[None]:
-    """Load the models once and time each: the text models in a thread (seconds), the speech
-    model in each of its processes; the work threads after."""
+    """Start the models' processes and time each pool until every process has loaded its
+    model and answered once; the image threads after."""
     settings = app[AI_SETTINGS]
     metrics = AiMetrics(app[METRICS])
     # Pillow only warns about an image past its pixel limit: refuse it instead (422).
     warnings.simplefilter("error", Image.DecompressionBombWarning)
-    started = time.perf_counter()
-    recognizer = Recognizer(settings.ai_speech_processes)
-    try:
-        await recognizer.warm_up()
-        metrics.loaded("speech", time.perf_counter() - started)
+    pools: dict[str, tuple[ModelPool, Callable[..., object], object]] = {
+        "speech": (
+            ModelPool("speech", settings.ai_speech_processes, speech.start_recognizer),
+            speech.transcribe,
+            bytes(speech.RATE // 5),  # 0.1 s of silence
+        ),
+        "text": (
+            ModelPool(
+                "text", settings.ai_text_processes, text.start_text_models, settings.ai_languages
+            ),
+            text.analyze,
+            "Warming up.",
+        ),
+    }
+
+    async def load(model: str) -> None:
+        pool, call, argument = pools[model]
         started = time.perf_counter()
-        text_models = await asyncio.to_thread(load_text_models, tuple(settings.ai_languages))
-        metrics.loaded("text", time.perf_counter() - started)
+        await pool.warm_up(call, argument)
+        metrics.loaded(model, time.perf_counter() - started)
+
+    try:
+        await asyncio.gather(*(load(model) for model in pools))  # side by side
     except BaseException:
-        recognizer.close()
+        for pool, _, _ in pools.values():
+            pool.close()
         raise
     log.info("models loaded: %s", metrics.summary())
-    app[SPEECH], app[MODELS] = recognizer, text_models
+    app[SPEECH], app[TEXT] = pools["speech"][0], pools["text"][0]
     app[WORK] = ThreadPoolExecutor(settings.ai_threads, thread_name_prefix="ai-work")
     yield
     app[WORK].shutdown(wait=True, cancel_futures=True)
-    await asyncio.to_thread(recognizer.close)
+    for pool, _, _ in pools.values():
+        await asyncio.to_thread(pool.close)
 
 
 async def claims(app: web.Application) -> AsyncIterator[None]:
@@ -70,7 +86,7 @@ async def rpcs(app: web.Application) -> AsyncIterator[None]:
 
 async def models_ready(app: web.Application) -> None:
     """Ready once the models are loaded."""
-    if MODELS not in app:
+    if TEXT not in app:
         raise RuntimeError("models are loading")
 
 

@@ -1,5 +1,5 @@
 """What the AI worker answers: a table from request contract to function. CPU-bound work runs
-off the event loop: text and images in the worker's threads, speech in its own processes."""
+off the event loop: text and speech in the worker's model processes, images in its threads."""
 
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ from contracts import (
     TextAnalysis,
     TextAnalysisRequest,
 )
+from services.ai import speech, text
 from services.ai.audio import measure
 from services.ai.image import analyze_image as image_analysis
-from services.ai.keys import CLAIMS, MODELS, SPEECH, WORK
+from services.ai.keys import CLAIMS, SPEECH, TEXT, WORK
 
 
 async def analyze_text(app: web.Application, request: TextAnalysisRequest) -> TextAnalysis:
     """Language, sentiment, keywords and summary."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(app[WORK], app[MODELS].analyze, request.text)
+    return await app[TEXT].run(text.analyze, request.text)
 
 
 async def analyze_image(app: web.Application, request: ImageAnalysisRequest) -> ImageAnalysis:
@@ -41,12 +41,8 @@ async def analyze_audio(app: web.Application, request: AudioAnalysisRequest) -> 
     data = await media_bytes(app, request.media)
     loop = asyncio.get_running_loop()
     signal = await loop.run_in_executor(app[WORK], measure, data)
-    transcript = "" if signal.silent else await app[SPEECH].transcribe(signal.pcm)
-    text = (
-        await loop.run_in_executor(app[WORK], app[MODELS].analyze, transcript)
-        if transcript
-        else None
-    )
+    transcript = "" if signal.silent else await app[SPEECH].run(speech.transcribe, signal.pcm)
+    heard = await app[TEXT].run(text.analyze, transcript) if transcript else None
     return AudioAnalysis(
         format=signal.format,
         duration_s=signal.duration_s,
@@ -56,8 +52,8 @@ async def analyze_audio(app: web.Application, request: AudioAnalysisRequest) -> 
         peak_dbfs=signal.peak_dbfs,
         silence_ratio=signal.silence_ratio,
         transcript=transcript,
-        language=text.language if text else None,
-        sentiment=text.sentiment if text else None,
+        language=heard.language if heard else None,
+        sentiment=heard.sentiment if heard else None,
     )
 
 

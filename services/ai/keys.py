@@ -7,12 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from chassis.messaging import ClaimCheck
-from services.ai.recognizer import Recognizer
+from services.ai.pools import ModelPool
 from services.ai.settings import AiSettings
-from services.ai.text import TextModels
 
 AI_SETTINGS = web.AppKey("ai_settings", AiSettings)
-MODELS = web.AppKey("models", TextModels)
+# The text models' and the speech model's processes, and the threads of the image work.
+TEXT = web.AppKey("text", ModelPool)
+SPEECH = web.AppKey("speech", ModelPool)
 WORK = web.AppKey("work", ThreadPoolExecutor)
-SPEECH = web.AppKey("speech", Recognizer)
 CLAIMS = web.AppKey("claims", ClaimCheck)

@@ -1,18 +1,8 @@
 """Speech to text with pocketsphinx (its wheel carries an English acoustic model, language model
-and dictionary), in processes of their own: decoding holds the GIL for seconds, which would
-stall the worker's event loop (heartbeats, other RPCs) if it ran in a thread.
-
-The pool's processes are spawned (a fresh interpreter: they do not inherit the worker's loaded
-models) and die with the worker, even when it is killed: an orphaned recogniser would hold its
-memory until the machine restarts.
+and dictionary), in a pool process (`services.ai.pools`): decoding holds the GIL for seconds.
 """
 
 from __future__ import annotations
-
-import ctypes
-import os
-import signal
-import sys
 
 from pocketsphinx import Decoder
 
@@ -22,19 +12,9 @@ RATE = 16_000
 _decoder: Decoder | None = None
 
 
-# prctl(2): the signal a process gets when its parent dies.
-PR_SET_PDEATHSIG = 1
-
-
-def start_recognizer(worker: int | None = None) -> None:
-    """The pool's initializer: die with `worker` (the process that started the pool), then
-    load the model."""
+def start_recognizer() -> None:
+    """Load the model into this process (the pool's initializer)."""
     global _decoder  # one decoder per pool process
-    if worker is not None and sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != worker:  # it died before the line above
-            os._exit(1)
     _decoder = Decoder(samprate=RATE, loglevel="FATAL")
 
 

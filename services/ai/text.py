@@ -3,7 +3,6 @@ YAKE (keywords); the summary is extractive (the sentences that hold the most key
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Sequence
@@ -67,11 +66,21 @@ class TextModels:
         )
 
 
-@functools.cache
-def load_text_models(languages: tuple[str, ...]) -> TextModels:
-    """The text models for `languages`, loaded once per process (a second app in the same
-    process, as in the tests, shares them: they are read-only)."""
-    return TextModels(languages)
+# The models of a pool process (`services.ai.pools`): loaded by its initializer.
+_models: TextModels | None = None
+
+
+def start_text_models(languages: Sequence[str]) -> None:
+    """Load the text models into this process (the pool's initializer)."""
+    global _models  # one set per pool process
+    _models = TextModels(languages)
+
+
+def analyze(text: str) -> TextAnalysis:
+    """`text` analysed by this process' models."""
+    if _models is None:
+        raise RuntimeError("start_text_models() was not called in this process")
+    return _models.analyze(text)
 
 
 def summarize(text: str, keywords: Sequence[str], count: int = SUMMARY_SENTENCES) -> str:
