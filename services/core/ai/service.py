@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from chassis.messaging import ClaimCheck, RpcClient
 from contracts import (
@@ -24,12 +24,13 @@ from contracts import (
 R = TypeVar("R", bound=Contract)
 
 
-class FileAnalysis(Protocol):
-    """An analysis of a file by the worker (`analyze_image`, `analyze_audio`)."""
-
-    async def __call__(
-        self, *, rpc: RpcClient, claims: ClaimCheck, data: bytes, deadline: float
-    ) -> dict[str, Any]: ...
+# What each media route sends the worker, and the answer it expects (by the form's field).
+FILE_ANALYSES: dict[
+    str, tuple[type[ImageAnalysisRequest | AudioAnalysisRequest], type[Contract]]
+] = {
+    "image": (ImageAnalysisRequest, ImageAnalysis),
+    "audio": (AudioAnalysisRequest, AudioAnalysis),
+}
 
 
 async def ask(rpc: RpcClient, request: Contract, reply: type[R], deadline: float) -> dict[str, Any]:
@@ -54,17 +55,10 @@ async def media(claims: ClaimCheck, data: bytes, deadline: float) -> AsyncIterat
         yield Media(size=len(data), claim=key)
 
 
-async def analyze_image(
-    *, rpc: RpcClient, claims: ClaimCheck, data: bytes, deadline: float
+async def analyze_file(
+    *, kind: str, rpc: RpcClient, claims: ClaimCheck, data: bytes, deadline: float
 ) -> dict[str, Any]:
-    """The worker's analysis of an image file."""
+    """The worker's analysis of a file of `kind` (`image`, `audio`)."""
+    request, reply = FILE_ANALYSES[kind]
     async with media(claims, data, deadline) as file:
-        return await ask(rpc, ImageAnalysisRequest(media=file), ImageAnalysis, deadline)
-
-
-async def analyze_audio(
-    *, rpc: RpcClient, claims: ClaimCheck, data: bytes, deadline: float
-) -> dict[str, Any]:
-    """The worker's analysis of a recording."""
-    async with media(claims, data, deadline) as file:
-        return await ask(rpc, AudioAnalysisRequest(media=file), AudioAnalysis, deadline)
+        return await ask(rpc, request(media=file), reply, deadline)

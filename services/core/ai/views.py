@@ -65,7 +65,7 @@ async def analyze_text(request: web.Request) -> web.Response:
 )
 async def analyze_image(request: web.Request) -> web.Response:
     deadline = request.app[CORE_SETTINGS].ai_deadline
-    return await analyze_file(request, IMAGE, service.analyze_image, deadline)
+    return await analyze_file(request, IMAGE, deadline)
 
 
 @routes.route(
@@ -79,17 +79,15 @@ async def analyze_image(request: web.Request) -> web.Response:
 )
 async def analyze_audio(request: web.Request) -> web.Response:
     deadline = request.app[CORE_SETTINGS].ai_audio_deadline
-    return await analyze_file(request, AUDIO, service.analyze_audio, deadline)
+    return await analyze_file(request, AUDIO, deadline)
 
 
-async def analyze_file(
-    request: web.Request, upload: Upload, analyze: service.FileAnalysis, deadline: float
-) -> web.Response:
+async def analyze_file(request: web.Request, upload: Upload, deadline: float) -> web.Response:
     """The worker's analysis of the file `upload` names, within `deadline` seconds."""
     await limited(request)
     data = await uploaded_file(request, upload.field, max_bytes=upload.max_bytes)
     claims = ClaimCheck(request.app[REDIS], request.app[CORE_SETTINGS].redis_key_prefix)
-    analysis = await analyze(
-        rpc=request.app[RPC_CLIENT], claims=claims, data=data, deadline=deadline
+    analysis = await service.analyze_file(
+        kind=upload.field, rpc=request.app[RPC_CLIENT], claims=claims, data=data, deadline=deadline
     )
     return json_response(analysis)
