@@ -23,6 +23,8 @@ STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 # How a server ended an RPC request.
 RPC_OUTCOMES = ("ok", "refused", "error", "expired")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# An RPC may work for as long as its deadline (a minute of speech is transcribed in about 12 s).
+RPC_BUCKETS = (*LATENCY_BUCKETS, 10.0, 30.0)
 
 
 class Metrics:
@@ -109,14 +111,14 @@ class Metrics:
             "relais_rpc_duration_seconds",
             "Time a server took to answer an RPC request, from taking it to its reply.",
             ["service", "method"],
-            buckets=LATENCY_BUCKETS,
+            buckets=RPC_BUCKETS,
             registry=self.registry,
         )
         self.rpc_wait = Histogram(
             "relais_rpc_queue_wait_seconds",
             "Time an RPC request waited between its caller and a server.",
             ["service", "method"],
-            buckets=LATENCY_BUCKETS,
+            buckets=RPC_BUCKETS,
             registry=self.registry,
         )
         self.outbox_lag = Gauge(
