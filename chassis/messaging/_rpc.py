@@ -98,6 +98,7 @@ class RpcClient:
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[BaseModel] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = (future, MessageTypes([reply, RpcError]))
+        sent_at = time.time()
         try:
             message = message_for(
                 request,
@@ -106,8 +107,8 @@ class RpcClient:
                 reply_to=self._replies.name,
                 expiration=deadline,  # a server does not start on a request nobody awaits
                 headers={
-                    SENT_AT_HEADER: milliseconds(time.time()),
-                    DEADLINE_HEADER: milliseconds(time.time() + deadline),
+                    SENT_AT_HEADER: milliseconds(sent_at),
+                    DEADLINE_HEADER: milliseconds(sent_at + deadline),
                 },
             )
             try:

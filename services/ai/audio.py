@@ -102,9 +102,8 @@ def silence_ratio(mono: NDArray[np.float32], rate: int) -> float:
     """The share of 20 ms frames quieter than `SILENCE_DBFS`."""
     size = max(int(rate * FRAME_SECONDS), 1)
     count = max(len(mono) // size, 1)
-    frames = (
-        np.resize(mono, count * size).reshape(count, size) if len(mono) >= size else mono[None, :]
-    )
+    # whole frames (the tail shorter than one is left out); a recording shorter than a frame is one
+    frames = mono[: count * size].reshape(count, size) if len(mono) >= size else mono[None, :]
     rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
     quiet = rms < 10 ** (SILENCE_DBFS / 20)
     return round(float(np.mean(quiet)), 4)
