@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_STAMP := /tmp/.relais-apt-updated
+# PyTorch's CPU build (torch==2.13.0+cpu) is a wheel in this folder, not on PyPI's index.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
 .PHONY: up down restart status logs alerts admin seed sandbox-settle ai-worker dlq test lint audit lock bench bench-ai deps system-deps clean
 
@@ -13,7 +15,7 @@ APT_STAMP := /tmp/.relais-apt-updated
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
+	$(PY) -m pip install --quiet --require-hashes $(FIND_LINKS) -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
@@ -94,7 +96,7 @@ sandbox-settle: deps
 # for every platform. Commit it; `make up` and `make test` install from it.
 lock: deps
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
-		--generate-hashes --no-header --quiet -o requirements.lock
+		--generate-hashes --no-header --quiet $(FIND_LINKS) -o requirements.lock
 
 # Known vulnerabilities in what requirements.lock installs (pip-audit, PyPI's advisories).
 audit: deps

@@ -4,6 +4,8 @@
     check            validate the settings and exit (refused as the service would refuse them)
     migrate          bring the service's schema up to date as the DSN's role; `--grant ROLE`
                      then gives the service's runtime role its grants
+    declare          declare the queues the service consumes (before its first start, so that
+                     what is published for it meanwhile waits in them)
     permissions      print the service's broker permissions as JSON (for whoever makes its user)
     openapi          print the OpenAPI document of the service's HTTP operations
 
@@ -25,7 +27,7 @@ from aiohttp import web
 
 from chassis.data import Conn
 from chassis.http import serve
-from chassis.messaging import BrokerPermissions
+from chassis.messaging import BrokerPermissions, WorkQueue, declare_work_queues
 from chassis.settings import ServiceSettings
 
 __all__ = ["Grant", "Service", "main"]
@@ -46,6 +48,7 @@ class Service(Generic[S]):
     broker: BrokerPermissions
     grant: Grant | None = None
     document: Callable[[], dict[str, object]] | None = None
+    queues: tuple[WorkQueue, ...] = ()
 
 
 async def _grant(database_url: str, grant: Grant, role: str, schema: str) -> None:
@@ -63,7 +66,7 @@ def main(service: Service[S]) -> None:
         "command",
         nargs="?",
         default="serve",
-        choices=["serve", "check", "migrate", "permissions", "openapi"],
+        choices=["serve", "check", "migrate", "declare", "permissions", "openapi"],
     )
     parser.add_argument("--check", action="store_true", help="the same as the `check` command")
     parser.add_argument("--port", type=int, help="HTTP port (HTTP_PORT)")
@@ -83,6 +86,9 @@ def main(service: Service[S]) -> None:
     }
     settings = service.settings(**overrides)
     if args.check or args.command == "check":
+        return
+    if args.command == "declare":
+        asyncio.run(declare_work_queues(settings, service.queues))
         return
     if args.command == "migrate":
         if service.migrations is None:

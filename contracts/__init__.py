@@ -11,7 +11,10 @@ Imports pydantic and the standard library only; services import this package's r
   customer's decline (`DECLINE_CODES`) or the platform's failure.
 - AI (RPC, `relais.rpc`): `TextAnalysisRequest`, `ImageAnalysisRequest`, `AudioAnalysisRequest`
   answered by `TextAnalysis`, `ImageAnalysis`, `AudioAnalysis`; their files travel as `Media`
-  (inline up to `INLINE_MEDIA_MAX`, else by a Redis claim check).
+  (inline up to `INLINE_MEDIA_MAX`, else by a Redis claim check); `SearchRequest` answered by
+  `SearchResults`, `RecommendationsRequest` answered by `Recommendations`.
+- Catalog and orders (`relais.events`, from core): `ProductCreated`, `ProductUpdated` (both
+  `ProductFacts`), `ProductDeleted`, `OrderPaid` (its `OrderLine`s).
 - Money: `CURRENCIES` (ISO 4217 minor-unit exponents), `Amount`, `Currency`, `decimal_amount`.
 - Statuses: `OrderStatus`, `PaymentStatus`, `RefundStatus`, `ProviderStatus`.
 """
@@ -31,6 +34,22 @@ from contracts._ai import (
     TextAnalysisRequest,
 )
 from contracts._base import Contract
+from contracts._catalog import (
+    MAX_QUERY,
+    MAX_RESULTS,
+    OrderLine,
+    OrderPaid,
+    ProductCreated,
+    ProductDeleted,
+    ProductFacts,
+    ProductUpdated,
+    Recommendation,
+    Recommendations,
+    RecommendationsRequest,
+    SearchHit,
+    SearchRequest,
+    SearchResults,
+)
 from contracts._money import CURRENCIES, MAX_AMOUNT, Amount, Currency, decimal_amount, exponent
 from contracts._payments import (
     DECLINE_CODES,
@@ -66,6 +85,8 @@ __all__ = [
     "MAX_AMOUNT",
     "MAX_AUDIO_SECONDS",
     "MAX_MEDIA",
+    "MAX_QUERY",
+    "MAX_RESULTS",
     "MAX_TEXT",
     "ORDER_STATUSES",
     "PAYMENT_STATUSES",
@@ -84,17 +105,29 @@ __all__ = [
     "ImageAnalysis",
     "ImageAnalysisRequest",
     "Media",
+    "OrderLine",
+    "OrderPaid",
     "OrderStatus",
     "PaymentFailed",
     "PaymentRefunded",
     "PaymentStatus",
     "PaymentSucceeded",
+    "ProductCreated",
+    "ProductDeleted",
+    "ProductFacts",
+    "ProductUpdated",
     "ProviderEvent",
     "ProviderEventV1",
     "ProviderStatus",
+    "Recommendation",
+    "Recommendations",
+    "RecommendationsRequest",
     "RefundFailed",
     "RefundPayment",
     "RefundStatus",
+    "SearchHit",
+    "SearchRequest",
+    "SearchResults",
     "Sentiment",
     "TextAnalysis",
     "TextAnalysisRequest",

@@ -8,7 +8,7 @@ import socket
 import subprocess
 
 from chassis.messaging import BrokerPermissions
-from devstack.services import broker_permissions
+from devstack.services import broker_permissions, run_service_command, service_env
 from devstack.settings import StackSettings
 
 
@@ -48,6 +48,12 @@ def ensure_broker(config: StackSettings) -> None:
     rabbitmqctl("set_permissions", "-p", vhost, config.rabbitmq_user, ".*", ".*", ".*")
     for user, permissions in broker_users(config).items():
         grant_broker_permissions(vhost, user, permissions)
+
+
+def declare_queues(config: StackSettings) -> None:
+    """Declare the queues of the services that consume another's events, before any starts:
+    the AI worker's (core's product and order events would be unroutable until it runs)."""
+    run_service_command("services.ai", ["declare"], service_env(config, "ai-1", 0, 0, traced=False))
 
 
 def grant_broker_permissions(vhost: str, user: str, permissions: BrokerPermissions) -> None:

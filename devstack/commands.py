@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 
-from devstack.broker import enable_broker_metrics, ensure_broker
+from devstack.broker import declare_queues, enable_broker_metrics, ensure_broker
 from devstack.database import ensure_database, migrate
 from devstack.nginx import api_document_path, publish_api_document, publish_docs, start_nginx
 from devstack.observability import EXPORTERS, start_exporters, start_observability
@@ -55,6 +55,7 @@ def up(requested: StackSettings) -> None:
         asyncio.run(ensure_database(config))
         migrate(config)
         ensure_broker(config)
+        declare_queues(config)
         enable_broker_metrics()
         check_settings(config, traced=traced)
     for name, module, port, metrics_port in config.processes():

@@ -15,11 +15,12 @@ _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 async def ensure_database(config: StackSettings) -> None:
     """Create the stack's roles and database if they do not exist: core's role owns the
     database and the core schema, the payments owner the payments schema, the worker's role
-    gets grants, the monitoring role pg_monitor."""
+    gets grants, the AI worker's role its own schema, the monitoring role pg_monitor."""
     roles = (
         config.database_user,
         config.payments_owner_user,
         config.payments_database_user,
+        config.ai_database_user,
         config.monitor_database_user,
     )
     for name in (*roles, config.database_name):
@@ -38,10 +39,10 @@ async def ensure_database(config: StackSettings) -> None:
             await conn.execute(
                 f"CREATE DATABASE {config.database_name} OWNER {config.database_user}"
             )
-        await conn.execute(
-            f"GRANT CONNECT, CREATE ON DATABASE {config.database_name} "
-            f"TO {config.payments_owner_user}"
-        )
+        for owner in (config.payments_owner_user, config.ai_database_user):
+            await conn.execute(
+                f"GRANT CONNECT, CREATE ON DATABASE {config.database_name} TO {owner}"
+            )
     finally:
         await conn.close()
     await hand_payments_to_its_owner(config)
@@ -87,9 +88,11 @@ async def hand_payments_to_its_owner(config: StackSettings) -> None:
 
 def migrate(config: StackSettings) -> None:
     """Bring every service's schema up to date, each as its schema's owner (the service's own
-    `migrate` command), then give the worker's role its grants."""
+    `migrate` command), then give the runtime roles their grants: the payments worker's on its
+    schema, the AI worker's on the catalog."""
     env = service_env(config, "core-1", 0, 0, traced=False)
-    run_service_command("services.core", ["migrate"], env)
+    run_service_command("services.core", ["migrate", "--grant", config.ai_database_user], env)
+    run_service_command("services.ai", ["migrate"], service_env(config, "ai-1", 0, 0, traced=False))
     owner = {
         **service_env(config, "payments-1", 0, 0, traced=False),
         "DATABASE_URL": config.database_url_of(config.payments_owner_user),
@@ -108,6 +111,7 @@ async def drop_database(config: StackSettings) -> None:
         for role in (
             config.payments_database_user,
             config.payments_owner_user,
+            config.ai_database_user,
             config.monitor_database_user,
         ):
             await conn.execute(f'DROP ROLE IF EXISTS "{role}"')

@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 
 from chassis.messaging import BrokerPermissions
-from devstack.settings import PAYMENTS_SCHEMA, ROOT, StackSettings
+from devstack.settings import AI_SCHEMA, PAYMENTS_SCHEMA, ROOT, StackSettings
 
 
 def run_service_command(module: str, argv: list[str], env: dict[str, str]) -> str:
@@ -60,7 +60,11 @@ def service_env(
 ) -> dict[str, str]:
     """The environment of one service process (`traced`: exporting spans)."""
     env = dict(os.environ)
-    worker = name.startswith("payments")
+    kind = name.rsplit("-", 1)[0]
+    database_user, schema = {
+        "payments": (config.payments_database_user, PAYMENTS_SCHEMA),
+        "ai": (config.ai_database_user, AI_SCHEMA),
+    }.get(kind, (config.database_user, "core"))
     users = {
         "core": config.rabbitmq_core_user,
         "payments": config.rabbitmq_payments_user,
@@ -68,12 +72,12 @@ def service_env(
     }
     env.update(
         {
-            "SERVICE_NAME": name.rsplit("-", 1)[0],
+            "SERVICE_NAME": kind,
             "HTTP_PORT": str(port),
             "METRICS_PORT": str(metrics_port),
-            "DATABASE_URL": config.payments_database_url if worker else config.database_url,
-            "DATABASE_SCHEMA": PAYMENTS_SCHEMA if worker else "core",
-            "AMQP_URL": config.amqp_url_of(users[name.rsplit("-", 1)[0]]),
+            "DATABASE_URL": config.database_url_of(database_user),
+            "DATABASE_SCHEMA": schema,
+            "AMQP_URL": config.amqp_url_of(users[kind]),
             "REDIS_URL": config.redis_url,
             "REDIS_KEY_PREFIX": config.redis_key_prefix,
             "JWT_PRIVATE_KEY_FILE": str(config.key_dir / "jwt-private.pem"),
@@ -81,7 +85,7 @@ def service_env(
             "PAYMENTS_WEBHOOK_SECRET_FILE": str(config.key_dir / "webhook-secret"),
             "PUBLIC_URL": config.public_url,
             "PYTHONUNBUFFERED": "1",
-            "OTEL_SERVICE_NAME": name.rsplit("-", 1)[0],
+            "OTEL_SERVICE_NAME": kind,
             "OTEL_EXPORTER_OTLP_ENDPOINT": config.otlp_endpoint,
             "OTEL_SDK_DISABLED": str(not traced).lower(),
         }

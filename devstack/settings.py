@@ -31,6 +31,8 @@ READY_TIMEOUT = 60.0
 
 # The schema the payments service owns (its processes' DATABASE_SCHEMA).
 PAYMENTS_SCHEMA = "payments"
+# The schema the AI worker owns (its index and recommendations), as its own role.
+AI_SCHEMA = "ai"
 
 
 STOP_TIMEOUT = 15.0
@@ -104,6 +106,8 @@ class StackSettings(BaseSettings):
     payments_database_user: str = "relais_payments"
     # The payments schema's owner (it runs the worker's migrations); core's role cannot touch it.
     payments_owner_user: str = "relais_payments_owner"
+    # The AI worker's role: owns the ai schema, reads core's products.
+    ai_database_user: str = "relais_ai"
     # The PostgreSQL exporter's role: pg_monitor, nothing else.
     monitor_database_user: str = "relais_monitor"
     database_host: str = "127.0.0.1:5432"

@@ -17,8 +17,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio import Redis
 
+from chassis.messaging import declare_work_queues
 from chassis.migrations import upgrade
+from services.ai.app import MIGRATIONS as AI_MIGRATIONS
 from services.ai.app import create_app as create_ai_app
+from services.ai.handlers import EVENT_QUEUE as AI_EVENT_QUEUE
 from services.ai.settings import AiSettings
 from services.core.app import MIGRATIONS, create_app
 from services.core.settings import CoreSettings
@@ -63,12 +66,14 @@ async def _grant_payments_role() -> None:
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    """A fresh database with the core and payments schemas migrated, dropped after the run."""
+    """A fresh database with the core, payments and AI schemas migrated, dropped after the
+    run."""
     asyncio.run(_admin_sql(f'CREATE DATABASE "{DATABASE}"'))
     asyncio.run(_admin_sql(f'CREATE ROLE "{PAYMENTS_ROLE}" LOGIN'))
     try:
         upgrade(_dsn(DATABASE), MIGRATIONS, "core")
         upgrade(_dsn(DATABASE), PAYMENTS_MIGRATIONS, "payments")
+        upgrade(_dsn(DATABASE), AI_MIGRATIONS, "ai")
         asyncio.run(_grant_payments_role())
         yield _dsn(DATABASE)
     finally:
@@ -94,7 +99,10 @@ def amqp_url() -> Iterator[str]:
     rabbitmqctl("add_vhost", vhost)
     try:
         rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+        url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+        # as `make up` does: core's events wait for the AI worker from the start
+        asyncio.run(declare_work_queues(AiSettings(amqp_url=url), [AI_EVENT_QUEUE]))
+        yield url
     finally:
         rabbitmqctl("delete_vhost", vhost)
 
@@ -285,10 +293,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 @pytest.fixture
-def ai_settings(amqp_url: str, redis_prefix: str) -> AiSettings:
-    """AI worker settings for this run: the run's vhost and key prefix, no metrics port."""
+def ai_settings(amqp_url: str, redis_prefix: str, database_url: str) -> AiSettings:
+    """AI worker settings for this run: the run's database, vhost and key prefix, no metrics
+    port."""
     return AiSettings(
         relais_env="test",
+        database_url=database_url,
         amqp_url=amqp_url,
         redis_url=REDIS_URL,
         redis_key_prefix=redis_prefix,

@@ -2,8 +2,9 @@
 which only `migrate` imports).
 
 Pools as `cleanup_ctx` (`postgres_pool`, `redis_client`; `DB_POOL`, `REDIS`, `Conn`, `Db`,
-`fetch_returned`) and the two-tier cache (`TieredCache`, `tiered_cache`, `InvalidationBus`,
-`RecordedInvalidations`): a near cache in the process over Redis, invalidated through Redis.
+`fetch_returned`, `apply_grants`) and the two-tier cache (`TieredCache`, `tiered_cache`,
+`InvalidationBus`, `RecordedInvalidations`): a near cache in the process over Redis,
+invalidated through Redis.
 """
 
 from chassis.data._near_cache import (
@@ -20,6 +21,7 @@ from chassis.data._pools import (
     REDIS,
     Conn,
     Db,
+    apply_grants,
     fetch_returned,
     postgres_pool,
     redis_client,
@@ -35,6 +37,7 @@ __all__ = [
     "InvalidationBus",
     "RecordedInvalidations",
     "TieredCache",
+    "apply_grants",
     "fetch_returned",
     "invalidation_bus",
     "postgres_pool",

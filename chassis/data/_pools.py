@@ -29,6 +29,14 @@ async def fetch_returned(db: Db, query: str, *args: object) -> asyncpg.Record:
     return row
 
 
+async def apply_grants(conn: Conn, grants: str, *, role: str, schema: str) -> None:
+    """Run `grants` (statements separated by `;`, with `{role}` and `{schema}` placeholders)
+    for a role on a schema; grants are idempotent."""
+    quoted = '"' + role.replace('"', '""') + '"'
+    for statement in grants.format(schema=schema, role=quoted).split(";"):
+        await conn.execute(statement)
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Skip asyncpg's reset round trip on release: no code here changes session state (no SET,
     no LISTEN on pool connections, only transaction-scoped advisory locks); asyncpg still rolls

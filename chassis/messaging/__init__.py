@@ -3,7 +3,8 @@
 The broker (`amqp_broker`, `Broker`, `BrokerPermissions`; exchanges `COMMANDS`, `EVENTS`, `RPC`,
 `DEAD_LETTERS`), messages as pydantic models that carry their `type` and `version`
 (`MessageTypes`, `UnknownContract`, `encode`, `type_name`), work-queue consumers driven by a
-handler table (`consume_work_queue`, `Consumer`, `Poison`: ack after the effect, retries with
+handler table (`consume_work_queue`, `Consumer`, `Poison`, `WorkQueue` and
+`declare_work_queues` to declare them before a first start: ack after the effect, retries with
 back-off, dead letters), the transactional outbox and its relay (`enqueue`, `outbox_relay`,
 `first_delivery`, `derived_message_id`), RPC with deadlines (`RpcClient`, `serving_rpcs`), claim
 checks for bodies too big for a message (`ClaimCheck`), and PostgreSQL LISTEN
@@ -41,7 +42,9 @@ from chassis.messaging._consumer import (
     Handlers,
     MessageHandler,
     Poison,
+    WorkQueue,
     consume_work_queue,
+    declare_work_queues,
 )
 from chassis.messaging._envelope import (
     MessageTypes,
@@ -91,10 +94,12 @@ __all__ = [
     "RpcError",
     "RpcServer",
     "UnknownContract",
+    "WorkQueue",
     "amqp_broker",
     "broker_ready",
     "consume_work_queue",
     "dead_letter_queue",
+    "declare_work_queues",
     "derived_message_id",
     "encode",
     "enqueue",

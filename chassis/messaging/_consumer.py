@@ -16,6 +16,7 @@ limit, after which the broker itself dead-letters it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -40,7 +41,7 @@ from chassis.messaging._amqp import (
     retry_queue,
 )
 from chassis.messaging._envelope import MessageTypes, UnknownContract, type_name
-from chassis.settings import SETTINGS
+from chassis.settings import SETTINGS, ServiceSettings
 from chassis.telemetry import METRICS, Metrics
 
 log = logging.getLogger("relais.consumer")
@@ -198,6 +199,35 @@ class Consumer:
         await _settle(message.ack())
 
 
+@dataclasses.dataclass(frozen=True)
+class WorkQueue:
+    """A queue a service consumes: bound to `exchange` for the types `handlers` names."""
+
+    name: str
+    exchange: str
+    handlers: Mapping[type[BaseModel], AppMessageHandler]
+
+    async def declare(self, broker: Broker, settings: ServiceSettings) -> None:
+        """Declare the queue, its bindings, its retry and dead-letter queues (idempotent)."""
+        await broker.declare_work_queue(
+            self.name,
+            [(self.exchange, name) for name in sorted({type_name(m) for m in self.handlers})],
+            delivery_limit=settings.amqp_delivery_limit,
+            retry_delays=settings.amqp_retry_delays,
+        )
+
+
+async def declare_work_queues(settings: ServiceSettings, queues: Sequence[WorkQueue]) -> None:
+    """Declare a service's queues before it first runs (`python -m services.<name> declare`):
+    what is published for it meanwhile waits there instead of being unroutable."""
+    broker = await Broker.connect(settings.amqp_url, name=f"{settings.service_name}-declare")
+    try:
+        for queue in queues:
+            await queue.declare(broker, settings)
+    finally:
+        await broker.close()
+
+
 async def consume_work_queue(
     app: web.Application,
     queue: str,
@@ -209,12 +239,7 @@ async def consume_work_queue(
     dead-letter queues), and start consuming it with the service's settings, each message
     handed to its type's handler with the app."""
     settings, broker = app[SETTINGS], app[BROKER]
-    await broker.declare_work_queue(
-        queue,
-        [(exchange, name) for name in sorted({type_name(model) for model in handlers})],
-        delivery_limit=settings.amqp_delivery_limit,
-        retry_delays=settings.amqp_retry_delays,
-    )
+    await WorkQueue(queue, exchange, handlers).declare(broker, settings)
     consumer = Consumer(
         broker,
         queue,

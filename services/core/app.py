@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import swagger_ui
 from aiohttp import web
 
@@ -43,6 +44,7 @@ from chassis.messaging import (
 from chassis.tasks import background, repeat
 from chassis.telemetry import METRICS
 from services.core import handlers
+from services.core.ai.chat import Conversations, LanguageModel
 from services.core.ai.views import routes as ai_routes
 from services.core.auth.service import Passwords
 from services.core.auth.views import routes as auth_routes
@@ -53,7 +55,9 @@ from services.core.checkout.waiting import SettlementWaiters
 from services.core.idempotency import delete_expired_keys
 from services.core.keys import (
     CHECKOUT_METRICS,
+    CONVERSATIONS,
     CORE_SETTINGS,
+    LANGUAGE_MODEL,
     PASSWORDS,
     PRODUCT_CACHE,
     RPC_CLIENT,
@@ -118,6 +122,34 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def assistant(app: web.Application) -> AsyncIterator[None]:
+    """The shopping assistant's conversations (Redis) and its language model, if configured."""
+    settings = app[CORE_SETTINGS]
+    app[CONVERSATIONS] = Conversations(
+        app[REDIS],
+        settings.redis_key_prefix,
+        ttl=settings.ai_chat_ttl,
+        turns=settings.ai_chat_turns,
+    )
+    if not (settings.llm_base_url and settings.llm_api_key.get_secret_value()):
+        app[LANGUAGE_MODEL] = None
+        yield
+        return
+    async with aiohttp.ClientSession() as session:
+        app[LANGUAGE_MODEL] = LanguageModel(
+            session,
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key.get_secret_value(),
+            model=settings.llm_model,
+            connect_timeout=settings.llm_connect_timeout,
+            read_timeout=settings.llm_read_timeout,
+            total_timeout=settings.llm_total_timeout,
+            breaker_threshold=settings.llm_breaker_threshold,
+            breaker_reset=settings.llm_breaker_reset,
+        )
+        yield
+
+
 async def payment_events(app: web.Application) -> AsyncIterator[None]:
     """Consume the payments service's events; call its RPCs."""
     app[RPC_CLIENT] = rpc = RpcClient(app[BROKER], service=app[CORE_SETTINGS].service_name)
@@ -142,6 +174,7 @@ def create_app(settings: CoreSettings) -> web.Application:
             invalidation_bus,
             amqp_broker,
             core_state,
+            assistant,
             outbox_relay,
             payment_events,
             listening,

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from chassis.data import TieredCache
 from chassis.messaging import RpcClient
+from services.core.ai.chat import Conversations, LanguageModel
 from services.core.auth.service import Passwords
 from services.core.checkout.waiting import SettlementWaiters
 from services.core.metrics import CheckoutMetrics
@@ -17,3 +18,6 @@ PASSWORDS = web.AppKey("passwords", Passwords)
 SETTLEMENTS = web.AppKey("settlements", SettlementWaiters)
 CHECKOUT_METRICS = web.AppKey("checkout_metrics", CheckoutMetrics)
 RPC_CLIENT = web.AppKey("rpc_client", RpcClient)
+# The shopping assistant's conversations, and its language model (None: the template answers).
+CONVERSATIONS = web.AppKey("conversations", Conversations)
+LANGUAGE_MODEL = web.AppKey[LanguageModel | None]("language_model")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from chassis.settings import ServiceSettings
 
@@ -31,3 +31,20 @@ class CoreSettings(ServiceSettings):
     ai_rate_limit: str = "60/minute"
     ai_deadline: float = Field(10.0, gt=0)
     ai_audio_deadline: float = Field(30.0, gt=0)
+    # The shopping assistant: conversations kept this long after their last turn, and their last
+    # turns kept (a turn is a message and its reply); products retrieved per turn.
+    ai_chat_ttl: int = Field(3600, gt=0)
+    ai_chat_turns: int = Field(10, ge=1)
+    ai_chat_products: int = Field(5, ge=1, le=20)
+    # An OpenAI-compatible chat-completions API for the assistant's replies (both unset: replies
+    # come from a template over the retrieved products). Its timeouts, and the circuit breaker:
+    # after `llm_breaker_threshold` failures in a row the API is not asked for
+    # `llm_breaker_reset` seconds (the template answers meanwhile).
+    llm_base_url: str = ""
+    llm_api_key: SecretStr = SecretStr("")
+    llm_model: str = "gpt-4o-mini"
+    llm_connect_timeout: float = Field(2.0, gt=0)
+    llm_read_timeout: float = Field(10.0, gt=0)
+    llm_total_timeout: float = Field(30.0, gt=0)
+    llm_breaker_threshold: int = Field(3, ge=1)
+    llm_breaker_reset: float = Field(30.0, gt=0)

@@ -4,7 +4,7 @@ its broker user consumes payment commands and RPC requests and announces payment
 
 from __future__ import annotations
 
-from chassis.data import Conn
+from chassis.data import Conn, apply_grants
 from chassis.messaging import ALL_EXCHANGES, DEFAULT, EVENTS, BrokerPermissions, names
 
 OWN_QUEUES = r"payments\..*"
@@ -31,6 +31,4 @@ GRANTS = """
 
 async def grant_worker_role(conn: Conn, role: str, schema: str = SCHEMA) -> None:
     """Give the worker's role exactly what it needs on its schema (idempotent)."""
-    quoted = '"' + role.replace('"', '""') + '"'
-    for statement in GRANTS.format(schema=schema, role=quoted).split(";"):
-        await conn.execute(statement)
+    await apply_grants(conn, GRANTS, role=role, schema=schema)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from contracts import MAX_TEXT
+from contracts import MAX_QUERY, MAX_RESULTS, MAX_TEXT
 from services.core.auth.schemas import Strict, examples
+
+MAX_MESSAGE = 2000
 
 
 class TextIn(Strict):
@@ -86,3 +89,75 @@ class AudioAnalysisOut(BaseModel):
     transcript: str
     language: str | None
     sentiment: SentimentOut | None
+
+
+class SearchQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    q: Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY)]
+    limit: Annotated[int, Field(ge=1, le=MAX_RESULTS)] = 10
+    category: Annotated[str | None, StringConstraints(min_length=1, max_length=200)] = None
+    min_price: Annotated[int | None, Field(ge=0, le=10**12)] = None
+    max_price: Annotated[int | None, Field(ge=0, le=10**12)] = None
+
+
+class SearchHitOut(BaseModel):
+    product_id: UUID
+    name: str
+    score: float
+
+
+class SearchOut(BaseModel):
+    model_config = examples(
+        {
+            "items": [
+                {
+                    "product_id": "0b0e7e8a-3c1f-4a55-9a4e-6a3c9a0e2f11",
+                    "name": "Waterproof hiking boots",
+                    "score": 0.61,
+                }
+            ]
+        }
+    )
+
+    items: list[SearchHitOut]
+
+
+class RecommendationsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: Annotated[int, Field(ge=1, le=MAX_RESULTS)] = 5
+
+
+class RecommendationOut(BaseModel):
+    product_id: UUID
+    score: float
+    reason: Literal["bought_together", "similar"]
+
+
+class RecommendationsOut(BaseModel):
+    items: list[RecommendationOut]
+
+
+class ChatIn(Strict):
+    model_config = examples({"message": "I need boots for hiking in the rain"})
+
+    message: Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE)]
+    conversation_id: UUID | None = None
+
+
+class ChatOut(BaseModel):
+    model_config = examples(
+        {
+            "reply": "From our catalog: Waterproof hiking boots (EUR 129.00).",
+            "conversation_id": "5c3e1f9a-7f1e-4c2b-8a3f-1d2e3f4a5b6c",
+            "products": ["0b0e7e8a-3c1f-4a55-9a4e-6a3c9a0e2f11"],
+            "source": "catalog",
+        }
+    )
+
+    reply: str
+    conversation_id: UUID
+    products: list[UUID]
+    # Who wrote the reply: the language model, or the template over the retrieved products.
+    source: Literal["llm", "catalog"]

@@ -7,6 +7,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+import asyncpg
 
 from chassis.messaging import ClaimCheck, RpcClient
 from contracts import (
@@ -17,9 +20,16 @@ from contracts import (
     ImageAnalysis,
     ImageAnalysisRequest,
     Media,
+    Recommendations,
+    RecommendationsRequest,
+    SearchRequest,
+    SearchResults,
     TextAnalysis,
     TextAnalysisRequest,
 )
+from services.core.ai.chat import Conversations, Turn, retrieval_query
+from services.core.ai.schemas import ChatIn, SearchQuery
+from services.core.catalog import repository as catalog_repository
 
 R = TypeVar("R", bound=Contract)
 
@@ -62,3 +72,48 @@ async def analyze_file(
     request, reply = FILE_ANALYSES[kind]
     async with media(claims, data, deadline) as file:
         return await ask(rpc, request(media=file), reply, deadline)
+
+
+async def search(*, rpc: RpcClient, query: SearchQuery, deadline: float) -> dict[str, Any]:
+    """The catalog's products nearest in meaning to the query, filtered."""
+    request = SearchRequest(
+        query=query.q,
+        limit=query.limit,
+        category=query.category,
+        min_price=query.min_price,
+        max_price=query.max_price,
+    )
+    return await ask(rpc, request, SearchResults, deadline)
+
+
+async def recommend(
+    *, rpc: RpcClient, product_id: str, limit: int, deadline: float
+) -> dict[str, Any]:
+    """Products bought together with the product, else similar ones."""
+    request = RecommendationsRequest(product_id=UUID(product_id), limit=limit)
+    return await ask(rpc, request, Recommendations, deadline)
+
+
+async def retrieve(
+    *,
+    rpc: RpcClient,
+    pool: asyncpg.Pool,
+    conversations: Conversations,
+    user_id: str,
+    message: ChatIn,
+    products: int,
+    deadline: float,
+) -> Turn:
+    """The conversation so far (404 if it is not the account's) and the products nearest in
+    meaning to it, as the catalog holds them now."""
+    history = await conversations.history(message.conversation_id, user_id)
+    query = retrieval_query(history, message.message)
+    found = await ask(rpc, SearchRequest(query=query, limit=products), SearchResults, deadline)
+    ids = [hit["product_id"] for hit in found["items"]]
+    rows = await catalog_repository.products_by_ids(pool, ids)
+    return Turn(
+        conversation_id=message.conversation_id or uuid4(),
+        message=message.message,
+        history=history,
+        products=[dict(row) for row in rows],
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -15,10 +16,10 @@ PRODUCT_COLUMNS = (
 EDITABLE = ("sku", "name", "description", "price_cents", "currency", "stock", "category")
 
 
-async def insert_product(pool: asyncpg.Pool, fields: dict[str, Any]) -> asyncpg.Record:
+async def insert_product(db: Db, fields: dict[str, Any]) -> asyncpg.Record:
     """Insert a product (asyncpg.UniqueViolationError on a live duplicate sku)."""
     return await fetch_returned(
-        pool,
+        db,
         f"""INSERT INTO products (sku, name, description, price_cents, currency, stock, category)
             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {PRODUCT_COLUMNS}""",
         *(fields[name] for name in EDITABLE),
@@ -30,6 +31,16 @@ async def product_by_id(pool: asyncpg.Pool, product_id: str) -> asyncpg.Record |
     return await pool.fetchrow(
         f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1::uuid AND deleted_at IS NULL",
         product_id,
+    )
+
+
+async def products_by_ids(db: Db, product_ids: list[Any]) -> list[asyncpg.Record]:
+    """The live products among `product_ids`, in that order."""
+    return await db.fetch(
+        f"""SELECT {PRODUCT_COLUMNS} FROM products
+            WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL
+            ORDER BY array_position($1::uuid[], id)""",
+        product_ids,
     )
 
 
@@ -76,11 +87,11 @@ async def update_product(db: Db, product_id: str, changes: dict[str, Any]) -> as
     )
 
 
-async def delete_product(db: Db, product_id: str) -> bool:
-    """Retire a live product (orders keep referring to it); False if there is none."""
-    status = await db.execute(
+async def delete_product(db: Db, product_id: str) -> datetime | None:
+    """Retire a live product (orders keep referring to it): when; None if there is none."""
+    deleted_at: datetime | None = await db.fetchval(
         """UPDATE products SET deleted_at = clock_timestamp(), updated_at = clock_timestamp()
-           WHERE id = $1::uuid AND deleted_at IS NULL""",
+           WHERE id = $1::uuid AND deleted_at IS NULL RETURNING updated_at""",
         product_id,
     )
-    return bool(status == "UPDATE 1")
+    return deleted_at

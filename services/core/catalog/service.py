@@ -6,9 +6,11 @@ from typing import Any
 
 import asyncpg
 
-from chassis.data import CachedBody, TieredCache
+from chassis.data import CachedBody, Conn, TieredCache
 from chassis.errors import Conflict, NotFound
 from chassis.http import decode_cursor, dumps, page
+from chassis.messaging import EVENTS, derived_message_id, enqueue
+from contracts import ProductCreated, ProductDeleted, ProductUpdated
 from services.core.catalog import repository
 
 
@@ -20,9 +22,11 @@ def product_json(row: asyncpg.Record) -> dict[str, Any]:
 async def create_product(
     *, pool: asyncpg.Pool, cache: TieredCache, fields: dict[str, Any]
 ) -> dict[str, Any]:
-    """Add a product; 409 if its sku is taken."""
+    """Add a product and announce it; 409 if its sku is taken."""
     try:
-        row = await repository.insert_product(pool, fields)
+        async with pool.acquire() as conn, conn.transaction():
+            row = await repository.insert_product(conn, fields)
+            await announce(conn, row, ProductCreated)
     except asyncpg.UniqueViolationError as exc:
         raise Conflict(f"A product with sku {fields['sku']!r} already exists") from exc
     await cache.invalidate(str(row["id"]))
@@ -78,6 +82,7 @@ async def update_product(
             row = await repository.update_product(conn, product_id, changes)
             if row is None:
                 raise NotFound("No such product")
+            await announce(conn, row, ProductUpdated)
             await cache.record(conn, product_id)
     except asyncpg.UniqueViolationError as exc:
         raise Conflict(f"A product with sku {changes.get('sku')!r} already exists") from exc
@@ -88,7 +93,30 @@ async def update_product(
 async def delete_product(*, pool: asyncpg.Pool, cache: TieredCache, product_id: str) -> None:
     """Retire a product and drop it from every instance's cache."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await repository.delete_product(conn, product_id):
+        deleted_at = await repository.delete_product(conn, product_id)
+        if deleted_at is None:
             raise NotFound("No such product")
+        deleted = ProductDeleted(product_id=product_id, updated_at=deleted_at)
+        await enqueue(conn, deleted, exchange=EVENTS, message_id=_event_id(deleted))
         await cache.record(conn, product_id)
     await cache.invalidate(product_id)
+
+
+async def announce(
+    conn: Conn, row: asyncpg.Record, event: type[ProductCreated | ProductUpdated]
+) -> None:
+    """Put the product's event in the outbox, in the transaction of its change."""
+    fact = event(
+        product_id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        category=row["category"],
+        price_cents=row["price_cents"],
+        currency=row["currency"].strip(),
+        updated_at=row["updated_at"],
+    )
+    await enqueue(conn, fact, exchange=EVENTS, message_id=_event_id(fact))
+
+
+def _event_id(event: ProductCreated | ProductUpdated | ProductDeleted) -> str:
+    return derived_message_id(event.type, event.product_id, event.updated_at.isoformat())

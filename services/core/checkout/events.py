@@ -10,8 +10,11 @@ from collections.abc import Callable
 import asyncpg
 from pydantic import BaseModel
 
-from chassis.messaging import first_delivery, message_type
+from chassis.data import Conn
+from chassis.messaging import EVENTS, derived_message_id, enqueue, first_delivery, message_type
 from contracts import (
+    OrderLine,
+    OrderPaid,
     PaymentFailed,
     PaymentRefunded,
     PaymentSucceeded,
@@ -47,6 +50,8 @@ async def apply_event(
             refund_reason = await repository.refund_reason(conn, event.refund_id)
         change = _change_for(event, row, refund_reason)
         await repository.apply_change(conn, change, notify=SETTLED_CHANNEL)
+        if change.order_status == "paid":
+            await announce_paid(conn, row["order_id"])
         if change.refund_unpayable:
             await refund_automatically(conn, row)
     if change.payment_status in ("succeeded", "failed"):
@@ -58,6 +63,23 @@ async def apply_event(
         )
     if change.refund_unpayable:
         metrics.refunded_automatically(row["order_status"])
+
+
+async def announce_paid(conn: Conn, order_id: object) -> None:
+    """Announce what was bought together, in the transaction that marks the order paid."""
+    order = await repository.paid_order(conn, order_id)
+    paid = OrderPaid(
+        order_id=order["id"],
+        user_id=order["user_id"],
+        items=[
+            OrderLine(product_id=product, quantity=quantity)
+            for product, quantity in zip(order["product_ids"], order["quantities"], strict=True)
+        ],
+        paid_at=order["updated_at"],
+    )
+    await enqueue(
+        conn, paid, exchange=EVENTS, message_id=derived_message_id(paid.type, paid.order_id)
+    )
 
 
 def _change_for(

@@ -158,3 +158,16 @@ async def refund_reason(conn: Conn, refund_id: Any) -> str | None:
     """Why a refund was made (None for a refund this service did not record)."""
     reason: str | None = await conn.fetchval("SELECT reason FROM refunds WHERE id = $1", refund_id)
     return reason
+
+
+async def paid_order(conn: Conn, order_id: Any) -> asyncpg.Record:
+    """An order with its lines as two arrays: `product_ids` and their `quantities`."""
+    return await fetch_returned(
+        conn,
+        """SELECT o.id, o.user_id, o.updated_at,
+                  array_agg(i.product_id ORDER BY i.product_id) AS product_ids,
+                  array_agg(i.quantity ORDER BY i.product_id) AS quantities
+           FROM orders o JOIN order_items i ON i.order_id = o.id
+           WHERE o.id = $1::uuid GROUP BY o.id""",
+        order_id,
+    )
