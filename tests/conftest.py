@@ -30,6 +30,7 @@ from services.payments.app import create_app as create_payments_app
 from services.payments.roles import grant_worker_role
 from services.payments.settings import PaymentsSettings
 from tests.factories import Account, admin
+from tests.fake_llm import FakeLanguageModel
 from tests.fake_stripe import SECRET_KEY as STRIPE_SECRET_KEY
 from tests.fake_stripe import FakeStripe
 
@@ -319,3 +320,12 @@ async def make_ai_worker(aiohttp_client: Any, ai_settings: AiSettings) -> Worker
         return client.app
 
     return start
+
+
+@pytest.fixture
+async def language_model(aiohttp_server: Any) -> FakeLanguageModel:
+    """A local server speaking OpenAI's chat-completions wire format (its base URL in `.url`)."""
+    fake = FakeLanguageModel()
+    server = await aiohttp_server(fake.app())
+    fake.url = str(server.make_url("/v1"))
+    return fake
