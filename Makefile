@@ -114,10 +114,14 @@ test: deps system-deps lint audit
 bench: deps system-deps
 	$(PY) -m scripts.bench
 	$(PY) -m scripts.bench_ai
+	$(PY) -m services.ai.catalog_bench
 
-# The AI part of the benchmark alone: text analyses over RPC through NGINX against in-process.
+# The AI part of the benchmark alone: text analyses over RPC through NGINX against in-process;
+# embeddings micro-batched against one at a time, search at 10k products, training on 100k
+# orders (in the worker's process).
 bench-ai: deps system-deps
 	$(PY) -m scripts.bench_ai
+	$(PY) -m services.ai.catalog_bench
 
 clean: down
 	rm -rf var

@@ -4,9 +4,11 @@ worker's readiness, 503 without a worker, 504 past the deadline, the per-account
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from segtok.segmenter import split_multi
 from chassis.telemetry import METRICS
 from contracts import MAX_TEXT
 from services.ai.keys import TEXT
+from tests.conftest import rabbitmqctl
 from tests.factories import register
 from tests.faults import eventually
 
@@ -164,13 +167,27 @@ async def test_a_request_whose_caller_gave_up_is_dropped_unworked_and_counted(
     assert registry.get_sample_value("relais_rpc_queue_wait_seconds_count", waited) == 2
 
 
-def test_the_worker_owns_no_schema_and_says_so():
-    result = subprocess.run(
-        [sys.executable, "-m", "services.ai", "migrate"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "owns no schema" in result.stdout
+def test_declare_makes_the_workers_event_queue_before_any_worker_runs():
+    vhost = f"relais_test_declare_{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        result = subprocess.run(
+            [sys.executable, "-m", "services.ai", "declare"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}"},
+        )
+        assert result.returncode == 0, result.stderr
+        bindings = subprocess.run(
+            ["rabbitmqctl", "-q", "list_bindings", "-p", vhost, "--no-table-headers",
+             "source_name", "destination_name", "routing_key"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        bound = {tuple(line.split("\t")) for line in bindings.splitlines()}
+        for key in ("product.created", "product.updated", "product.deleted", "order.paid"):
+            assert ("relais.events", "ai.catalog", key) in bound
+    finally:
+        rabbitmqctl("delete_vhost", vhost)

@@ -251,7 +251,7 @@ async def metric(http: aiohttp.ClientSession, port: int, name: str, **labels: st
 
 @pytest.fixture
 async def two_workers(
-    amqp_url: str, redis_prefix: str
+    amqp_url: str, redis_prefix: str, database_url: str
 ) -> AsyncIterator[list[tuple[asyncio.subprocess.Process, int]]]:
     """Two AI worker processes sharing the request queues, each with its metrics port."""
     started = []
@@ -263,6 +263,7 @@ async def two_workers(
             "HTTP_PORT": str(port),
             "METRICS_PORT": str(metrics_port),
             "AMQP_URL": amqp_url,
+            "DATABASE_URL": database_url,
             "REDIS_URL": REDIS_URL,
             "REDIS_KEY_PREFIX": redis_prefix,
             "OTEL_SDK_DISABLED": "true",
