@@ -30,11 +30,47 @@ ROUNDS = int(os.environ.get("BENCH_CATALOG_ROUNDS", "3"))
 SECONDS = float(os.environ.get("BENCH_CATALOG_SECONDS", "4"))
 PRODUCTS = 10_000
 ORDERS = 100_000
-WORDS = (
-    "waterproof hiking boots leather kettle teapot cast iron laptop light battery linen dress "
-    "summer tent camping stove mug ceramic espresso grinder backpack rain jacket wool socks "
-    "running shoes trail lamp desk chair notebook pen ink pencil sketch watercolour brush"
-).split()
+WORDS = [
+    "waterproof",
+    "hiking",
+    "boots",
+    "leather",
+    "kettle",
+    "teapot",
+    "cast",
+    "iron",
+    "laptop",
+    "light",
+    "battery",
+    "linen",
+    "dress",
+    "summer",
+    "tent",
+    "camping",
+    "stove",
+    "mug",
+    "ceramic",
+    "espresso",
+    "grinder",
+    "backpack",
+    "rain",
+    "jacket",
+    "wool",
+    "socks",
+    "running",
+    "shoes",
+    "trail",
+    "lamp",
+    "desk",
+    "chair",
+    "notebook",
+    "pen",
+    "ink",
+    "pencil",
+    "sketch",
+    "watercolour",
+    "brush",
+]
 
 
 def texts(count: int, seed: int) -> list[str]:
