@@ -325,8 +325,10 @@ async def test_one_trace_follows_a_checkout_across_every_hop(stack, otlp):
     assert server.attributes["relais.request_id"] == request_id
     assert {"INSERT", "COMMIT;"} <= set(sql_under(spans, server))
     # the outbox relay published the charge command later, under the request's context
-    charge = only(spans, "the relay's publish", kind="producer", service="core")
-    assert "payment.charge" in charge.name and charge.parent_id == server.span_id
+    charge = only(
+        spans, "the relay's publish", kind="producer", service="core", name="payment.charge"
+    )
+    assert charge.parent_id == server.span_id
     # the worker consumed it, ran its statements (the ledger's INSERTs) and emitted the event
     worker = only(spans, "the worker's consume", kind="consumer", service="payments")
     assert worker.parent_id == charge.span_id
@@ -393,7 +395,7 @@ async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
             while True:
                 up = await query(http, 'up{job=~"relais-.*"}')
                 consumers = await query(http, "sum by (queue) (relais_consumers_running)")
-                if len(up) == 4 and len(consumers) == 2:
+                if len(up) == 4 and len(consumers) == 3:
                     break
                 await asyncio.sleep(0.5)
         assert {row["metric"]["service"] for row in up} == {"core", "payments", "ai"}
@@ -401,6 +403,7 @@ async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
         assert {row["metric"]["queue"]: row["value"][1] for row in consumers} == {
             "core.payment-events": "2",
             "payments.commands": "1",
+            "ai.catalog": "1",
         }
         async with http.get(f"{api}/rules") as response:
             groups = (await response.json())["data"]["groups"]

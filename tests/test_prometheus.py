@@ -13,7 +13,10 @@ import yaml
 from chassis.telemetry import Metrics
 from devstack.observability import RUNBOOK_BASE, render_rules
 from devstack.settings import StackSettings
+from services.ai.catalog.service import IndexMetrics
+from services.ai.embeddings import EmbeddingMetrics
 from services.ai.metrics import AiMetrics
+from services.ai.recommendations.service import RecommendationMetrics
 from services.core.metrics import CheckoutMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +102,9 @@ def exported_names() -> set[str]:
     metrics = Metrics("probe")
     CheckoutMetrics(metrics)  # core's business metrics live in the same registry
     AiMetrics(metrics)  # and the AI worker's
+    IndexMetrics(metrics)
+    EmbeddingMetrics(metrics)
+    RecommendationMetrics(metrics)
     return {
         family.name + suffix
         for family in metrics.registry.collect()

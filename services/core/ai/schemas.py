@@ -136,6 +136,23 @@ class RecommendationOut(BaseModel):
 
 
 class RecommendationsOut(BaseModel):
+    model_config = examples(
+        {
+            "items": [
+                {
+                    "product_id": "7d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+                    "score": 0.42,
+                    "reason": "bought_together",
+                },
+                {
+                    "product_id": "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+                    "score": 0.57,
+                    "reason": "similar",
+                },
+            ]
+        }
+    )
+
     items: list[RecommendationOut]
 
 
