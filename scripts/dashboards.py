@@ -397,6 +397,38 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 "short",
                 "up",
             ),
+            Panel(
+                "Search index: products per worker",
+                "max by (instance) (relais_ai_index_products)",
+                "short",
+                "{{instance}}",
+            ),
+            Panel(
+                "Search index lag behind the catalog",
+                "max by (instance) (relais_ai_index_lag_seconds)",
+                "s",
+                "{{instance}}",
+            ),
+            Panel(
+                "Embeddings: mean batch size",
+                "sum(rate(relais_ai_embedding_batch_size_sum[5m])) "
+                "/ sum(rate(relais_ai_embedding_batch_size_count[5m]))",
+                "short",
+                "texts per batch",
+            ),
+            Panel(
+                "Embeddings: p95 model time per batch",
+                "histogram_quantile(0.95, sum by (le) "
+                "(rate(relais_ai_embedding_seconds_bucket[5m])))",
+                "s",
+                "p95",
+            ),
+            Panel(
+                "Co-purchase model age",
+                "max(relais_ai_recommendations_age_seconds)",
+                "s",
+                "age",
+            ),
         ],
     ),
 }

@@ -59,7 +59,7 @@ def test_a_basket_of_one_teaches_nothing_and_scores_are_ordered():
 async def test_paid_orders_teach_what_is_bought_together_and_a_new_product_gets_similar_ones(
     client, worker, make_ai_worker, db
 ):
-    await make_ai_worker(ai_recommend_after_orders=3)
+    await make_ai_worker(ai_recommend_after_orders=3, ai_recommend_min_gap=0)
     owner, customer = await admin(client, db), await register(client)
     fields = {"stock": 100, "price_cents": 1000}
     pen = await create_product(client, owner, name="Fountain pen", category="office", **fields)

@@ -40,6 +40,7 @@ def stack() -> Iterator[dict[str, Any]]:
             "NGINX_CONN_LIMIT": "1000",
             "WRITE_RATE_LIMIT": "10000000/minute",
             "AI_RATE_LIMIT": "10000000/minute",
+            "AI_SEARCH_RATE_LIMIT": "10000000/minute",
         }
     ) as running:
         yield running

@@ -153,6 +153,7 @@ async def recommendations(app: web.Application) -> AsyncIterator[None]:
         RecommendationMetrics(app[METRICS]),
         every=settings.ai_recommend_interval,
         after_orders=settings.ai_recommend_after_orders,
+        min_gap=settings.ai_recommend_min_gap,
         partners=settings.ai_recommend_partners,
     )
     async with background(app, trainer.run(), "recommendations"):

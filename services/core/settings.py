@@ -29,6 +29,9 @@ class CoreSettings(ServiceSettings):
     # The AI routes: analyses per account, and seconds the worker has to answer one (a text or
     # an image; a recording of up to 60 s is transcribed in about 12 s here, hence its own).
     ai_rate_limit: str = "60/minute"
+    # Searches and recommendations per account (an index lookup each: cheaper than an analysis
+    # or an assistant's turn, and pages call them often).
+    ai_search_rate_limit: str = "600/minute"
     ai_deadline: float = Field(10.0, gt=0)
     ai_audio_deadline: float = Field(30.0, gt=0)
     # The shopping assistant: conversations kept this long after their last turn, and their last

@@ -50,29 +50,24 @@ class IndexMetrics:
     """The index's size, how far behind the catalog it is, and how late changes reach it."""
 
     def __init__(self, metrics: Metrics) -> None:
-        labels = ["service"]
-        self.size = Gauge(
-            "relais_ai_index_products",
-            "Products in this worker's search index.",
-            labels,
-            registry=metrics.registry,
-        ).labels(metrics.service)
-        self.lag = Gauge(
+        def gauge(name: str, documentation: str) -> Any:
+            return Gauge(name, documentation, ["service"], registry=metrics.registry).labels(
+                metrics.service
+            )
+
+        self.size = gauge("relais_ai_index_products", "Products in this worker's search index.")
+        self.lag = gauge(
             "relais_ai_index_lag_seconds",
             "Age of the oldest catalog change the search index does not reflect (0: none).",
-            labels,
-            registry=metrics.registry,
-        ).labels(metrics.service)
-        self.waiting = Gauge(
+        )
+        self.waiting = gauge(
             "relais_ai_index_behind_products",
             "Catalog changes the search index does not reflect yet.",
-            labels,
-            registry=metrics.registry,
-        ).labels(metrics.service)
+        )
         self.delay = Histogram(
             "relais_ai_index_delay_seconds",
             "Seconds from a product's change in the catalog to its vector stored.",
-            labels,
+            ["service"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 15, 60),
             registry=metrics.registry,
         ).labels(metrics.service)

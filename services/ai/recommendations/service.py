@@ -2,7 +2,8 @@
 
 Paid orders arrive as `order.paid` events; each one's basket is kept once. A `Trainer` retrains
 the model every `ai_recommend_interval` seconds and as soon as `ai_recommend_after_orders` new
-baskets wait (one worker at a time: the others find the lock taken). The model lives in
+baskets wait, at most once per `ai_recommend_min_gap` (one worker at a time: the others find
+the lock taken). The model lives in
 PostgreSQL, so every worker answers from the same one and a restart loses nothing.
 """
 
@@ -64,6 +65,7 @@ class Trainer:
         *,
         every: float,
         after_orders: int,
+        min_gap: float,
         partners: int,
     ) -> None:
         self.pool = pool
@@ -71,6 +73,7 @@ class Trainer:
         self.metrics = metrics
         self.every = every
         self.after_orders = after_orders
+        self.min_gap = min_gap
         self.partners = partners
         self._news = asyncio.Event()
 
@@ -104,20 +107,24 @@ class Trainer:
         return len(baskets)
 
     async def run(self) -> None:
-        """Train on schedule, and early when `after_orders` new baskets wait."""
+        """Train on schedule, and early when `after_orders` new baskets wait (at most once per
+        `min_gap`)."""
         self.metrics.trained_at = await repository.trained_at(self.pool)
         deadline = time.monotonic() + self._first_wait()
+        last = -self.min_gap
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._news.wait(), max(0.0, deadline - time.monotonic()))
             self._news.clear()
             try:
                 due = time.monotonic() >= deadline
-                if due or await repository.new_baskets(self.pool) >= self.after_orders:
-                    count = await self.train()
-                    if count:
-                        log.info("co-purchase model trained on %d baskets", count)
-                    deadline = time.monotonic() + self.every
+                if not due and await repository.new_baskets(self.pool) < self.after_orders:
+                    continue
+                await asyncio.sleep(max(0.0, last + self.min_gap - time.monotonic()))
+                count = await self.train()
+                last, deadline = time.monotonic(), time.monotonic() + self.every
+                if count:
+                    log.info("co-purchase model trained on %d baskets", count)
                 self.metrics.trained_at = await repository.trained_at(self.pool)
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("training the co-purchase model failed (%r)", exc)

@@ -53,11 +53,15 @@ AUDIO = Upload(
 )
 
 
-async def limited(request: web.Request) -> Principal:
-    """The caller's account within its AI budget (429 past it)."""
+async def limited(request: web.Request, *, lookup: bool = False) -> Principal:
+    """The caller's account within its AI budget (429 past it): analyses and the assistant's
+    turns share one, searches and recommendations (`lookup`) another."""
     principal = await authenticated(request)
     settings = request.app[CORE_SETTINGS]
-    await request.app[RATE_LIMITER].enforce(settings.ai_rate_limit, "ai", principal.user_id)
+    limit, scope = (
+        (settings.ai_search_rate_limit, "ai-search") if lookup else (settings.ai_rate_limit, "ai")
+    )
+    await request.app[RATE_LIMITER].enforce(limit, scope, principal.user_id)
     return principal
 
 
@@ -129,7 +133,7 @@ async def analyze_file(request: web.Request, upload: Upload, deadline: float) ->
     responses={200: SearchOut, **WORKER_ANSWERS},
 )
 async def search(request: web.Request) -> web.Response:
-    await limited(request)
+    await limited(request, lookup=True)
     query = query_params(request, SearchQuery)
     deadline = request.app[CORE_SETTINGS].ai_deadline
     return json_response(
@@ -147,7 +151,7 @@ async def search(request: web.Request) -> web.Response:
     responses={200: RecommendationsOut, 404: None, **WORKER_ANSWERS},
 )
 async def recommendations(request: web.Request) -> web.Response:
-    await limited(request)
+    await limited(request, lookup=True)
     product_id = path_uuid(request)
     query = query_params(request, RecommendationsQuery)
     await cached_product(
