@@ -4,11 +4,12 @@ with what it missed."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from chassis.telemetry import METRICS
-from services.ai.keys import INDEX
+from services.ai.keys import EMBEDDER, INDEX
 from tests.factories import admin, create_product, register
 from tests.faults import eventually
 
@@ -174,3 +175,19 @@ async def test_search_refuses_bad_queries_and_anonymous_callers(client, make_ai_
         assert response.status == 422, params
         assert response.content_type == "application/problem+json"
     assert (await client.get("/api/ai/search", params={"q": "boots"})).status == 401
+
+
+async def test_embeddings_that_arrive_together_share_a_batch(make_ai_worker):
+    worker = await make_ai_worker(ai_embed_window_ms=20, ai_embed_max_batch=16)
+    embedder = worker[EMBEDDER]
+    before = sample(worker, "relais_ai_embedding_batch_size_count")
+    texts = [f"a waterproof jacket number {i}" for i in range(40)]
+    vectors = await asyncio.gather(*(embedder.embed(text) for text in texts))
+    batches = sample(worker, "relais_ai_embedding_batch_size_count") - before
+    # 40 requests at once: batches of at most 16, so three (a fourth if one was cut early)
+    assert 3 <= batches <= 4
+    assert all(vector.shape == (384,) for vector in vectors)
+    # each text gets its own vector, the same as when it is embedded alone
+    alone = await embedder.embed(texts[7])
+    assert float(alone @ vectors[7]) > 0.999
+    assert float(vectors[0] @ vectors[1]) < 0.999

