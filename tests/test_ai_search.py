@@ -134,6 +134,8 @@ async def test_a_restarted_worker_embeds_nothing_again_and_catches_up_with_misse
     first = await make_ai_worker()
     owner, customer = await admin(client, db), await register(client)
     await create_product(client, owner, **OTHERS[0])
+    # the store reflects the whole catalog (events of earlier tests included) before it stops
+    await eventually(lambda: caught_up(db), within=30.0, every=0.2)
     await first.shutdown()
     await first.cleanup()
 
@@ -159,6 +161,15 @@ async def test_a_restarted_worker_embeds_nothing_again_and_catches_up_with_misse
     )
     await eventually(lambda: sample(behind, "relais_ai_index_lag_seconds") == 0, within=5.0)
     assert len(behind[INDEX].index) == size + 1
+
+
+async def caught_up(db: Any) -> bool:
+    """Whether every catalog change is stored (none behind)."""
+    waiting = await db.fetchval(
+        """SELECT count(*) FROM products p LEFT JOIN ai.product_vectors v ON v.product_id = p.id
+           WHERE (v.product_id IS NULL AND p.deleted_at IS NULL) OR v.updated_at < p.updated_at"""
+    )
+    return bool(waiting == 0)
 
 
 async def test_search_refuses_bad_queries_and_anonymous_callers(client, make_ai_worker):

@@ -284,6 +284,52 @@ def from_address(address: str) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
 
 
+async def test_search_and_the_assistant_through_nginx_follow_the_catalog(stack):
+    base = stack["base"]
+    async with aiohttp.ClientSession() as http:
+        auth = await admin_headers(stack, http)
+        body = {
+            "sku": f"E2E-{uuid.uuid4().hex[:8]}",
+            "name": "Storm hiking boots",
+            "description": "Waterproof leather boots for mountain trails in the rain.",
+            "price_cents": 14900,
+            "currency": "EUR",
+            "stock": 5,
+            "category": "outdoor",
+        }
+        created = time.monotonic()
+        async with http.post(f"{base}/api/products", headers=auth, json=body) as response:
+            product = await response.json()
+        query = {"q": "footwear for walking in the mountains when it rains", "limit": "5"}
+
+        async def found() -> bool:
+            async with http.get(f"{base}/api/ai/search", params=query, headers=auth) as response:
+                assert response.status == 200, await response.text()
+                items = (await response.json())["items"]
+            return product["id"] in [item["product_id"] for item in items]
+
+        await eventually(found, within=2.0, every=0.1)
+        assert time.monotonic() - created < 2.0
+        # the assistant streams its reply through NGINX as server-sent events
+        async with http.post(
+            f"{base}/api/ai/chat",
+            json={"message": "boots for rainy mountain hikes"},
+            headers={**auth, "Accept": "text/event-stream"},
+        ) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            text = await response.text()
+        assert text.startswith("event: products") and "event: done" in text
+        assert product["id"] in text and "Storm hiking boots" in text
+        async with http.delete(f"{base}/api/products/{product['id']}", headers=auth) as response:
+            assert response.status == 204
+        await eventually(lambda: _not(found), within=2.0, every=0.1)
+
+
+async def _not(check: Any) -> bool:
+    return not await check()
+
+
 async def test_one_trace_follows_a_checkout_across_every_hop(stack, otlp):
     # A trusted caller starts the trace; NGINX passes its `traceparent` through to core.
     trace_id, client_span = os.urandom(16).hex(), os.urandom(8).hex()
