@@ -4,6 +4,7 @@ the events it learns from and the RPCs it serves, with health and metrics."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 import warnings
@@ -96,7 +97,9 @@ async def models(app: web.Application) -> AsyncIterator[None]:
 
     try:
         loading = asyncio.ensure_future(load_embeddings())
-        await asyncio.gather(loading, *(load(model) for model in pools))  # side by side
+        # side by side; scipy.signal (resampling) is imported here, not by the commands
+        resampling = asyncio.to_thread(importlib.import_module, "scipy.signal")
+        await asyncio.gather(loading, resampling, *(load(model) for model in pools))
         embedder = loading.result()
     except BaseException:
         for pool, _, _ in pools.values():

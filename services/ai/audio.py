@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile
 from numpy.typing import NDArray
-from scipy.signal import resample_poly
 
 from chassis.errors import Unprocessable, UnsupportedMediaType
 from contracts import MAX_AUDIO_SECONDS, MAX_MEDIA
@@ -111,5 +110,7 @@ def silence_ratio(mono: NDArray[np.float32], rate: int) -> float:
 
 def speech_pcm(mono: NDArray[np.float32], rate: int) -> bytes:
     """`mono` resampled to the speech model's rate, as 16-bit little-endian PCM."""
+    from scipy.signal import resample_poly  # 1 s to import: the worker imports it at start
+
     resampled = resample_poly(mono, RATE, rate) if rate != RATE else mono
     return (np.clip(resampled, -1.0, 1.0) * 32767).astype("<i2").tobytes()
