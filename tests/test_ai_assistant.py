@@ -64,6 +64,7 @@ async def test_the_assistant_answers_from_the_catalog_and_keeps_the_conversation
     first = await response.json()
     assert first["source"] == "catalog"
     assert kettle["id"] in first["products"]
+    assert tent["id"] not in first["products"]  # retrieved, but too far from the question
     assert "Gooseneck kettle" in first["reply"] and "EUR 59.00" in first["reply"]
     conversation = first["conversation_id"]
 

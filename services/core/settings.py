@@ -39,6 +39,9 @@ class CoreSettings(ServiceSettings):
     ai_chat_ttl: int = Field(3600, gt=0)
     ai_chat_turns: int = Field(10, ge=1)
     ai_chat_products: int = Field(5, ge=1, le=20)
+    # A retrieved product is shown to the assistant only if its similarity to the conversation
+    # reaches this, and half the best one's (the catalog's nearest products may still be far).
+    ai_chat_min_score: float = Field(0.25, ge=-1, le=1)
     # An OpenAI-compatible chat-completions API for the assistant's replies (both unset: replies
     # come from a template over the retrieved products). Its timeouts, and the circuit breaker:
     # after `llm_breaker_threshold` failures in a row the API is not asked for

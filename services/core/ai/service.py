@@ -102,14 +102,18 @@ async def retrieve(
     user_id: str,
     message: ChatIn,
     products: int,
+    min_score: float,
     deadline: float,
 ) -> Turn:
     """The conversation so far (404 if it is not the account's) and the products nearest in
-    meaning to it, as the catalog holds them now."""
+    meaning to it (at least `min_score`, and half the best one's), as the catalog holds them
+    now."""
     history = await conversations.history(message.conversation_id, user_id)
     query = retrieval_query(history, message.message)
     found = await ask(rpc, SearchRequest(query=query, limit=products), SearchResults, deadline)
-    ids = [hit["product_id"] for hit in found["items"]]
+    hits = found["items"]
+    floor = max(min_score, hits[0]["score"] / 2) if hits else min_score
+    ids = [hit["product_id"] for hit in hits if hit["score"] >= floor]
     rows = await catalog_repository.products_by_ids(pool, ids)
     return Turn(
         conversation_id=message.conversation_id or uuid4(),

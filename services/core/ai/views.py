@@ -187,6 +187,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         user_id=principal.user_id,
         message=message,
         products=settings.ai_chat_products,
+        min_score=settings.ai_chat_min_score,
         deadline=settings.ai_deadline,
     )
     streamed = "text/event-stream" in request.headers.get("Accept", "")
