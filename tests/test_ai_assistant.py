@@ -12,6 +12,7 @@ import orjson
 from pydantic import SecretStr
 
 from chassis.data import REDIS
+from services.core.ai.chat import completions_url
 from services.core.keys import CORE_SETTINGS
 from tests.factories import admin, create_product, register
 from tests.fake_llm import API_KEY, MODEL
@@ -181,3 +182,11 @@ async def test_a_failing_or_silent_model_falls_back_to_the_template_and_trips_th
     response = await chat(client, customer, "a tent for camping")
     assert (await response.json())["source"] == "catalog"
     assert len(language_model.requests) == asked
+
+
+def test_the_api_path_follows_openais_convention():
+    assert completions_url("https://api.openai.com/v1") == (
+        "https://api.openai.com/v1/chat/completions"
+    )
+    assert completions_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000/v1/chat/completions"
+    assert completions_url("http://proxy/openai/v1/") == "http://proxy/openai/v1/chat/completions"

@@ -42,8 +42,8 @@ class AiSettings(ServiceSettings):
     # arrive (but not twice within `ai_recommend_min_gap` seconds: at a busy shop's rate it would
     # otherwise train without pause); how many partners it keeps per product.
     ai_recommend_interval: float = Field(600.0, gt=0)
-    ai_recommend_after_orders: int = Field(20, ge=1)
-    ai_recommend_min_gap: float = Field(10.0, ge=0)
+    ai_recommend_after_orders: int = Field(10, ge=1)
+    ai_recommend_min_gap: float = Field(5.0, ge=0)
     ai_recommend_partners: int = Field(20, ge=1)
     ai_languages: list[str] = [
         "en", "fr", "de", "es", "it", "pt", "nl", "pl", "sv", "da",

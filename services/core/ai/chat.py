@@ -15,6 +15,7 @@ conversation so far (the AI worker's semantic search) and answers from them.
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -138,6 +139,15 @@ def prompt(turn: Turn) -> list[dict[str, str]]:
     return [system, *turn.history, {"role": "user", "content": turn.message}]
 
 
+def completions_url(base_url: str) -> str:
+    """The chat-completions endpoint under an API's base URL: OpenAI's convention puts the
+    version in the base (`https://api.openai.com/v1`); a bare host gets `/v1`."""
+    base = base_url.rstrip("/")
+    if not urllib.parse.urlsplit(base).path:
+        base += "/v1"
+    return base + "/chat/completions"
+
+
 class LanguageModel:
     """An OpenAI-compatible chat-completions API behind timeouts and a circuit breaker."""
 
@@ -155,7 +165,7 @@ class LanguageModel:
         breaker_reset: float,
     ) -> None:
         self.session = session
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.url = completions_url(base_url)
         self.headers = {"Authorization": f"Bearer {api_key}"}
         self.model = model
         self.timeout = aiohttp.ClientTimeout(
