@@ -363,6 +363,7 @@ def throwaway_stack(run: str, state_dir: Path, **settings: Any) -> StackSettings
         database_name=f"relais_bench_{run}",
         payments_database_user=f"relais_bench_{run}_payments",
         payments_owner_user=f"relais_bench_{run}_payments_owner",
+        ai_database_user=f"relais_bench_{run}_ai",
         monitor_database_user=f"relais_bench_{run}_monitor",
         rabbitmq_core_user=f"relais_bench_{run}_core",
         rabbitmq_payments_user=f"relais_bench_{run}_payments",

@@ -101,6 +101,7 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
         "DATABASE_NAME": f"relais_e2e_{run}",
         "PAYMENTS_DATABASE_USER": f"relais_e2e_{run}_payments",
         "PAYMENTS_OWNER_USER": f"relais_e2e_{run}_payments_owner",
+        "AI_DATABASE_USER": f"relais_e2e_{run}_ai",
         "MONITOR_DATABASE_USER": f"relais_e2e_{run}_monitor",
         "RABBITMQ_CORE_USER": f"relais_e2e_{run}_core",
         "RABBITMQ_PAYMENTS_USER": f"relais_e2e_{run}_payments",
