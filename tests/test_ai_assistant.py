@@ -12,7 +12,7 @@ import orjson
 from pydantic import SecretStr
 
 from chassis.data import REDIS
-from services.core.ai.chat import completions_url
+from services.core.ai.chat import Turn, completions_url, template_reply
 from services.core.keys import CORE_SETTINGS
 from tests.factories import admin, create_product, register
 from tests.fake_llm import API_KEY, MODEL
@@ -190,3 +190,16 @@ def test_the_api_path_follows_openais_convention():
     )
     assert completions_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000/v1/chat/completions"
     assert completions_url("http://proxy/openai/v1/") == "http://proxy/openai/v1/chat/completions"
+
+
+def test_the_template_lists_each_product_with_its_price_and_first_sentence():
+    products = [
+        {"name": "Kettle", "price_cents": 5900, "currency": "EUR", "description": "Pours. Boils."},
+        {"name": "Pen", "price_cents": 250, "currency": "JPY", "description": ""},
+    ]
+    turn = Turn(conversation_id=uuid.uuid4(), message="m", history=[], products=products)
+    assert template_reply(turn).splitlines()[1:] == [
+        "- Kettle (EUR 59.00): Pours.",
+        "- Pen (JPY 250)",
+    ]
+    assert "nothing" in template_reply(Turn(uuid.uuid4(), "m", [], []))

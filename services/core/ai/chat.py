@@ -116,16 +116,18 @@ def template_reply(turn: Turn) -> str:
             "you are looking for?"
         )
     lines = [
-        f"- {product['name']} ({price(product)}): {first_sentence(product['description'])}"
+        f"- {product['name']} ({price(product)})" + first_sentence(product["description"])
         for product in turn.products
     ]
     return "From our catalog, these match what you asked:\n" + "\n".join(lines)
 
 
 def first_sentence(text: str) -> str:
-    """A description's first sentence (at most 160 characters)."""
+    """`: ` and a description's first sentence (at most 160 characters); nothing without one."""
     sentence = text.strip().split(". ")[0].rstrip(".")
-    return (sentence[:157] + "...") if len(sentence) > 160 else (sentence + ".")
+    if not sentence:
+        return ""
+    return ": " + ((sentence[:157] + "...") if len(sentence) > 160 else (sentence + "."))
 
 
 def prompt(turn: Turn) -> list[dict[str, str]]:
