@@ -185,6 +185,8 @@ class LiveIndex:
             self.loaded.set()
         else:
             ids, self._pending = list(self._pending), set()
+            if not ids:
+                return 0
             rows = await repository.vectors(self.pool, ids)
             live = {row["product_id"]: row for row in rows if row["embedding"] is not None}
             for product_id in ids:
