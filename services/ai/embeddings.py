@@ -122,18 +122,15 @@ class Embedder:
         while True:
             batch = [await self._waiting.get()]
             deadline = loop.time() + self.window
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._waiting.get_nowait())
-                    continue
-                except asyncio.QueueEmpty:
-                    pass
+            while len(batch) < self.max_batch:  # past the window, only what already waits
                 remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
                 try:
-                    batch.append(await asyncio.wait_for(self._waiting.get(), remaining))
-                except TimeoutError:
+                    batch.append(
+                        self._waiting.get_nowait()
+                        if remaining <= 0
+                        else await asyncio.wait_for(self._waiting.get(), remaining)
+                    )
+                except (asyncio.QueueEmpty, TimeoutError):
                     break
             batch = [(text, future) for text, future in batch if not future.done()]
             if not batch:
