@@ -356,12 +356,16 @@ async def test_one_trace_follows_a_checkout_across_every_hop(stack, otlp):
         ("consumer", "payments"),
         ("producer", "payments"),
         ("consumer", "core"),
+        ("consumer", "ai"),
     }
 
     def every_hop_exported() -> list[ReceivedSpan] | None:
-        # Each process exports on its own schedule; a span is queued after its children.
+        # Each process exports on its own schedule and a span is queued after its children, so
+        # the trace is whole once every hop is in and every span's parent is too.
         spans = otlp.trace(trace_id)
-        return spans if hops <= {(span.kind, span.service) for span in spans} else None
+        ids = {span.span_id for span in spans} | {client_span}
+        whole = all(span.parent_id in ids for span in spans)
+        return spans if whole and hops <= {(span.kind, span.service) for span in spans} else None
 
     spans = await eventually(every_hop_exported, within=20)
     # core's server span, child of the client's span, tagged with the request id
@@ -385,9 +389,11 @@ async def test_one_trace_follows_a_checkout_across_every_hop(stack, otlp):
     settled = only(spans, "core's consume", kind="consumer", service="core")
     assert settled.parent_id == event.span_id
     assert "COMMIT;" in sql_under(spans, settled)
-    # every span hangs off another span of the trace (or off the client's)
-    ids = {span.span_id for span in spans} | {client_span}
-    assert all(span.parent_id in ids for span in spans)
+    # the settled order was announced through the outbox, and the AI worker learned from it
+    paid = only(spans, "the relay's announce", kind="producer", service="core", name="order.paid")
+    assert paid.parent_id == settled.span_id
+    learned = only(spans, "the AI worker's consume", kind="consumer", service="ai")
+    assert learned.parent_id == paid.span_id
     # the access-log lines of NGINX and of core lead to the trace
     nginx_log = (stack["config"].log_dir / "nginx-access.log").read_text().splitlines()
     edge = json.loads(next(line for line in nginx_log if request_id in line))
