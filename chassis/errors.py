@@ -9,6 +9,7 @@ by `chassis.http`)::
     ├── Conflict                409  duplicate, no stock, request in progress
     ├── PayloadTooLarge         413  a body or an uploaded file past its limit
     ├── UnsupportedMediaType    415
+    ├── UpgradeRequired         426  a plain request where a WebSocket handshake belongs
     ├── Unprocessable           422  invalid fields (with `errors`)
     ├── TooManyRequests         429  with Retry-After
     ├── ServiceUnavailable      503  dependency down, no worker for an RPC
@@ -70,6 +71,15 @@ class Conflict(DomainError):
     """The request conflicts with the current state (duplicate, no stock, in progress)."""
 
     status, slug, title = 409, "conflict", "Conflict"
+
+
+class UpgradeRequired(DomainError):
+    """A plain HTTP request to an address that speaks WebSocket only."""
+
+    status, slug, title = 426, "upgrade-required", "Upgrade required"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Upgrade": "websocket", "Connection": "Upgrade"})
 
 
 class PayloadTooLarge(DomainError):

@@ -40,8 +40,11 @@ class ServiceSettings(BaseSettings):
         env_prefix="", extra="ignore", frozen=True, env_ignore_empty=True
     )
 
-    # Services that neither sign nor verify tokens skip the JWT key checks.
+    # Services that neither sign nor verify tokens skip the JWT key checks; those that only
+    # verify them skip the private key's; those without a database skip its password's.
     uses_jwt: ClassVar[bool] = True
+    signs_jwt: ClassVar[bool] = True
+    uses_database: ClassVar[bool] = True
 
     relais_env: Literal["development", "test", "production"] = "development"
     service_name: str = "relais"
@@ -95,11 +98,12 @@ class ServiceSettings(BaseSettings):
         if self.relais_env != "production":
             return self
         problems = []
-        if f":{DEV_DATABASE_PASSWORD}@" in self.database_url:
+        if self.uses_database and f":{DEV_DATABASE_PASSWORD}@" in self.database_url:
             problems.append("DATABASE_URL still holds the development password")
         if "//guest:guest@" in self.amqp_url:
             problems.append("AMQP_URL still uses RabbitMQ's guest account")
-        for kind in ("private", "public") if self.uses_jwt else ():
+        kinds = ("private", "public") if self.signs_jwt else ("public",)
+        for kind in kinds if self.uses_jwt else ():
             path = getattr(self, f"jwt_{kind}_key_file")
             inline = getattr(self, f"jwt_{kind}_key")
             if not inline and path is not None and is_development_secret(path):

@@ -13,8 +13,11 @@ Imports pydantic and the standard library only; services import this package's r
   answered by `TextAnalysis`, `ImageAnalysis`, `AudioAnalysis`; their files travel as `Media`
   (inline up to `INLINE_MEDIA_MAX`, else by a Redis claim check); `SearchRequest` answered by
   `SearchResults`, `RecommendationsRequest` answered by `Recommendations`.
-- Catalog and orders (`relais.events`, from core): `ProductCreated`, `ProductUpdated` (both
-  `ProductFacts`), `ProductDeleted`, `OrderPaid` (its `OrderLine`s).
+- Catalog (`relais.events`, from core): `ProductCreated`, `ProductUpdated` (both
+  `ProductFacts`), `ProductDeleted`.
+- Orders (`relais.events`, from core, each copied to its buyer's `user.<id>`): `OrderPaid` (its
+  `OrderLine`s), `OrderPaymentFailed`, `OrderCancelled`. Payment events reach the buyer the same
+  way.
 - Money: `CURRENCIES` (ISO 4217 minor-unit exponents), `Amount`, `Currency`, `decimal_amount`.
 - Statuses: `OrderStatus`, `PaymentStatus`, `RefundStatus`, `ProviderStatus`.
 """
@@ -37,8 +40,6 @@ from contracts._base import Contract
 from contracts._catalog import (
     MAX_QUERY,
     MAX_RESULTS,
-    OrderLine,
-    OrderPaid,
     ProductCreated,
     ProductDeleted,
     ProductFacts,
@@ -51,6 +52,7 @@ from contracts._catalog import (
     SearchResults,
 )
 from contracts._money import CURRENCIES, MAX_AMOUNT, Amount, Currency, decimal_amount, exponent
+from contracts._orders import OrderCancelled, OrderLine, OrderPaid, OrderPaymentFailed
 from contracts._payments import (
     DECLINE_CODES,
     SETTLEMENT_OUTCOMES,
@@ -105,8 +107,10 @@ __all__ = [
     "ImageAnalysis",
     "ImageAnalysisRequest",
     "Media",
+    "OrderCancelled",
     "OrderLine",
     "OrderPaid",
+    "OrderPaymentFailed",
     "OrderStatus",
     "PaymentFailed",
     "PaymentRefunded",

@@ -1,5 +1,5 @@
-"""Catalog and order facts that core announces (exchange `relais.events`, routing key = type),
-and the AI worker's RPCs over the catalog: semantic search and recommendations."""
+"""Catalog facts that core announces (exchange `relais.events`, routing key = type), and the AI
+worker's RPCs over the catalog: semantic search and recommendations."""
 
 from __future__ import annotations
 
@@ -49,24 +49,6 @@ class ProductDeleted(Contract):
     version: Literal[1] = 1
     product_id: UUID
     updated_at: datetime
-
-
-class OrderLine(BaseModel):
-    """One product of an order, and how many."""
-
-    product_id: UUID
-    quantity: int
-
-
-class OrderPaid(Contract):
-    """An order's payment succeeded: what was bought together."""
-
-    type: Literal["order.paid"] = "order.paid"
-    version: Literal[1] = 1
-    order_id: UUID
-    user_id: UUID
-    items: list[OrderLine]
-    paid_at: datetime
 
 
 class SearchRequest(Contract):

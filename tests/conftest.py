@@ -18,6 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio import Redis
 
 from chassis.messaging import declare_work_queues
+from gateway.app import create_app as create_gateway_app
+from gateway.handlers import JOURNAL_QUEUE as GATEWAY_JOURNAL_QUEUE
+from gateway.settings import GatewaySettings
 from chassis.migrations import upgrade
 from services.ai.app import MIGRATIONS as AI_MIGRATIONS
 from services.ai.app import create_app as create_ai_app
@@ -101,8 +104,9 @@ def amqp_url() -> Iterator[str]:
     try:
         rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-        # as `make up` does: core's events wait for the AI worker from the start
+        # as `make up` does: events wait for the AI worker and the gateway from the start
         asyncio.run(declare_work_queues(AiSettings(amqp_url=url), [AI_EVENT_QUEUE]))
+        asyncio.run(declare_work_queues(GatewaySettings(amqp_url=url), [GATEWAY_JOURNAL_QUEUE]))
         yield url
     finally:
         rabbitmqctl("delete_vhost", vhost)
@@ -329,3 +333,32 @@ async def language_model(aiohttp_server: Any) -> FakeLanguageModel:
     server = await aiohttp_server(fake.app())
     fake.url = str(server.make_url("/v1"))
     return fake
+
+
+@pytest.fixture
+def gateway_settings(
+    amqp_url: str, redis_prefix: str, key_pair: tuple[str, str]
+) -> GatewaySettings:
+    """Gateway settings for this run: its vhost, key prefix and public key, no metrics port."""
+    return GatewaySettings(
+        relais_env="test",
+        amqp_url=amqp_url,
+        redis_url=REDIS_URL,
+        redis_key_prefix=redis_prefix,
+        jwt_public_key=key_pair[1],
+        jwt_private_key_file=None,
+        metrics_port=0,
+    )
+
+
+@pytest.fixture
+async def make_gateway(aiohttp_client: Any, gateway_settings: GatewaySettings) -> ClientFactory:
+    """Start gateway instances in this process (settings overridable); a client for each."""
+
+    async def start(**overrides: Any) -> TestClient[Any, Any]:
+        client: TestClient[Any, Any] = await aiohttp_client(
+            create_gateway_app(gateway_settings.model_copy(update=overrides))
+        )
+        return client
+
+    return start

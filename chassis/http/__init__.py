@@ -13,6 +13,8 @@ handler raises live in `chassis.errors`.
 
 from chassis.http._app import BACKLOG, UnixSocket, create_service_app, serve
 from chassis.http._auth import (
+    CLAIMS,
+    TOKEN_PARAMETER,
     TOKENS,
     Principal,
     Revocations,
@@ -42,11 +44,13 @@ from chassis.http._routes import ApiRoutes, Header, Upload
 
 __all__ = [
     "BACKLOG",
+    "CLAIMS",
     "DEFAULT_CHECKS",
     "JSON_INTEGER",
     "PROBLEM_TYPES",
     "RATE_LIMITER",
     "TOKENS",
+    "TOKEN_PARAMETER",
     "ApiRoutes",
     "Cursor",
     "Header",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +23,8 @@ from chassis.errors import Forbidden, Unauthorized
 from chassis.settings import ServiceSettings
 
 PRINCIPAL = web.RequestKey["Principal"]("principal")
+# The verified claims of the request's access token.
+CLAIMS = web.RequestKey["dict[str, Any]"]("claims")
 
 TOKENS = web.AppKey["TokenService"]("tokens")
 
@@ -32,6 +35,8 @@ CLOCK_LEEWAY = 5
 # same access token with every request, and an EdDSA verification costs more than the rest of
 # a cached read. Revocation is still looked up in Redis on every request.
 VERIFIED_CACHE_SIZE = 10_000
+# Where a client that cannot send headers puts its access token.
+TOKEN_PARAMETER = "access_token"  # noqa: S105 - a parameter name, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +80,23 @@ class Revocations:
     async def check(self, claims: dict[str, Any]) -> None:
         """Refuse the token if it, its family or its account's credentials were revoked (one
         round trip)."""
-        jti, family, version = await self._redis.mget(
+        reason = _refusal(claims, *await self._redis.mget(*self._keys(claims)))
+        if reason is not None:
+            raise Unauthorized(reason)
+
+    async def refusals(self, tokens: Sequence[dict[str, Any]]) -> list[str | None]:
+        """Why each token is cut off now (None: it is not), in one round trip for all: for
+        connections that outlive the request that checked their token."""
+        keys = [key for claims in tokens for key in self._keys(claims)]
+        values = await self._redis.mget(keys) if keys else []
+        return [_refusal(claims, *values[3 * i : 3 * i + 3]) for i, claims in enumerate(tokens)]
+
+    def _keys(self, claims: dict[str, Any]) -> tuple[str, str, str]:
+        return (
             self._key("revoked:jti", claims["jti"]),
             self._key("revoked:fid", claims["fid"]),
             self._key("version", claims["sub"]),
         )
-        if jti is not None or family is not None:
-            raise Unauthorized("Token has been revoked")
-        if version is not None and token_version(claims) < int(version):
-            raise Unauthorized("The account's role or password changed; log in again")
 
     async def cut_off_account(self, user_id: str, version: int) -> None:
         """Refuse every token of the account older than `version` (kept for as long as the
@@ -109,6 +122,14 @@ class Revocations:
 
     def _key(self, kind: str, value: str) -> str:
         return f"{self._prefix}auth:{kind}:{value}"
+
+
+def _refusal(claims: dict[str, Any], jti: Any, family: Any, version: Any) -> str | None:
+    if jti is not None or family is not None:
+        return "Token has been revoked"
+    if version is not None and token_version(claims) < int(version):
+        return "The account's role or password changed; log in again"
+    return None
 
 
 def token_version(claims: dict[str, Any]) -> int:
@@ -203,11 +224,15 @@ class TokenService:
         return claims
 
 
-async def authenticated(request: web.Request) -> Principal:
-    """The caller of a request that needs a valid Bearer access token (401 otherwise)."""
+async def authenticated(request: web.Request, *, query_token: bool = False) -> Principal:
+    """The caller of a request that needs a valid Bearer access token (401 otherwise);
+    `query_token`: the token may come as the `access_token` query parameter instead (RFC 6750
+    §2.3), for clients that cannot send headers, such as a browser's WebSocket."""
     if PRINCIPAL in request:
         return request[PRINCIPAL]
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if query_token and not scheme:
+        scheme, token = "bearer", request.query.get(TOKEN_PARAMETER, "")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("A Bearer access token is required")
     claims = await request.app[TOKENS].verify(token.strip(), "access")
@@ -219,6 +244,7 @@ async def authenticated(request: web.Request) -> Principal:
         expires_at=int(claims["exp"]),
     )
     request[PRINCIPAL] = principal
+    request[CLAIMS] = claims
     return principal
 
 

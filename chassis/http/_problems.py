@@ -108,6 +108,14 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "Send JSON with `Content-Type: application/json`, or a file of a format the route's "
         "documentation lists, whole.",
     ),
+    "upgrade-required": ProblemType(
+        "Upgrade required",
+        426,
+        "The address speaks WebSocket only (`/ws`, the realtime gateway), and the request was "
+        "a plain HTTP one.",
+        "Open a WebSocket (`Upgrade: websocket`), with the access token in `Authorization` or "
+        "in the `access_token` query parameter.",
+    ),
     "validation-error": ProblemType(
         "Validation failed",
         422,

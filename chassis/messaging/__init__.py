@@ -1,38 +1,44 @@
 """Messaging: RabbitMQ with the guarantees the stack promises.
 
 The broker (`amqp_broker`, `Broker`, `BrokerPermissions`; exchanges `COMMANDS`, `EVENTS`, `RPC`,
-`DEAD_LETTERS`), messages as pydantic models that carry their `type` and `version`
-(`MessageTypes`, `UnknownContract`, `encode`, `type_name`), work-queue consumers driven by a
-handler table (`consume_work_queue`, `Consumer`, `Poison`, `WorkQueue` and
-`declare_work_queues` to declare them before a first start: ack after the effect, retries with
-back-off, dead letters), the transactional outbox and its relay (`enqueue`, `outbox_relay`,
+`DEAD_LETTERS`), messages as pydantic models that carry their `type` and `version` (`MessageTypes`,
+`UnknownContract`, `encode`, `type_name`), events addressed to a user as well (`user_key`,
+`CC_HEADER`) and when they happened (`occurred_at`, `OCCURRED_AT_HEADER`), work-queue consumers
+driven by a handler table (`consume_work_queue`, `Consumer`, `Poison`, `WorkQueue` and
+`declare_work_queues` to declare them before a first start: ack after the effect, retries with back-
+off, dead letters), the transactional outbox and its relay (`enqueue`, `outbox_relay`,
 `first_delivery`, `derived_message_id`), RPC with deadlines (`RpcClient`, `serving_rpcs`), claim
-checks for bodies too big for a message (`ClaimCheck`), and PostgreSQL LISTEN
-(`setup_pg_listener`, `listening`). It names no message of any service.
+checks for bodies too big for a message (`ClaimCheck`), and PostgreSQL LISTEN (`setup_pg_listener`,
+`listening`). It names no message of any service.
 """
 
 from chassis.messaging._amqp import (
     ALL_EXCHANGES,
     ATTEMPT_HEADER,
     BROKER,
+    CC_HEADER,
     COMMANDS,
     DEAD_AT_HEADER,
     DEAD_LETTERS,
     DEFAULT,
     DEFAULT_EXCHANGE,
     EVENTS,
+    OCCURRED_AT_HEADER,
     QUEUE_HEADER,
     REASON_HEADER,
     RPC,
     Broker,
     BrokerPermissions,
     amqp_broker,
+    announcement_headers,
     broker_ready,
     dead_letter_queue,
     message_for,
     names,
+    occurred_at,
     republished,
     retry_queue,
+    user_key,
 )
 from chassis.messaging._claims import ClaimCheck
 from chassis.messaging._consumer import (
@@ -68,6 +74,7 @@ __all__ = [
     "ALL_EXCHANGES",
     "ATTEMPT_HEADER",
     "BROKER",
+    "CC_HEADER",
     "COMMANDS",
     "DEAD_AT_HEADER",
     "DEAD_LETTERS",
@@ -75,6 +82,7 @@ __all__ = [
     "DEFAULT",
     "DEFAULT_EXCHANGE",
     "EVENTS",
+    "OCCURRED_AT_HEADER",
     "PG_LISTENER",
     "QUEUE_HEADER",
     "REASON_HEADER",
@@ -96,6 +104,7 @@ __all__ = [
     "UnknownContract",
     "WorkQueue",
     "amqp_broker",
+    "announcement_headers",
     "broker_ready",
     "consume_work_queue",
     "dead_letter_queue",
@@ -108,10 +117,12 @@ __all__ = [
     "message_for",
     "message_type",
     "names",
+    "occurred_at",
     "outbox_relay",
     "republished",
     "retry_queue",
     "serving_rpcs",
     "setup_pg_listener",
     "type_name",
+    "user_key",
 ]

@@ -58,6 +58,11 @@ REASON_HEADER = "x-relais-reason"
 QUEUE_HEADER = "x-relais-queue"
 # When a consumer dead-lettered the message (Unix seconds).
 DEAD_AT_HEADER = "x-relais-dead-at"
+# When the fact a message announces happened (Unix seconds, to the microsecond: the AMQP
+# `timestamp` property holds whole seconds only).
+OCCURRED_AT_HEADER = "x-relais-occurred-at"
+# RabbitMQ's sender-selected distribution: a message is also routed by each of these keys.
+CC_HEADER = "CC"
 
 # Quorum queues dead-letter at least once only with reject-publish overflow.
 _QUORUM = {
@@ -88,6 +93,29 @@ def names(*patterns: str) -> str:
 # Every service declares the stack's exchanges when it connects.
 ALL_EXCHANGES = r"relais\.(commands|events|rpc|dlx)"
 DEFAULT = r"amq\.default"
+
+
+def user_key(user_id: object) -> str:
+    """The routing key that reaches one user's sockets (an event names it in `CC`)."""
+    return f"user.{user_id}"
+
+
+def announcement_headers(*, to_user: object | None = None) -> dict[str, Any]:
+    """The headers of an event happening now: when, and (`to_user`) the user whose sockets it
+    reaches too."""
+    headers: dict[str, Any] = {OCCURRED_AT_HEADER: time.time()}
+    if to_user is not None:
+        headers[CC_HEADER] = [user_key(to_user)]
+    return headers
+
+
+def occurred_at(message: aio_pika.abc.AbstractMessage) -> float:
+    """When the fact a message announces happened (its publish time if it does not say)."""
+    value = (message.headers or {}).get(OCCURRED_AT_HEADER)
+    if isinstance(value, int | float):
+        return float(value)
+    stamp = message.timestamp
+    return stamp.timestamp() if stamp is not None else time.time()
 
 
 def dead_letter_queue(queue: str) -> str:

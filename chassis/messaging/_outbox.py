@@ -24,7 +24,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from chassis.data import DB_POOL, Conn
-from chassis.messaging._amqp import BROKER, Broker
+from chassis.messaging._amqp import BROKER, Broker, announcement_headers
 from chassis.messaging._envelope import encode, message_type
 from chassis.messaging._listen import PG_LISTENER
 from chassis.settings import SETTINGS
@@ -56,12 +56,15 @@ async def enqueue(
     exchange: str,
     routing_key: str | None = None,
     message_id: str | None = None,
+    to_user: object | None = None,
 ) -> None:
-    """Add a message to the outbox, in the caller's transaction (an id makes it idempotent).
+    """Add a message to the outbox, in the caller's transaction (an id makes it idempotent);
+    `to_user` also routes it to that user's sockets (`user.<id>`, in RabbitMQ's `CC`).
 
     The row keeps the current trace context: the relay publishes it under that context, so the
-    message belongs to the trace of the request or message that caused it."""
-    trace_context = context_headers()
+    message belongs to the trace of the request or message that caused it. It keeps the time
+    too: when the fact happened, not when the relay got to it."""
+    headers = {**context_headers(), **announcement_headers(to_user=to_user)}
     await conn.execute(
         """INSERT INTO outbox (message_id, exchange, routing_key, type, body, headers)
            VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3, $4, $5,
@@ -72,7 +75,7 @@ async def enqueue(
         routing_key or message_type(contract),
         message_type(contract),
         encode(contract),
-        orjson.dumps(trace_context).decode() if trace_context else None,
+        orjson.dumps(headers).decode(),
     )
 
 

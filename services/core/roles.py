@@ -3,8 +3,8 @@
 Core publishes commands (`relais.commands`), RPC requests (`relais.rpc`), retries (through the
 default exchange) and dead letters (`relais.dlx`), and consumes its own queues (its RPC reply
 queue, `core.replies.…`, among them). On `relais.events` it announces its own facts only
-(`product.…`, `order.…`): only the service that owns a fact announces it, so core cannot claim
-that a payment succeeded.
+(`product.…`, `order.…`), copied to the buyer's `user.…` key: only the service that owns a fact
+announces it, so core cannot claim that a payment succeeded.
 
 Its database role also lets the AI worker's role read the catalog (`grant_catalog_reader`): the
 worker rebuilds its search index from the products as they are.
@@ -20,7 +20,7 @@ BROKER = BrokerPermissions(
     configure=names(ALL_EXCHANGES, OWN_QUEUES),
     write=names(r"relais\.(commands|rpc|events|dlx)", DEFAULT, OWN_QUEUES),
     read=names(r"relais\.(events|dlx)", OWN_QUEUES),
-    topics={EVENTS: (r"^(product|order)\.", r"^payment\.")},
+    topics={EVENTS: (r"^(product|order|user)\.", r"^payment\.")},
 )
 
 CATALOG_GRANTS = """

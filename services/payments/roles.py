@@ -1,5 +1,6 @@
-"""The worker's roles: its database role may write payments but only append to the ledger;
-its broker user consumes payment commands and RPC requests and announces payment events only.
+"""The worker's roles: its database role may write payments but only append to the ledger; its
+broker user consumes payment commands and RPC requests and announces payment events only (each
+copied to its buyer's `user.…` key).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ BROKER = BrokerPermissions(
     write=names(r"relais\.(events|dlx)", DEFAULT, OWN_QUEUES, RPC_QUEUES),
     read=names(r"relais\.(commands|rpc|dlx)", OWN_QUEUES, RPC_QUEUES),
     # The events exchange takes from it payment events and nothing else.
-    topics={EVENTS: (r"^payment\.", "^$")},
+    topics={EVENTS: (r"^(payment|user)\.", "^$")},
 )
 
 SCHEMA = "payments"

@@ -368,4 +368,11 @@ async def daily_report(*, pool: asyncpg.Pool, request: DailyReportRequest) -> Da
 
 
 async def _announce(conn: Conn, event: Contract, *, subject: Any) -> None:
-    await enqueue(conn, event, exchange=EVENTS, message_id=derived_message_id(event.type, subject))
+    """Announce a payment event, a copy to its buyer's sockets when it names them."""
+    await enqueue(
+        conn,
+        event,
+        exchange=EVENTS,
+        message_id=derived_message_id(event.type, subject),
+        to_user=getattr(event, "user_id", None),
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import asyncpg
 from pydantic import BaseModel
@@ -15,6 +16,7 @@ from chassis.messaging import EVENTS, derived_message_id, enqueue, first_deliver
 from contracts import (
     OrderLine,
     OrderPaid,
+    OrderPaymentFailed,
     PaymentFailed,
     PaymentRefunded,
     PaymentSucceeded,
@@ -52,6 +54,8 @@ async def apply_event(
         await repository.apply_change(conn, change, notify=SETTLED_CHANNEL)
         if change.order_status == "paid":
             await announce_paid(conn, row["order_id"])
+        elif change.order_status == "payment_failed" and isinstance(event, PaymentFailed):
+            await announce_failed(conn, event)
         if change.refund_unpayable:
             await refund_automatically(conn, row)
     if change.payment_status in ("succeeded", "failed"):
@@ -78,7 +82,29 @@ async def announce_paid(conn: Conn, order_id: object) -> None:
         paid_at=order["updated_at"],
     )
     await enqueue(
-        conn, paid, exchange=EVENTS, message_id=derived_message_id(paid.type, paid.order_id)
+        conn,
+        paid,
+        exchange=EVENTS,
+        message_id=derived_message_id(paid.type, paid.order_id),
+        to_user=paid.user_id,
+    )
+
+
+async def announce_failed(conn: Conn, event: PaymentFailed) -> None:
+    """Tell the buyer that their order's payment was refused, in the transaction that says so."""
+    failed = OrderPaymentFailed(
+        order_id=event.order_id,
+        user_id=event.user_id,
+        payment_id=event.payment_id,
+        failure_code=event.failure_code,
+        failed_at=datetime.now(UTC),
+    )
+    await enqueue(
+        conn,
+        failed,
+        exchange=EVENTS,
+        message_id=derived_message_id(failed.type, failed.payment_id),
+        to_user=failed.user_id,
     )
 
 

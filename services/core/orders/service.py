@@ -1,16 +1,19 @@
-"""Placing, reading and cancelling orders; stock is reserved in the order's transaction."""
+"""Placing, reading and cancelling orders; stock is reserved in the order's transaction, and a
+cancellation is announced in its own (to the buyer's sockets too)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
 from chassis.data import Conn, Db, TieredCache
 from chassis.errors import Conflict, Forbidden, NotFound, Unprocessable
 from chassis.http import Principal, decode_cursor, page
+from chassis.messaging import EVENTS, derived_message_id, enqueue
+from contracts import OrderCancelled
 from services.core import idempotency
 from services.core.idempotency import IdempotentRequest, fingerprint
 from services.core.orders import repository
@@ -176,7 +179,7 @@ async def cancel_order(
             raise Conflict(f"An order that is {order['status']} cannot be cancelled")
         if await repository.has_payment_in_progress(conn, order["id"]):
             raise Conflict("A payment of this order is in progress")
-        order, items = await _release(conn, order)
+        order, items = await _release(conn, order, reason="buyer")
         await cache.record(conn, *(str(item["product_id"]) for item in items))
         view = (await _with_lines(conn, [order]))[0]
     await cache.invalidate(*(str(item["product_id"]) for item in items))
@@ -192,7 +195,7 @@ async def release_unpaid_orders(
             conn, hold_seconds=hold_seconds, limit=limit
         )
         released = [
-            await _release(conn, order)
+            await _release(conn, order, reason="unpaid")
             for order in orders
             # The selection saw the payments of its own snapshot; one started since then (it
             # does not touch the order row) shows now that the order is locked.
@@ -207,12 +210,27 @@ async def release_unpaid_orders(
 
 
 async def _release(
-    conn: Conn, order: asyncpg.Record
+    conn: Conn, order: asyncpg.Record, *, reason: Literal["buyer", "unpaid"]
 ) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
-    """Cancel a locked order and put its stock back: (cancelled order, its lines)."""
+    """Cancel a locked order, put its stock back and tell its buyer: (cancelled order, its
+    lines)."""
     items = await repository.items_of(conn, [order["id"]])
     product_ids = sorted(item["product_id"] for item in items)
     quantities = {item["product_id"]: item["quantity"] for item in items}
     await repository.lock_products(conn, product_ids, live_only=False)
     await repository.adjust_stock(conn, product_ids, [quantities[pid] for pid in product_ids])
-    return await repository.set_status(conn, order["id"], "cancelled"), items
+    cancelled = await repository.set_status(conn, order["id"], "cancelled")
+    event = OrderCancelled(
+        order_id=cancelled["id"],
+        user_id=cancelled["user_id"],
+        reason=reason,
+        cancelled_at=cancelled["updated_at"],
+    )
+    await enqueue(
+        conn,
+        event,
+        exchange=EVENTS,
+        message_id=derived_message_id(event.type, event.order_id),
+        to_user=event.user_id,
+    )
+    return cancelled, items

@@ -1,0 +1,1 @@
+"""The realtime gateway: users' WebSocket connections, and the events that concern them."""

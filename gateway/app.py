@@ -1,0 +1,120 @@
+"""The gateway's app: users' sockets on `/ws`, the queue of this instance that brings their
+events, the journal queue shared by every instance, with health and metrics."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+from aio_pika.abc import AbstractIncomingMessage
+from aiohttp import web
+
+from chassis.data import REDIS, redis_client
+from chassis.http import DEFAULT_CHECKS, TOKENS, TokenService, create_service_app, setup_health
+from chassis.messaging import (
+    BROKER,
+    EVENTS,
+    amqp_broker,
+    broker_ready,
+    consume_work_queue,
+    user_key,
+)
+from chassis.tasks import background, repeat
+from chassis.telemetry import METRICS
+from gateway import handlers
+from gateway.keys import GATEWAY_SETTINGS, HUB
+from gateway.metrics import GatewayMetrics
+from gateway.push import views
+from gateway.push.repository import Journal
+from gateway.push.service import Hub
+from gateway.settings import GatewaySettings
+
+# The instance's own queue, past which the broker drops the oldest events (an instance that
+# stalls must not fill the broker; its clients catch up from the journal).
+LIVE_QUEUE_MAX = 100_000
+
+
+async def hub(app: web.Application) -> AsyncIterator[None]:
+    """The hub, its journal and the token checks of open sockets; on shutdown every socket is
+    closed with 1001 (`on_shutdown`, before the broker and Redis close)."""
+    settings = app[GATEWAY_SETTINGS]
+    tokens = app[TOKENS] = TokenService(settings, app[REDIS], can_sign=False)
+    journal = Journal(
+        app[REDIS],
+        prefix=settings.redis_key_prefix,
+        window=settings.gateway_replay_window,
+        limit=settings.gateway_replay_max,
+    )
+    app[HUB] = Hub(
+        GatewayMetrics(app[METRICS]),
+        journal,
+        send_queue=settings.gateway_send_queue,
+        sockets_per_user=settings.gateway_sockets_per_user,
+    )
+    checks = repeat(
+        lambda: app[HUB].check_tokens(tokens.revocations),
+        every=settings.gateway_auth_check_interval,
+        what="closing sockets whose token expired or was revoked",
+    )
+    async with background(app, checks, "socket token checks"):
+        yield
+
+
+async def live_events(app: web.Application) -> AsyncIterator[None]:
+    """This instance's queue (exclusive: it goes with the connection), bound to the users whose
+    sockets are here, consumed into the hub. A robust channel declares it, its bindings and
+    its consumer again after a reconnect."""
+    settings, hub = app[GATEWAY_SETTINGS], app[HUB]
+    channel = await app[BROKER].connection.channel()
+    await channel.set_qos(prefetch_count=settings.gateway_prefetch)
+    queue = await channel.declare_queue(
+        f"gateway.live.{uuid.uuid4().hex}",
+        exclusive=True,
+        auto_delete=True,
+        arguments={"x-max-length": LIVE_QUEUE_MAX},
+    )
+
+    async def bind(user_id: str) -> None:
+        await queue.bind(EVENTS, routing_key=user_key(user_id))
+
+    async def unbind(user_id: str) -> None:
+        await queue.unbind(EVENTS, routing_key=user_key(user_id))
+
+    async def on_message(message: AbstractIncomingMessage) -> None:
+        async with message.process(ignore_processed=True):
+            await handlers.push_live(hub, message)
+
+    hub.route_with(bind, unbind)
+    tag = await queue.consume(on_message)
+    yield
+    await queue.cancel(tag)
+    await channel.close()
+
+
+async def journal_queue(app: web.Application) -> AsyncIterator[None]:
+    """Keep every user's events for their reconnecting clients (one shared queue: each event
+    once, whichever instance takes it)."""
+    queue = handlers.JOURNAL_QUEUE
+    consumer = await consume_work_queue(
+        app, queue.name, exchange=queue.exchange, handlers=queue.handlers
+    )
+    yield
+    await consumer.stop()
+
+
+async def close_sockets(app: web.Application) -> None:
+    """Say goodbye (1001) to every client before the server stops."""
+    if HUB in app:
+        await app[HUB].close_all(grace=app[GATEWAY_SETTINGS].shutdown_timeout / 2)
+
+
+def create_app(settings: GatewaySettings) -> web.Application:
+    """Assemble the gateway: Redis, the broker, the hub, its queues, `/ws`, health, metrics."""
+    app = create_service_app(settings)
+    app[GATEWAY_SETTINGS] = settings
+    app.cleanup_ctx.extend([redis_client, amqp_broker, hub, live_events, journal_queue])
+    app.on_shutdown.append(close_sockets)
+    app.router.add_get("/ws", views.socket, allow_head=False)
+    checks = {name: check for name, check in DEFAULT_CHECKS.items() if name != "postgres"}
+    setup_health(app, {**checks, "rabbitmq": broker_ready})
+    return app

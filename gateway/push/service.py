@@ -1,0 +1,315 @@
+"""The hub: which sockets this instance holds for which user, and the broker bindings that bring
+exactly those users' events here.
+
+Routing, not broadcast: the instance's queue (exclusive to it) is bound to `user.<id>` on
+`relais.events` while at least one socket of that user is open here, and unbound when the last
+one closes; every event a service announces for a user carries that key in `CC`. An event so
+reaches only the instances holding its user, and each sends it to every socket of the user.
+
+Each socket has a bounded send queue written by a task that exists only while something waits:
+an idle socket costs no task. A socket whose queue overflows (a client that does not read) is
+closed with 1013 rather than buffered without end.
+
+A reconnecting client passes the id of the last event it received: the journal's events after
+it are sent first, in order, then the events that arrived meanwhile, less those the catch-up
+already sent. An id the journal no longer holds gets a `resync` message, then everything kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import WSCloseCode, web
+from opentelemetry import trace
+from pydantic import BaseModel
+
+from chassis.http import Revocations
+from gateway.metrics import GatewayMetrics
+from gateway.push.repository import Journal
+
+log = logging.getLogger("relais.gateway")
+tracer = trace.get_tracer("relais.gateway")
+
+# Ids of the events this instance pushed lately: a copy the broker delivers again (the outbox
+# publishes at least once) is not pushed twice.
+RECENT_EVENTS = 10_000
+# How long a socket being closed may take to answer the close frame before it is cut off.
+CLOSE_GRACE = 2.0
+# The payload fields every contract carries, which the message says in its own `type`.
+ENVELOPE_FIELDS = frozenset({"type", "version"})
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """One event as a socket receives it: `{id, type, occurred_at, data}`, serialised once."""
+
+    id: str
+    type: str
+    user_id: str
+    occurred_at: float
+    text: str
+
+
+def push_of(event: BaseModel, *, event_id: str, occurred_at: float) -> Push:
+    """The message that tells an event's user about it."""
+    body = event.model_dump(mode="json", exclude=set(ENVELOPE_FIELDS))
+    kind = str(getattr(event, "type", "event"))
+    user_id = str(body["user_id"])
+    text = orjson.dumps(
+        {"id": event_id, "type": kind, "occurred_at": _iso(occurred_at), "data": body}
+    ).decode()
+    return Push(event_id, kind, user_id, occurred_at, text)
+
+
+def resync_message(reason: str) -> str:
+    """The control message that says the client may have missed events it cannot get back."""
+    return orjson.dumps(
+        {"id": None, "type": "resync", "occurred_at": _iso(time.time()), "data": {"reason": reason}}
+    ).decode()
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
+
+
+class Socket:
+    """One client connection: its user, its token, and what waits to be sent to it."""
+
+    __slots__ = (
+        "__weakref__",
+        "_held",
+        "_queue",
+        "_writer",
+        "claims",
+        "closing",
+        "hub",
+        "transport",
+        "user_id",
+        "ws",
+    )
+
+    def __init__(
+        self,
+        hub: Hub,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None,
+        user_id: str,
+        claims: dict[str, Any],
+    ) -> None:
+        self.hub = hub
+        self.ws = ws
+        self.transport = transport
+        self.user_id = user_id
+        self.claims = claims
+        self.closing: str | None = None  # why the gateway closes it, once it does
+        self._queue: collections.deque[Push] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        # While a reconnecting client catches up, live events wait here.
+        self._held: list[Push] | None = None
+
+    def offer(self, push: Push) -> None:
+        """Queue a message; a socket too far behind is closed (1013) instead."""
+        if self.closing is not None:
+            return
+        if self._held is not None:
+            self._held.append(push)
+            return
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = collections.deque()
+        if len(queue) >= self.hub.send_queue:
+            self.drop("slow_client", WSCloseCode.TRY_AGAIN_LATER, "Too far behind; reconnect")
+            return
+        queue.append(push)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        queue, metrics = self._queue, self.hub.metrics
+        try:
+            while queue and self.closing is None:
+                push = queue.popleft()
+                await self.ws.send_str(push.text)
+                metrics.latency.observe(max(0.0, time.time() - push.occurred_at))
+                metrics.sent(push.type, "live")
+        except (ConnectionError, RuntimeError) as exc:  # closed under it: the reader ends it
+            log.debug("push to a closing socket failed: %r", exc)
+        finally:
+            self._queue, self._writer = None, None
+
+    def hold(self) -> None:
+        """Keep live events aside while the client catches up."""
+        self._held = []
+
+    async def catch_up(self, kept: Iterable[tuple[str, str]], *, resync: str | None) -> None:
+        """Send what the client missed (`kept`: id and message), then the events held
+        meanwhile that it did not already get."""
+        sent = set()
+        if resync is not None:
+            await self.ws.send_str(resync_message(resync))
+        for event_id, message in kept:
+            await self.ws.send_str(message)
+            sent.add(event_id)
+            self.hub.metrics.sent(orjson.loads(message)["type"], "replay")
+        held, self._held = self._held or [], None
+        for push in held:
+            if push.id not in sent:
+                self.offer(push)
+
+    def drop(self, reason: str, code: int, message: str) -> None:
+        """Close the socket for `reason` (once), without waiting for the client."""
+        if self.closing is not None:
+            return
+        self.closing = reason
+        self.hub.metrics.dropped(reason)
+        self.hub.later(self._close(code, message))
+
+    async def _close(self, code: int, message: str) -> None:
+        # A client that reads nothing never takes the close frame either: cut it off.
+        try:
+            await asyncio.wait_for(self.ws.close(code=code, message=message.encode()), CLOSE_GRACE)
+        except TimeoutError:
+            if self.transport is not None:
+                self.transport.abort()
+
+
+class Hub:
+    """The sockets of this instance by user, and the queue bindings that follow them."""
+
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        journal: Journal,
+        *,
+        send_queue: int,
+        sockets_per_user: int,
+    ) -> None:
+        self.metrics = metrics
+        self.journal = journal
+        self.send_queue = send_queue
+        self.sockets_per_user = sockets_per_user
+        self.users: dict[str, set[Socket]] = {}
+        self._bound: set[str] = set()
+        self._binding: dict[str, asyncio.Lock] = {}
+        self._bind: Callable[[str], Awaitable[None]] | None = None
+        self._unbind: Callable[[str], Awaitable[None]] | None = None
+        self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def route_with(
+        self, bind: Callable[[str], Awaitable[None]], unbind: Callable[[str], Awaitable[None]]
+    ) -> None:
+        """How to bind and unbind the instance's queue to a user's events."""
+        self._bind, self._unbind = bind, unbind
+
+    def full(self, user_id: str) -> bool:
+        """Whether the user holds as many sockets here as one may."""
+        return len(self.users.get(user_id, ())) >= self.sockets_per_user
+
+    async def join(self, socket: Socket) -> None:
+        """Take a socket in; its user's events are routed here once this returns."""
+        self.users.setdefault(socket.user_id, set()).add(socket)
+        self.metrics.connections.inc()
+        await self._follow(socket.user_id)
+
+    def leave(self, socket: Socket) -> None:
+        """Let a closed socket go; the last of its user's unbinds the user (in a task of its
+        own: aiohttp cancels the handler of a socket whose connection is gone)."""
+        sockets = self.users.get(socket.user_id)
+        if sockets is None or socket not in sockets:
+            return
+        sockets.discard(socket)
+        self.metrics.connections.dec()
+        if not sockets:
+            del self.users[socket.user_id]
+            self.later(self._follow(socket.user_id))
+
+    async def _follow(self, user_id: str) -> None:
+        """Bind or unbind the user to match whether any socket of theirs is open (one change
+        of a user's binding at a time; a reconnect during an unbind binds again after it)."""
+        lock = self._binding.setdefault(user_id, asyncio.Lock())
+        try:
+            async with lock:
+                wanted = user_id in self.users
+                if wanted and user_id not in self._bound and self._bind is not None:
+                    await self._bind(user_id)
+                    self._bound.add(user_id)
+                elif not wanted and user_id in self._bound and self._unbind is not None:
+                    self._bound.discard(user_id)
+                    await self._unbind(user_id)
+                self.metrics.users.set(len(self._bound))
+        finally:
+            if not lock.locked() and user_id not in self.users:
+                self._binding.pop(user_id, None)
+
+    def first_time(self, event_id: str) -> bool:
+        """Whether this instance has not pushed this event yet (and remember it)."""
+        recent = self._recent
+        if event_id in recent:
+            return False
+        recent[event_id] = None
+        if len(recent) > RECENT_EVENTS:
+            recent.popitem(last=False)
+        return True
+
+    async def deliver(self, push: Push) -> int:
+        """Journal an event, then send it to every socket of its user here; how many."""
+        with tracer.start_as_current_span(f"push {push.type}") as span:
+            try:
+                if await self.journal.record(push.user_id, push.id, push.text):
+                    self.metrics.journaled.inc()
+            except (OSError, TimeoutError) as exc:  # Redis away: push live all the same
+                log.warning("journaling %s failed: %r", push.id, exc)
+            sockets = list(self.users.get(push.user_id, ())) if self.first_time(push.id) else []
+            for socket in sockets:
+                socket.offer(push)
+            span.set_attribute("relais.event_id", push.id)
+            span.set_attribute("relais.sockets", len(sockets))
+        return len(sockets)
+
+    def sockets(self) -> list[Socket]:
+        """Every socket open here."""
+        return [socket for sockets in self.users.values() for socket in sockets]
+
+    async def check_tokens(self, revocations: Revocations) -> int:
+        """Close the sockets whose token expired or was revoked since they opened; how many."""
+        now = time.time()
+        open_sockets = [socket for socket in self.sockets() if socket.closing is None]
+        expired = [socket for socket in open_sockets if socket.claims["exp"] <= now]
+        for socket in expired:
+            socket.drop("token_expired", WSCloseCode.POLICY_VIOLATION, "Token expired")
+        alive = [socket for socket in open_sockets if socket.claims["exp"] > now]
+        refusals = await revocations.refusals([socket.claims for socket in alive])
+        revoked = [socket for socket, reason in zip(alive, refusals, strict=True) if reason]
+        for socket in revoked:
+            socket.drop("token_revoked", WSCloseCode.POLICY_VIOLATION, "Token revoked")
+        return len(expired) + len(revoked)
+
+    def later(self, work: Awaitable[None]) -> None:
+        """Run `work` in a task of the hub's (closes and unbinds: neither may stall, nor die
+        with, the task that asked for it)."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception as exc:  # a transport or a channel already gone
+                log.warning("socket housekeeping failed: %r", exc)
+
+        task = asyncio.create_task(run())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def close_all(self, *, grace: float) -> None:
+        """Close every socket with 1001 (going away), waiting up to `grace` seconds for them."""
+        for socket in self.sockets():
+            socket.drop("shutdown", WSCloseCode.GOING_AWAY, "Server shutting down")
+        if self._pending:
+            await asyncio.wait(set(self._pending), timeout=grace)

@@ -1,0 +1,88 @@
+"""The gateway's endpoint: `GET /ws`, a WebSocket that pushes the caller's events.
+
+Refused before the upgrade, as problem+json: no, a bad or a revoked token (401), a bad
+`last_event_id` (422), a plain request (426), one socket too many for the user here (429).
+Messages are JSON `{id, type, occurred_at, data}`; the client sends nothing the gateway reads
+(its pongs answer the heartbeat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from chassis.errors import TooManyRequests, UpgradeRequired
+from chassis.http import CLAIMS, authenticated, query_params
+from gateway.keys import GATEWAY_SETTINGS, HUB
+from gateway.push.service import Socket
+
+log = logging.getLogger("relais.gateway")
+
+# What a client may send in one message (the gateway reads none: this only bounds the buffer).
+MAX_CLIENT_MESSAGE = 4096
+
+
+class SocketQuery(BaseModel):
+    """`GET /ws`'s query: the last event the client received, and its token if it cannot send
+    an `Authorization` header."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    last_event_id: UUID | None = None
+    access_token: str | None = None
+
+
+async def socket(request: web.Request) -> web.StreamResponse:
+    """Open the caller's socket and push their events to it until either side closes it."""
+    principal = await authenticated(request, query_token=True)
+    query = query_params(request, SocketQuery)
+    hub, settings = request.app[HUB], request.app[GATEWAY_SETTINGS]
+    ws = web.WebSocketResponse(
+        heartbeat=settings.gateway_heartbeat, max_msg_size=MAX_CLIENT_MESSAGE
+    )
+    if not ws.can_prepare(request).ok:
+        raise UpgradeRequired("GET /ws opens a WebSocket: send `Upgrade: websocket`")
+    if hub.full(principal.user_id):
+        raise TooManyRequests(
+            f"At most {settings.gateway_sockets_per_user} sockets per user", retry_after=5
+        )
+    client = Socket(hub, ws, request.transport, principal.user_id, request[CLAIMS])
+    # Routed here before the handshake completes: an event announced once the client sees its
+    # socket open reaches it. What arrives meanwhile waits for the handshake and the catch-up.
+    client.hold()
+    await hub.join(client)
+    try:
+        await ws.prepare(request)
+        if query.last_event_id is not None:
+            await _resume(client, str(query.last_event_id))
+        else:
+            await client.catch_up([], resync=None)
+        async for _ in ws:  # nothing a client says is read; this waits for the close
+            pass
+    except (ConnectionError, RuntimeError) as exc:
+        log.debug("socket of %s ended: %r", principal.user_id, exc)
+    finally:  # also when aiohttp cancels the handler of a connection that is gone
+        hub.leave(client)
+        if client.closing is None and isinstance(ws.exception(), asyncio.TimeoutError):
+            hub.metrics.dropped("dead_peer")  # no pong within half the heartbeat
+    return ws
+
+
+async def _resume(client: Socket, last_event_id: str) -> None:
+    """Send what the client missed since `last_event_id`, then what arrived meanwhile."""
+    hub = client.hub
+    kept = await hub.journal.kept(client.user_id)
+    ids = [event.id for event in kept]
+    if last_event_id in ids:
+        after = kept[ids.index(last_event_id) + 1 :]
+        hub.metrics.resumes.labels(hub.metrics.service, "resumed").inc()
+        resync = None
+    else:
+        after = kept
+        hub.metrics.resumes.labels(hub.metrics.service, "resync").inc()
+        resync = "last_event_id is no longer kept: fetch the state you show, then carry on"
+    await client.catch_up([(event.id, event.message) for event in after], resync=resync)
