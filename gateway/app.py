@@ -3,10 +3,12 @@ events, the journal queue shared by every instance, with health and metrics."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractQueue, AbstractRobustChannel
 from aiohttp import web
 
 from chassis.data import REDIS, redis_client
@@ -16,7 +18,6 @@ from chassis.messaging import (
     EVENTS,
     amqp_broker,
     broker_ready,
-    consume_work_queue,
     user_key,
 )
 from chassis.tasks import background, repeat
@@ -26,7 +27,7 @@ from gateway.keys import GATEWAY_SETTINGS, HUB
 from gateway.metrics import GatewayMetrics
 from gateway.push import views
 from gateway.push.repository import Journal
-from gateway.push.service import Hub
+from gateway.push.service import Hub, Inbox
 from gateway.settings import GatewaySettings
 
 # The instance's own queue, past which the broker drops the oldest events (an instance that
@@ -62,11 +63,9 @@ async def hub(app: web.Application) -> AsyncIterator[None]:
 
 async def live_events(app: web.Application) -> AsyncIterator[None]:
     """This instance's queue (exclusive: it goes with the connection), bound to the users whose
-    sockets are here, consumed into the hub. A robust channel declares it, its bindings and
-    its consumer again after a reconnect."""
-    settings, hub = app[GATEWAY_SETTINGS], app[HUB]
-    channel = await app[BROKER].connection.channel()
-    await channel.set_qos(prefetch_count=settings.gateway_prefetch)
+    sockets are here, pushed from in order. A robust channel declares it, its bindings and its
+    consumer again after a reconnect."""
+    channel = await _channel(app)
     queue = await channel.declare_queue(
         f"gateway.live.{uuid.uuid4().hex}",
         exclusive=True,
@@ -80,26 +79,43 @@ async def live_events(app: web.Application) -> AsyncIterator[None]:
     async def unbind(user_id: str) -> None:
         await queue.unbind(EVENTS, routing_key=user_key(user_id))
 
-    async def on_message(message: AbstractIncomingMessage) -> None:
-        async with message.process(ignore_processed=True):
-            await handlers.push_live(hub, message)
-
+    hub = app[HUB]
     hub.route_with(bind, unbind)
-    tag = await queue.consume(on_message)
-    yield
-    await queue.cancel(tag)
+    async with _intake(app, queue, functools.partial(handlers.push_live, hub), "live events"):
+        yield
     await channel.close()
 
 
 async def journal_queue(app: web.Application) -> AsyncIterator[None]:
-    """Keep every user's events for their reconnecting clients (one shared queue: each event
-    once, whichever instance takes it)."""
-    queue = handlers.JOURNAL_QUEUE
-    consumer = await consume_work_queue(
-        app, queue.name, exchange=queue.exchange, handlers=queue.handlers
-    )
-    yield
-    await consumer.stop()
+    """Keep every user's events for their reconnecting clients: one queue for every instance,
+    one of which consumes at a time (the others wait their turn), in order."""
+    await handlers.JOURNAL_QUEUE.declare(app[BROKER], app[GATEWAY_SETTINGS])
+    channel = await _channel(app)
+    queue = await channel.get_queue(handlers.JOURNAL_QUEUE.name, ensure=True)
+    async with _intake(app, queue, functools.partial(handlers.journal, app[HUB]), "journal"):
+        yield
+    await channel.close()
+
+
+async def _channel(app: web.Application) -> AbstractRobustChannel:
+    channel = await app[BROKER].connection.channel()
+    await channel.set_qos(prefetch_count=app[GATEWAY_SETTINGS].gateway_prefetch)
+    return channel
+
+
+@contextlib.asynccontextmanager
+async def _intake(
+    app: web.Application,
+    queue: AbstractQueue,
+    handle: Callable[[handlers.Deliveries], Awaitable[None]],
+    name: str,
+) -> AsyncIterator[None]:
+    """Consume `queue` into an inbox whose task handles the deliveries in order."""
+    inbox = Inbox(handle, batch=app[GATEWAY_SETTINGS].gateway_prefetch)
+    async with background(app, inbox.run(), name):
+        tag = await queue.consume(inbox.put)
+        yield
+        await queue.cancel(tag)
 
 
 async def close_sockets(app: web.Application) -> None:

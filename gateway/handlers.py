@@ -8,11 +8,16 @@ pushes it.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+from collections.abc import Awaitable
 
+import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 
 from chassis.messaging import EVENTS, MessageTypes, UnknownContract, WorkQueue, occurred_at
 from contracts import (
@@ -23,8 +28,7 @@ from contracts import (
     PaymentRefunded,
     PaymentSucceeded,
 )
-from gateway.keys import HUB
-from gateway.push.service import Hub, Push, push_of
+from gateway.push.service import Arrival, Delivery, Hub, Push, push_of
 
 log = logging.getLogger("relais.gateway")
 
@@ -40,6 +44,10 @@ PUSHED: tuple[type[BaseModel], ...] = (
 PUSHED_TYPES = MessageTypes(PUSHED)
 
 
+async def _unused(app: web.Application, event: BaseModel, message: AbstractIncomingMessage) -> None:
+    raise NotImplementedError("the journal is consumed in batches (`journal`), not per message")
+
+
 def push_for(event: BaseModel, message: AbstractIncomingMessage) -> Push:
     """The push of a received event: its message id is the event's id."""
     if not message.message_id:
@@ -47,21 +55,61 @@ def push_for(event: BaseModel, message: AbstractIncomingMessage) -> Push:
     return push_of(event, event_id=message.message_id, occurred_at=occurred_at(message))
 
 
-async def journal(app: web.Application, event: BaseModel, message: AbstractIncomingMessage) -> None:
-    """Keep an event for its user's reconnecting clients."""
-    hub = app[HUB]
-    push = push_for(event, message)
-    if await hub.journal.record(push.user_id, push.id, push.text):
-        hub.metrics.journaled.inc()
+Deliveries = list[Delivery]
+# How long a batch the journal could not record waits before it is tried again (more after
+# each failure).
+JOURNAL_RETRY_DELAY = 1.0
 
 
-JOURNAL_QUEUE = WorkQueue("gateway.journal", EVENTS, dict.fromkeys(PUSHED, journal))
+def _arrivals(deliveries: Deliveries) -> tuple[list[Arrival], list[AbstractIncomingMessage]]:
+    """The pushes of the deliveries that hold an event, and the deliveries that do not."""
+    arrivals, bad = [], []
+    for message, parent in deliveries:
+        try:
+            arrivals.append((push_for(PUSHED_TYPES.decode(message.body), message), parent))
+        except UnknownContract as exc:
+            log.error("not an event to push: %s %s: %s", message.type, message.message_id, exc)
+            bad.append(message)
+    return arrivals, bad
 
 
-async def push_live(hub: Hub, message: AbstractIncomingMessage) -> None:
-    """Push an event from the instance's own queue to its user's sockets here (a push has no
+async def journal(hub: Hub, deliveries: Deliveries) -> None:
+    """Keep events for their users' reconnecting clients, in order: what is no event goes to the
+    dead-letter queue, and a batch Redis refused is tried again (the queue waits meanwhile: a
+    batch put back would come again behind later events)."""
+    arrivals, bad = _arrivals(deliveries)
+    for message in bad:
+        await _settle(message.reject(requeue=False))
+    for attempt in itertools.count(1):
+        try:
+            await hub.record(arrivals)
+            break
+        except (OSError, RedisError) as exc:
+            log.warning("journaling %d events failed (attempt %d): %r", len(arrivals), attempt, exc)
+            await asyncio.sleep(min(JOURNAL_RETRY_DELAY * attempt, 10.0))
+    for message, _ in deliveries:
+        if message not in bad:
+            await _settle(message.ack())
+
+
+async def push_live(hub: Hub, deliveries: Deliveries) -> None:
+    """Push events from the instance's own queue to their users' sockets here (a push has no
     retry: a client that missed it catches up from the journal when it reconnects)."""
+    arrivals, _ = _arrivals(deliveries)
+    hub.push(arrivals)
+    for message, _ in deliveries:
+        await _settle(message.ack())
+
+
+async def _settle(outcome: Awaitable[None]) -> None:
+    # After a reconnect the broker has already put the delivery back: nothing to settle.
     try:
-        await hub.deliver(push_for(PUSHED_TYPES.decode(message.body), message))
-    except UnknownContract as exc:
-        log.error("not pushed: %s %s: %s", message.type, message.message_id, exc)
+        await outcome
+    except aio_pika.exceptions.CONNECTION_EXCEPTIONS as exc:
+        log.warning("settling a delivery failed: %r", exc)
+
+
+# The journal's queue, shared by the instances, one of which receives at a time (in order).
+JOURNAL_QUEUE = WorkQueue(
+    "gateway.journal", EVENTS, dict.fromkeys(PUSHED, _unused), single_active=True
+)

@@ -28,6 +28,9 @@ class GatewaySettings(ServiceSettings):
     # of its events, at most `gateway_replay_max` of them.
     gateway_replay_window: float = Field(300.0, gt=0)
     gateway_replay_max: int = Field(1000, ge=1)
+    # How long the journal may take to record an event announced just before a reconnecting
+    # client's socket was routed here (it is read after that).
+    gateway_resume_settle: float = Field(0.1, ge=0)
     # How often open sockets' tokens are checked again (expired, revoked: the socket closes).
     gateway_auth_check_interval: float = Field(15.0, gt=0)
     # Sockets one user may hold on one instance (tabs, devices); one more is refused (429).

@@ -126,8 +126,14 @@ async def test_events_reach_every_socket_of_their_user_through_the_instances_hol
     # the first instance never saw bob's events: only the one holding him did
     await announce(broker, bob.id, failure_code="card_declined")
     assert (await receive(other))["type"] == "payment.failed"
-    assert counter(first, "relais_gateway_messages_pushed_total", type="payment.failed", via="live") == 0
-    assert counter(second, "relais_gateway_messages_pushed_total", type="payment.failed", via="live") == 1
+    assert (
+        counter(first, "relais_gateway_messages_pushed_total", type="payment.failed", via="live")
+        == 0
+    )
+    assert (
+        counter(second, "relais_gateway_messages_pushed_total", type="payment.failed", via="live")
+        == 1
+    )
     assert await silent(tab_one, 0.2) and await silent(tab_two, 0.1)
 
     # the last socket of a user on an instance unbinds the user there
@@ -145,3 +151,155 @@ async def test_events_reach_every_socket_of_their_user_through_the_instances_hol
     assert unbound(), [b for b in bindings(amqp_url) if b[1].startswith("user.")]
     assert counter(second, "relais_gateway_connections") == 0
     assert counter(first, "relais_gateway_connections") == 1
+
+
+async def test_sockets_are_refused_before_the_upgrade_as_problems(client, make_gateway):
+    gateway = await make_gateway()
+    account = await register(client)
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    upgrade["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ=="
+    cases = [
+        ({}, {}, 401),
+        ({"Authorization": "Bearer not-a-token"}, {}, 401),
+        ({"Authorization": f"Bearer {account.refresh_token}"}, {}, 401),
+        (account.auth, {"last_event_id": "42"}, 422),
+        (account.auth, {"resume": "yes"}, 422),
+    ]
+    for headers, params, status in cases:
+        response = await gateway.get("/ws", headers={**upgrade, **headers}, params=params)
+        assert response.status == status, (headers, params)
+        assert response.content_type == "application/problem+json"
+    # a plain request to the socket's address is told to upgrade
+    response = await gateway.get("/ws", headers=account.auth)
+    assert response.status == 426 and response.headers["Upgrade"] == "websocket"
+    assert (await response.json())["type"].endswith("/upgrade-required")
+    # a browser puts the token in the query instead
+    ws = await gateway.ws_connect("/ws", params={"access_token": account.access_token})
+    await ws.close()
+    # a logged-out token is refused from then on
+    response = await client.post("/api/auth/logout", headers=account.auth)
+    assert response.status == 204
+    response = await gateway.get("/ws", headers={**upgrade, **account.auth})
+    assert response.status == 401
+    assert "revoked" in (await response.json())["detail"]
+
+
+async def test_a_reconnecting_client_gets_what_it_missed_in_order_once(
+    client, make_gateway, broker
+):
+    first, second = await make_gateway(), await make_gateway()
+    account = await register(client)
+    ws = await connect(first, account)
+    seen = await announce(broker, account.id)
+    assert (await receive(ws))["id"] == seen
+    await ws.close()
+    # announced while no socket of the user is open anywhere: kept all the same
+    missed = [await announce(broker, account.id) for _ in range(5)]
+    await asyncio.sleep(0.3)
+    ws = await connect(second, account, last_event_id=seen)
+    replayed = [(await receive(ws))["id"] for _ in missed]
+    assert replayed == missed
+    live = await announce(broker, account.id)
+    assert (await receive(ws))["id"] == live
+    assert await silent(ws, 0.3)
+    assert counter(second, "relais_gateway_resumes_total", outcome="resumed") == 1
+    await ws.close()
+    # an id the journal does not hold: a resync, then everything kept
+    ws = await connect(first, account, last_event_id=str(uuid.uuid4()))
+    resync = await receive(ws)
+    assert resync["type"] == "resync" and resync["id"] is None
+    assert [(await receive(ws))["id"] for _ in range(7)] == [seen, *missed, live]
+    assert await silent(ws, 0.2)
+    await ws.close()
+
+
+async def test_catching_up_while_events_keep_coming_sends_each_once_in_order(
+    client, make_gateway, broker
+):
+    gateway = await make_gateway()
+    account = await register(client)
+    first = await announce(broker, account.id)
+    await asyncio.sleep(0.3)
+
+    async def keep_announcing() -> list[str]:
+        return [await announce(broker, account.id) for _ in range(30)]
+
+    announcing = asyncio.create_task(keep_announcing())
+    await asyncio.sleep(0.01)
+    ws = await connect(gateway, account, last_event_id=first)
+    later = await announcing
+    received: list[str] = []
+    while len(received) < len(later):
+        received.append((await receive(ws))["id"])
+    assert received == later
+    assert await silent(ws, 0.3)
+    await ws.close()
+
+
+async def test_a_client_that_does_not_read_is_dropped_with_1013_and_others_are_not(
+    client, make_gateway, broker
+):
+    gateway = await make_gateway(gateway_send_queue=4)
+    slow, fine = await register(client), await register(client)
+    stalled = await connect(gateway, slow)
+    reading = await connect(gateway, fine)
+    hub = gateway.app[HUB]
+    (stalled_socket,) = hub.users[slow.id]
+    # big events fill the socket's buffers, then its send queue
+    for _ in range(120):
+        await announce(broker, slow.id, failure_code="x" * 100_000)
+    await announce(broker, fine.id)
+    assert (await receive(reading))["type"] == "payment.succeeded"
+    for _ in range(100):
+        if slow.id not in hub.users:
+            break
+        await asyncio.sleep(0.05)
+    assert slow.id not in hub.users
+    assert stalled_socket.closing == "slow_client"
+    assert counter(gateway, "relais_gateway_drops_total", reason="slow_client") == 1
+    assert counter(gateway, "relais_gateway_connections") == 1
+    await stalled.close()
+    await reading.close()
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped(client, make_gateway):
+    gateway = await make_gateway(gateway_heartbeat=0.4)
+    account = await register(client)
+    ws = await gateway.ws_connect("/ws", headers=account.auth, autoping=False)
+    hub = gateway.app[HUB]
+    assert account.id in hub.users
+    for _ in range(60):
+        if account.id not in hub.users:
+            break
+        await asyncio.sleep(0.05)
+    assert account.id not in hub.users
+    assert counter(gateway, "relais_gateway_drops_total", reason="dead_peer") == 1
+    await ws.close()
+
+
+async def test_an_open_socket_closes_once_its_token_is_revoked(client, make_gateway):
+    gateway = await make_gateway(gateway_auth_check_interval=0.2)
+    account = await register(client)
+    ws = await connect(gateway, account)
+    assert await silent(ws, 0.5)  # still open after a few checks
+    response = await client.post("/api/auth/logout", headers=account.auth)
+    assert response.status == 204
+    message = await ws.receive(timeout=3)
+    assert message.type == WSMsgType.CLOSE and message.data == 1008
+    assert counter(gateway, "relais_gateway_drops_total", reason="token_revoked") == 1
+
+
+async def test_shutdown_says_going_away_to_every_socket(client, aiohttp_server, gateway_settings):
+    from gateway.app import create_app
+
+    server = await aiohttp_server(create_app(gateway_settings))
+    account = await register(client)
+    async with aiohttp.ClientSession() as session:
+        sockets = [
+            await session.ws_connect(server.make_url("/ws"), headers=account.auth) for _ in range(3)
+        ]
+        closing = asyncio.create_task(server.close())
+        for ws in sockets:
+            message = await ws.receive(timeout=5)
+            assert message.type == WSMsgType.CLOSE and message.data == 1001
+        await closing

@@ -214,8 +214,10 @@ class Broker:
         *,
         delivery_limit: int,
         retry_delays: Sequence[float],
+        single_active: bool = False,
     ) -> None:
-        """Declare a quorum work queue, its dead-letter queue and its retry queues."""
+        """Declare a quorum work queue, its dead-letter queue and its retry queues
+        (`single_active`: one consumer at a time receives)."""
         channel = self.channel
         dlq = await channel.declare_queue(
             dead_letter_queue(name), durable=True, arguments=dict(_QUORUM)
@@ -229,6 +231,7 @@ class Broker:
                 "x-dead-letter-exchange": DEAD_LETTERS,
                 "x-dead-letter-routing-key": name,
                 "x-delivery-limit": delivery_limit,
+                **({"x-single-active-consumer": True} if single_active else {}),
             },
         )
         for exchange, key in bindings:

@@ -206,6 +206,8 @@ class WorkQueue:
     name: str
     exchange: str
     handlers: Mapping[type[BaseModel], AppMessageHandler]
+    # One consumer at a time receives (the others wait their turn): messages handled in order.
+    single_active: bool = False
 
     async def declare(self, broker: Broker, settings: ServiceSettings) -> None:
         """Declare the queue, its bindings, its retry and dead-letter queues (idempotent)."""
@@ -214,6 +216,7 @@ class WorkQueue:
             [(self.exchange, name) for name in sorted({type_name(m) for m in self.handlers})],
             delivery_limit=settings.amqp_delivery_limit,
             retry_delays=settings.amqp_retry_delays,
+            single_active=self.single_active,
         )
 
 

@@ -1,14 +1,17 @@
 """The journal: each user's recent events in a Redis stream of their own, so that a client that
 reconnects catches up on what it missed (`last_event_id`).
 
-Every instance that receives an event records it (its journal queue, and its live queue before
-pushing), and the event's id makes that idempotent: the first record adds it to the stream,
-the others find it there. The stream keeps the last `window` seconds and expires with them.
+Every instance that receives an event records it (from the journal queue, and from its own
+queue before pushing it), and the event's id makes that idempotent: the first record adds it
+to the stream, the others find it there. Each records in the order it received, so the stream
+holds the order the events were announced in. The stream keeps the last `window` seconds and
+expires with them.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -46,14 +49,19 @@ class Journal:
         self._limit = limit
         self._record = redis.register_script(RECORD)
 
-    async def record(self, user_id: str, event_id: str, message: str) -> bool:
-        """Keep an event for its user; False if it was kept already."""
+    async def record(self, events: Sequence[tuple[str, str, str]]) -> list[bool]:
+        """Keep events (user id, event id, message) for their users, in this order, in one
+        round trip; for each, whether it was new."""
         now = int(time.time() * 1000)
-        added = await self._record(
-            keys=[self._stream(user_id), f"{self._prefix}push:seen:{event_id}"],
-            args=[event_id, message, self._window_ms, now],
-        )
-        return bool(added)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_id, event_id, message in events:
+                await self._record(
+                    keys=[self._stream(user_id), f"{self._prefix}push:seen:{event_id}"],
+                    args=[event_id, message, self._window_ms, now],
+                    client=pipe,
+                )
+            added = await pipe.execute()
+        return [bool(new) for new in added]
 
     async def kept(self, user_id: str) -> list[Kept]:
         """The user's events within the window, oldest first (at most `limit`, the newest)."""

@@ -21,13 +21,15 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import WSCloseCode, web
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from pydantic import BaseModel
 
@@ -45,6 +47,12 @@ RECENT_EVENTS = 10_000
 CLOSE_GRACE = 2.0
 # The payload fields every contract carries, which the message says in its own `type`.
 ENVELOPE_FIELDS = frozenset({"type", "version"})
+
+
+# A message as the broker delivered it, with the trace context of its delivery; an event as it
+# arrived, as a push.
+Delivery = tuple[AbstractIncomingMessage, otel_context.Context]
+Arrival = tuple["Push", otel_context.Context]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +95,7 @@ class Socket:
         "__weakref__",
         "_held",
         "_queue",
+        "_replayed",
         "_writer",
         "claims",
         "closing",
@@ -112,8 +121,10 @@ class Socket:
         self.closing: str | None = None  # why the gateway closes it, once it does
         self._queue: collections.deque[Push] | None = None
         self._writer: asyncio.Task[None] | None = None
-        # While a reconnecting client catches up, live events wait here.
+        # While a reconnecting client catches up, live events wait here; the events it was
+        # sent from the journal are not sent again when they arrive live.
         self._held: list[Push] | None = None
+        self._replayed: set[str] | None = None
 
     def offer(self, push: Push) -> None:
         """Queue a message; a socket too far behind is closed (1013) instead."""
@@ -121,6 +132,9 @@ class Socket:
             return
         if self._held is not None:
             self._held.append(push)
+            return
+        if self._replayed is not None and push.id in self._replayed:
+            self._replayed.discard(push.id)
             return
         queue = self._queue
         if queue is None:
@@ -149,10 +163,14 @@ class Socket:
         """Keep live events aside while the client catches up."""
         self._held = []
 
+    def first_held(self) -> str | None:
+        """The id of the first live event that arrived while the client catches up."""
+        return self._held[0].id if self._held else None
+
     async def catch_up(self, kept: Iterable[tuple[str, str]], *, resync: str | None) -> None:
         """Send what the client missed (`kept`: id and message), then the events held
         meanwhile that it did not already get."""
-        sent = set()
+        sent: set[str] = set()
         if resync is not None:
             await self.ws.send_str(resync_message(resync))
         for event_id, message in kept:
@@ -160,9 +178,9 @@ class Socket:
             sent.add(event_id)
             self.hub.metrics.sent(orjson.loads(message)["type"], "replay")
         held, self._held = self._held or [], None
+        self._replayed = sent or None
         for push in held:
-            if push.id not in sent:
-                self.offer(push)
+            self.offer(push)
 
     def drop(self, reason: str, code: int, message: str) -> None:
         """Close the socket for `reason` (once), without waiting for the client."""
@@ -260,20 +278,24 @@ class Hub:
             recent.popitem(last=False)
         return True
 
-    async def deliver(self, push: Push) -> int:
-        """Journal an event, then send it to every socket of its user here; how many."""
-        with tracer.start_as_current_span(f"push {push.type}") as span:
-            try:
-                if await self.journal.record(push.user_id, push.id, push.text):
-                    self.metrics.journaled.inc()
-            except (OSError, TimeoutError) as exc:  # Redis away: push live all the same
-                log.warning("journaling %s failed: %r", push.id, exc)
+    async def record(self, arrivals: Sequence[Arrival]) -> None:
+        """Journal events in the order they came, in one round trip (the journal queue's one
+        active consumer is the journal's only writer: its order is the order of announcement)."""
+        added = await self.journal.record(
+            [(push.user_id, push.id, push.text) for push, _ in arrivals]
+        )
+        self.metrics.journaled.inc(sum(added))
+
+    def push(self, arrivals: Sequence[Arrival]) -> None:
+        """Send events that came to this instance's queue to every socket of their user here."""
+        for push, parent in arrivals:
             sockets = list(self.users.get(push.user_id, ())) if self.first_time(push.id) else []
             for socket in sockets:
                 socket.offer(push)
+            span = tracer.start_span(f"push {push.type}", context=parent)
             span.set_attribute("relais.event_id", push.id)
             span.set_attribute("relais.sockets", len(sockets))
-        return len(sockets)
+            span.end()
 
     def sockets(self) -> list[Socket]:
         """Every socket open here."""
@@ -313,3 +335,33 @@ class Hub:
             socket.drop("shutdown", WSCloseCode.GOING_AWAY, "Server shutting down")
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=grace)
+
+
+class Inbox:
+    """The deliveries of one queue, handled in batches in the order they came by one task (a
+    task per delivery, as consumers get by default, would reorder them)."""
+
+    def __init__(
+        self,
+        handle: Callable[
+            [list[tuple[AbstractIncomingMessage, otel_context.Context]]], Awaitable[None]
+        ],
+        *,
+        batch: int,
+    ) -> None:
+        self._handle = handle
+        self._batch = batch
+        self._waiting: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def put(self, message: AbstractIncomingMessage) -> None:
+        """The queue's consume callback: take the delivery, with its trace context."""
+        self._waiting.put_nowait((message, otel_context.get_current()))
+
+    async def run(self) -> None:
+        """Handle what waits, a batch at a time, for the app's life."""
+        waiting = self._waiting
+        while True:
+            batch = [await waiting.get()]
+            while not waiting.empty() and len(batch) < self._batch:
+                batch.append(waiting.get_nowait())
+            await self._handle(batch)

@@ -18,10 +18,15 @@ from pydantic import BaseModel, ConfigDict
 from chassis.errors import TooManyRequests, UpgradeRequired
 from chassis.http import CLAIMS, authenticated, query_params
 from gateway.keys import GATEWAY_SETTINGS, HUB
+from gateway.push.repository import Kept
 from gateway.push.service import Socket
 
 log = logging.getLogger("relais.gateway")
 
+# How many times a resume reads the journal, `settle` apart, waiting for it to catch up with
+# the live events, and at most how many of them it waits for the client's last event.
+RESUME_ATTEMPTS = 20
+ID_ATTEMPTS = 5
 # What a client may send in one message (the gateway reads none: this only bounds the buffer).
 MAX_CLIENT_MESSAGE = 4096
 
@@ -58,7 +63,7 @@ async def socket(request: web.Request) -> web.StreamResponse:
     try:
         await ws.prepare(request)
         if query.last_event_id is not None:
-            await _resume(client, str(query.last_event_id))
+            await _resume(client, str(query.last_event_id), settle=settings.gateway_resume_settle)
         else:
             await client.catch_up([], resync=None)
         async for _ in ws:  # nothing a client says is read; this waits for the close
@@ -72,13 +77,27 @@ async def socket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _resume(client: Socket, last_event_id: str) -> None:
-    """Send what the client missed since `last_event_id`, then what arrived meanwhile."""
+async def _resume(client: Socket, last_event_id: str, *, settle: float) -> None:
+    """Send what the client missed since `last_event_id`, then what arrived meanwhile.
+
+    The journal is written in the order of announcement by one consumer, which may lag: it is
+    read once it holds `last_event_id` (the client received it, so it is on its way) and the
+    first event that came live since the socket was routed here (then it holds every event
+    before). With no live event to go by, it has had `settle` seconds to record what was
+    announced just before. An id that does not show up in time gets a `resync` first."""
     hub = client.hub
-    kept = await hub.journal.kept(client.user_id)
-    ids = [event.id for event in kept]
-    if last_event_id in ids:
-        after = kept[ids.index(last_event_id) + 1 :]
+    kept: list[Kept] = []
+    for attempt in range(1, RESUME_ATTEMPTS + 1):
+        await asyncio.sleep(settle)
+        kept = await hub.journal.kept(client.user_id)
+        ids = {event.id for event in kept}
+        first_live = client.first_held()
+        known = last_event_id in ids or attempt >= ID_ATTEMPTS
+        if known and (first_live is None or first_live in ids):
+            break
+    ids_in_order = [event.id for event in kept]
+    if last_event_id in ids_in_order:
+        after = kept[ids_in_order.index(last_event_id) + 1 :]
         hub.metrics.resumes.labels(hub.metrics.service, "resumed").inc()
         resync = None
     else:
