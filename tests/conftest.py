@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio import Redis
 
 from chassis.messaging import declare_work_queues
+from chassis.migrations import upgrade
 from gateway.app import create_app as create_gateway_app
 from gateway.handlers import JOURNAL_QUEUE as GATEWAY_JOURNAL_QUEUE
 from gateway.settings import GatewaySettings
-from chassis.migrations import upgrade
 from services.ai.app import MIGRATIONS as AI_MIGRATIONS
 from services.ai.app import create_app as create_ai_app
 from services.ai.handlers import EVENT_QUEUE as AI_EVENT_QUEUE

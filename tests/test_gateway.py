@@ -77,8 +77,10 @@ def bindings(amqp_url: str) -> list[tuple[str, str]]:
     """(queue, routing key) of every binding of `relais.events` in the run's vhost."""
     vhost = urlsplit(amqp_url).path.lstrip("/")
     out = subprocess.run(
-        ["rabbitmqctl", "-q", "list_bindings", "-p", vhost, "--no-table-headers"]
-        + ["source_name", "destination_name", "routing_key"],
+        [
+            *("rabbitmqctl", "-q", "list_bindings", "-p", vhost, "--no-table-headers"),
+            *("source_name", "destination_name", "routing_key"),
+        ],
         check=True,
         capture_output=True,
         text=True,
