@@ -18,6 +18,7 @@ def broker_users(config: StackSettings) -> dict[str, BrokerPermissions]:
         config.rabbitmq_core_user: broker_permissions("services.core"),
         config.rabbitmq_payments_user: broker_permissions("services.payments"),
         config.rabbitmq_ai_user: broker_permissions("services.ai"),
+        config.rabbitmq_gateway_user: broker_permissions("gateway"),
     }
 
 
@@ -52,8 +53,10 @@ def ensure_broker(config: StackSettings) -> None:
 
 def declare_queues(config: StackSettings) -> None:
     """Declare the queues of the services that consume another's events, before any starts:
-    the AI worker's (core's product and order events would be unroutable until it runs)."""
-    run_service_command("services.ai", ["declare"], service_env(config, "ai-1", 0, 0, traced=False))
+    the AI worker's (core's product and order events would be unroutable until it runs) and the
+    gateway's journal (events announced before it runs are kept for the users' clients)."""
+    for name, module in (("ai-1", "services.ai"), ("gateway-1", "gateway")):
+        run_service_command(module, ["declare"], service_env(config, name, 0, 0, traced=False))
 
 
 def grant_broker_permissions(vhost: str, user: str, permissions: BrokerPermissions) -> None:

@@ -68,18 +68,25 @@ def up(requested: StackSettings) -> None:
     if not running or not api_document_path(config).exists():
         publish_api_document(config, ["services.core", "services.payments"])
     publish_docs(config)
-    start_nginx(config, config.core_upstreams(), config.payments_upstreams())
+    start_nginx(
+        config, config.core_upstreams(), config.payments_upstreams(), config.gateway_upstreams()
+    )
     start_observability(config)
     start_exporters(config)
     wait_ready(config)
     print(
         f"Relais is up ({config.core_instances} core instances, "
-        f"{config.payments_instances} payments worker, {config.ai_instances} AI worker)"
+        f"{config.payments_instances} payments worker, {config.ai_instances} AI worker, "
+        f"{config.gateway_instances} realtime gateway instances)"
     )
     print(
         f"  API        http://127.0.0.1:{config.nginx_port}/api/   https://127.0.0.1:{config.nginx_tls_port}/api/"
     )
     print(f"  API docs   http://127.0.0.1:{config.nginx_port}/api/docs")
+    print(
+        f"  WebSocket  ws://127.0.0.1:{config.nginx_port}/ws   (your events; token in "
+        "Authorization or ?access_token=)"
+    )
     for name, _, port, metrics_port in config.processes():
         print(
             f"  {name:<10} http://127.0.0.1:{port}/health/ready   "

@@ -32,9 +32,11 @@ def upstream_servers(upstreams: list[str]) -> str:
     )
 
 
-def render_nginx(config: StackSettings, upstreams: list[str], payments: list[str]) -> Path:
+def render_nginx(
+    config: StackSettings, upstreams: list[str], payments: list[str], gateways: list[str]
+) -> Path:
     """Write NGINX' config for this stack: `upstreams` serve the API, `payments` the providers'
-    webhooks."""
+    webhooks, `gateways` the WebSockets."""
     group = grp.getgrgid(nginx_group(config)).gr_name
     values = {
         # Only a master running as root can switch its workers to another user.
@@ -57,6 +59,7 @@ def render_nginx(config: StackSettings, upstreams: list[str], payments: list[str
         "MEDIA_LIMIT_TEXT": f"{MAX_MEDIA // 2**20} MiB",
         "CORE_SERVERS": upstream_servers(upstreams),
         "PAYMENTS_SERVERS": upstream_servers(payments),
+        "GATEWAY_SERVERS": upstream_servers(gateways),
         "API_DOCUMENT": str(api_document_path(config)),
         "DOCS_DIR": str(docs_path(config)),
         "PROBLEM_BASE": f"{config.public_url}/api/problems/",
@@ -118,10 +121,13 @@ def api_document_path(config: StackSettings) -> Path:
 
 
 def start_nginx(
-    config: StackSettings, upstreams: list[str], payments: list[str] | None = None
+    config: StackSettings,
+    upstreams: list[str],
+    payments: list[str] | None = None,
+    gateways: list[str] | None = None,
 ) -> None:
     """Start NGINX, or reload it with a freshly rendered config if it runs."""
-    conf = render_nginx(config, upstreams, payments or [])
+    conf = render_nginx(config, upstreams, payments or [], gateways or [])
     prefix = str(config.run_dir / "nginx")
     base = [
         nginx_binary(),

@@ -69,6 +69,7 @@ def service_env(
         "core": config.rabbitmq_core_user,
         "payments": config.rabbitmq_payments_user,
         "ai": config.rabbitmq_ai_user,
+        "gateway": config.rabbitmq_gateway_user,
     }
     env.update(
         {

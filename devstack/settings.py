@@ -81,6 +81,10 @@ class StackSettings(BaseSettings):
     ai_instances: int = Field(1, ge=0)
     ai_base_port: int = 8301
     ai_metrics_base_port: int = 9301
+    # The realtime gateway's instances (NGINX' `/ws`).
+    gateway_instances: int = Field(2, ge=0)
+    gateway_base_port: int = 8401
+    gateway_metrics_base_port: int = 9401
     nginx_port: int = 8080
     nginx_tls_port: int = 8443
     nginx_workers: str = "auto"
@@ -132,6 +136,7 @@ class StackSettings(BaseSettings):
     rabbitmq_core_user: str = "relais_core"
     rabbitmq_payments_user: str = "relais_payments"
     rabbitmq_ai_user: str = "relais_ai"
+    rabbitmq_gateway_user: str = "relais_gateway"
     # Where traces go: Jaeger's OTLP/HTTP port (the compose stack publishes it on 4318).
     otlp_endpoint: str = Field(
         _SERVICE["otel_exporter_otlp_endpoint"].default,
@@ -250,6 +255,13 @@ class StackSettings(BaseSettings):
             for i, (port, _) in enumerate(self.payments_ports(), 1)
         ]
 
+    def gateway_upstreams(self) -> list[str]:
+        """NGINX' address of every gateway instance (the WebSockets of `/ws`)."""
+        return [
+            self.upstream(f"gateway-{i}", port)
+            for i, (port, _) in enumerate(self.gateway_ports(), 1)
+        ]
+
     def core_ports(self) -> list[tuple[int, int]]:
         """(HTTP port, metrics port) of each core instance."""
         return [
@@ -270,6 +282,13 @@ class StackSettings(BaseSettings):
             (self.ai_base_port + i, self.ai_metrics_base_port + i) for i in range(self.ai_instances)
         ]
 
+    def gateway_ports(self) -> list[tuple[int, int]]:
+        """(HTTP port, metrics port) of each gateway instance."""
+        return [
+            (self.gateway_base_port + i, self.gateway_metrics_base_port + i)
+            for i in range(self.gateway_instances)
+        ]
+
     def processes(self) -> list[tuple[str, str, int, int]]:
         """(name, module, HTTP port, metrics port) of every service process."""
         return (
@@ -284,5 +303,9 @@ class StackSettings(BaseSettings):
             + [
                 (f"ai-{i}", "services.ai", port, metrics)
                 for i, (port, metrics) in enumerate(self.ai_ports(), 1)
+            ]
+            + [
+                (f"gateway-{i}", "gateway", port, metrics)
+                for i, (port, metrics) in enumerate(self.gateway_ports(), 1)
             ]
         )

@@ -73,8 +73,9 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
     # Ports are free when picked, not reserved: pick again until no two of them coincide.
     while True:
         singles = free_ports(8)
-        # Two core instances; one payments worker; the AI worker and one started by hand.
-        widths = [2, 2, 1, 1, 2, 2]
+        # Two core instances; one payments worker; the AI worker and one started by hand; two
+        # gateway instances.
+        widths = [2, 2, 1, 1, 2, 2, 2, 2]
         bases = [consecutive_free(width) for width in widths]
         spans = zip(bases, widths, strict=True)
         taken = [*singles, *(base + i for base, width in spans for i in range(width))]
@@ -98,6 +99,8 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
         "PAYMENTS_METRICS_BASE_PORT": str(bases[3]),
         "AI_BASE_PORT": str(bases[4]),
         "AI_METRICS_BASE_PORT": str(bases[5]),
+        "GATEWAY_BASE_PORT": str(bases[6]),
+        "GATEWAY_METRICS_BASE_PORT": str(bases[7]),
         "DATABASE_NAME": f"relais_e2e_{run}",
         "PAYMENTS_DATABASE_USER": f"relais_e2e_{run}_payments",
         "PAYMENTS_OWNER_USER": f"relais_e2e_{run}_payments_owner",
@@ -106,6 +109,7 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
         "RABBITMQ_CORE_USER": f"relais_e2e_{run}_core",
         "RABBITMQ_PAYMENTS_USER": f"relais_e2e_{run}_payments",
         "RABBITMQ_AI_USER": f"relais_e2e_{run}_ai",
+        "RABBITMQ_GATEWAY_USER": f"relais_e2e_{run}_gateway",
         "RABBITMQ_VHOST": f"relais_e2e_{run}",
         "PROMETHEUS_PORT": str(prometheus_port),
         "ALERTMANAGER_PORT": str(alertmanager_port),

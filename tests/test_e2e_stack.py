@@ -104,7 +104,9 @@ async def test_make_status_fails_loudly_when_the_api_does_not_answer(stack):
     try:
         result = stack["make"]("status", check=False)
     finally:
-        start_nginx(config, config.core_upstreams(), config.payments_upstreams())
+        start_nginx(
+            config, config.core_upstreams(), config.payments_upstreams(), config.gateway_upstreams()
+        )
     assert result.returncode != 0
     assert "NOT READY  http://127.0.0.1:" in result.stdout
     assert "/api/products?limit=1 -> 503" in result.stdout

@@ -9,6 +9,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -116,11 +117,14 @@ async def test_events_reach_every_socket_of_their_user_through_the_instances_hol
     bob_queues = {queue for queue, key in bound if key == f"user.{bob.id}"}
     assert len(alice_queues) == 2 and len(bob_queues) == 1 and bob_queues < alice_queues
 
-    started = time.monotonic()
+    started, announced = time.monotonic(), time.time()
     event_id = await announce(broker, alice.id)
     for ws in (tab_one, tab_two):
         message = await receive(ws)
         assert set(message) == {"id", "type", "occurred_at", "data"}
+        # when the event happened, to the millisecond
+        occurred = datetime.fromisoformat(message["occurred_at"]).timestamp()
+        assert abs(occurred - announced) < 0.05
         assert message["id"] == event_id and message["type"] == "payment.succeeded"
         assert message["data"]["user_id"] == alice.id and message["data"]["amount_cents"] == 1250
     assert time.monotonic() - started < 1.0

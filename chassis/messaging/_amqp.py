@@ -58,8 +58,8 @@ REASON_HEADER = "x-relais-reason"
 QUEUE_HEADER = "x-relais-queue"
 # When a consumer dead-lettered the message (Unix seconds).
 DEAD_AT_HEADER = "x-relais-dead-at"
-# When the fact a message announces happened (Unix seconds, to the microsecond: the AMQP
-# `timestamp` property holds whole seconds only).
+# When the fact a message announces happened, in Unix microseconds (an integer: the AMQP
+# `timestamp` property holds whole seconds, and a float header travels as a 32-bit float).
 OCCURRED_AT_HEADER = "x-relais-occurred-at"
 # RabbitMQ's sender-selected distribution: a message is also routed by each of these keys.
 CC_HEADER = "CC"
@@ -103,7 +103,7 @@ def user_key(user_id: object) -> str:
 def announcement_headers(*, to_user: object | None = None) -> dict[str, Any]:
     """The headers of an event happening now: when, and (`to_user`) the user whose sockets it
     reaches too."""
-    headers: dict[str, Any] = {OCCURRED_AT_HEADER: time.time()}
+    headers: dict[str, Any] = {OCCURRED_AT_HEADER: time.time_ns() // 1000}
     if to_user is not None:
         headers[CC_HEADER] = [user_key(to_user)]
     return headers
@@ -112,8 +112,8 @@ def announcement_headers(*, to_user: object | None = None) -> dict[str, Any]:
 def occurred_at(message: aio_pika.abc.AbstractMessage) -> float:
     """When the fact a message announces happened (its publish time if it does not say)."""
     value = (message.headers or {}).get(OCCURRED_AT_HEADER)
-    if isinstance(value, int | float):
-        return float(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value / 1_000_000
     stamp = message.timestamp
     return stamp.timestamp() if stamp is not None else time.time()
 
