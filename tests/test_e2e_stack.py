@@ -332,12 +332,86 @@ async def _not(check: Any) -> bool:
     return not await check()
 
 
+async def register_through(stack: dict[str, Any], http: aiohttp.ClientSession) -> dict[str, Any]:
+    """A new customer, registered through NGINX: the registration's body (tokens, user)."""
+    email = f"e2e-{uuid.uuid4().hex[:8]}@example.com"
+    async with http.post(
+        f"{stack['base']}/api/auth/register",
+        json={"email": email, "password": "e2e password", "name": "E2E"},
+    ) as response:
+        assert response.status == 201
+        account: dict[str, Any] = await response.json()
+    return account
+
+
+async def test_a_checkout_is_pushed_to_the_buyers_sockets_through_nginx(stack):
+    base, ws_base = stack["base"], stack["base"].replace("http://", "ws://")
+    assert len(stack["config"].gateway_upstreams()) == 2
+    async with aiohttp.ClientSession() as http:
+        buyer = await admin_headers(stack, http)
+        token = buyer["Authorization"].removeprefix("Bearer ")
+        other = await register_through(stack, http)
+        # two tabs of the buyer (one with its token in the query, as a browser does); another
+        # customer's socket
+        tabs = [
+            await http.ws_connect(f"{ws_base}/ws", headers=buyer),
+            await http.ws_connect(f"{ws_base}/ws", params={"access_token": token}),
+        ]
+        stranger = await http.ws_connect(
+            f"{ws_base}/ws", headers={"Authorization": f"Bearer {other['access_token']}"}
+        )
+        order = await place_order(stack, http, buyer, quantity=1)
+        started = time.monotonic()
+        status, _, payment = await pay_order(stack, http, buyer, order["id"], wait=0)
+        assert status in (201, 202)
+        for tab in tabs:
+            pushed = {}
+            while len(pushed) < 2:
+                message = await tab.receive(timeout=1.0)
+                body = json.loads(message.data)
+                pushed[body["type"]] = body
+            assert time.monotonic() - started < 1.0
+            assert set(pushed) == {"payment.succeeded", "order.paid"}
+            assert pushed["payment.succeeded"]["data"]["payment_id"] == payment["id"]
+            assert pushed["order.paid"]["data"]["order_id"] == order["id"]
+        with pytest.raises(TimeoutError):
+            await stranger.receive(timeout=0.5)
+        # one tab goes away; while it is away the buyer cancels another order; back with the
+        # last event it had, it gets what it missed, once
+        last = pushed["order.paid"]["id"]
+        await tabs[1].close()
+        missed = await place_order(stack, http, buyer, quantity=1)
+        async with http.post(f"{base}/api/orders/{missed['id']}/cancel", headers=buyer) as response:
+            assert response.status == 200
+        cancelled = json.loads((await tabs[0].receive(timeout=2.0)).data)
+        assert cancelled["type"] == "order.cancelled"
+        assert cancelled["data"]["order_id"] == missed["id"]
+        back = await http.ws_connect(
+            f"{ws_base}/ws", params={"access_token": token, "last_event_id": last}
+        )
+        assert json.loads((await back.receive(timeout=2.0)).data) == cancelled
+        with pytest.raises(TimeoutError):
+            await back.receive(timeout=0.5)
+        # logged out: the token is refused before the upgrade
+        async with http.post(f"{base}/api/auth/logout", headers=buyer) as response:
+            assert response.status == 204
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(f"{ws_base}/ws", headers=buyer)
+        assert refused.value.status == 401
+        for socket in (tabs[0], back, stranger):
+            await socket.close()
+    # the query's token never reaches the access log
+    access_log = (stack["config"].log_dir / "nginx-access.log").read_text()
+    assert token not in access_log and "access_token=[redacted]" in access_log
+
+
 async def test_one_trace_follows_a_checkout_across_every_hop(stack, otlp):
     # A trusted caller starts the trace; NGINX passes its `traceparent` through to core.
     trace_id, client_span = os.urandom(16).hex(), os.urandom(8).hex()
     async with from_address(TRACING_CALLER) as http:
         auth = await admin_headers(stack, http)
         order = await place_order(stack, http, auth, quantity=1)
+        socket = await http.ws_connect(stack["base"].replace("http", "ws", 1) + "/ws", headers=auth)
         async with http.post(
             f"{stack['base']}/api/orders/{order['id']}/payments",
             headers={
@@ -351,6 +425,9 @@ async def test_one_trace_follows_a_checkout_across_every_hop(stack, otlp):
             assert (await response.json())["status"] == "succeeded"
             request_id = response.headers["X-Request-ID"]
             assert response.headers["traceresponse"].startswith(f"00-{trace_id}-")
+        pushed = {json.loads((await socket.receive(timeout=2)).data)["type"] for _ in range(2)}
+        assert pushed == {"payment.succeeded", "order.paid"}
+        await socket.close()
 
     hops = {
         ("server", "core"),
@@ -359,6 +436,8 @@ async def test_one_trace_follows_a_checkout_across_every_hop(stack, otlp):
         ("producer", "payments"),
         ("consumer", "core"),
         ("consumer", "ai"),
+        ("consumer", "gateway"),
+        ("internal", "gateway"),
     }
 
     def every_hop_exported() -> list[ReceivedSpan] | None:
@@ -396,6 +475,14 @@ async def test_one_trace_follows_a_checkout_across_every_hop(stack, otlp):
     assert paid.parent_id == settled.span_id
     learned = only(spans, "the AI worker's consume", kind="consumer", service="ai")
     assert learned.parent_id == paid.span_id
+    # the gateway took both events from its queue and pushed them to the buyer's socket
+    by_id = {span.span_id: span for span in spans}
+    for name, announced in (("payment.succeeded", event), ("order.paid", paid)):
+        push = only(spans, f"the push of {name}", service="gateway", name=f"push {name}")
+        delivered = by_id[push.parent_id]
+        assert (delivered.kind, delivered.service) == ("consumer", "gateway")
+        assert delivered.parent_id == announced.span_id
+        assert push.attributes["relais.sockets"] == 1
     # the access-log lines of NGINX and of core lead to the trace
     nginx_log = (stack["config"].log_dir / "nginx-access.log").read_text().splitlines()
     edge = json.loads(next(line for line in nginx_log if request_id in line))
