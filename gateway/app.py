@@ -89,11 +89,17 @@ async def live_events(app: web.Application) -> AsyncIterator[None]:
 async def journal_queue(app: web.Application) -> AsyncIterator[None]:
     """Keep every user's events for their reconnecting clients: one queue for every instance,
     one of which consumes at a time (the others wait their turn), in order."""
+    name, metrics = handlers.JOURNAL_QUEUE.name, app[METRICS]
     await handlers.JOURNAL_QUEUE.declare(app[BROKER], app[GATEWAY_SETTINGS])
     channel = await _channel(app)
-    queue = await channel.get_queue(handlers.JOURNAL_QUEUE.name, ensure=True)
-    async with _intake(app, queue, functools.partial(handlers.journal, app[HUB]), "journal"):
+    queue = await channel.get_queue(name, ensure=True)
+    metrics.declare_queue(name, ["UnknownContract"])
+    journal = functools.partial(handlers.journal, app[HUB], metrics)
+    async with _intake(app, queue, journal, "journal"):
+        consumers = metrics.consumers.labels(metrics.service, name)
+        consumers.inc()
         yield
+        consumers.dec()
     await channel.close()
 
 

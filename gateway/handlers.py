@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from chassis.messaging import EVENTS, MessageTypes, UnknownContract, WorkQueue, occurred_at
+from chassis.telemetry import Metrics
 from contracts import (
     OrderCancelled,
     OrderPaid,
@@ -42,6 +43,7 @@ PUSHED: tuple[type[BaseModel], ...] = (
     PaymentRefunded,
 )
 PUSHED_TYPES = MessageTypes(PUSHED)
+JOURNAL = "gateway.journal"
 
 
 async def _unused(app: web.Application, event: BaseModel, message: AbstractIncomingMessage) -> None:
@@ -73,12 +75,13 @@ def _arrivals(deliveries: Deliveries) -> tuple[list[Arrival], list[AbstractIncom
     return arrivals, bad
 
 
-async def journal(hub: Hub, deliveries: Deliveries) -> None:
+async def journal(hub: Hub, metrics: Metrics, deliveries: Deliveries) -> None:
     """Keep events for their users' reconnecting clients, in order: what is no event goes to the
     dead-letter queue, and a batch Redis refused is tried again (the queue waits meanwhile: a
     batch put back would come again behind later events)."""
     arrivals, bad = _arrivals(deliveries)
     for message in bad:
+        metrics.dead_lettered(JOURNAL, "UnknownContract")
         await _settle(message.reject(requeue=False))
     for attempt in itertools.count(1):
         try:
@@ -110,6 +113,4 @@ async def _settle(outcome: Awaitable[None]) -> None:
 
 
 # The journal's queue, shared by the instances, one of which receives at a time (in order).
-JOURNAL_QUEUE = WorkQueue(
-    "gateway.journal", EVENTS, dict.fromkeys(PUSHED, _unused), single_active=True
-)
+JOURNAL_QUEUE = WorkQueue(JOURNAL, EVENTS, dict.fromkeys(PUSHED, _unused), single_active=True)

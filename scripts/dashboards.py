@@ -431,6 +431,63 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
             ),
         ],
     ),
+    "relais-gateway": (
+        "Relais: realtime gateway",
+        [
+            Panel(
+                "Open WebSockets by instance",
+                "sum by (instance) (relais_gateway_connections)",
+                "short",
+                "{{instance}}",
+            ),
+            Panel(
+                "Users routed to each instance (queue bindings)",
+                "sum by (instance) (relais_gateway_users)",
+                "short",
+                "{{instance}}",
+            ),
+            Panel(
+                "Messages pushed/s by type (live or replayed after a reconnect)",
+                "sum by (type, via) (rate(relais_gateway_messages_pushed_total[5m]))",
+                "ops",
+                "{{type}} {{via}}",
+            ),
+            Panel(
+                "Push latency from the event's creation (p50, p99)",
+                " or ".join(
+                    f"label_replace(histogram_quantile({q}, sum by (le) (rate("
+                    f'relais_gateway_push_latency_seconds_bucket[5m]))), "q", "{name}", "", "")'
+                    for q, name in ((0.5, "p50"), (0.99, "p99"))
+                ),
+                "s",
+                "{{q}}",
+            ),
+            Panel(
+                "Sockets dropped by the gateway/s, by reason",
+                "sum by (reason) (rate(relais_gateway_drops_total[5m]))",
+                "ops",
+                "{{reason}}",
+            ),
+            Panel(
+                "Events journaled for reconnecting clients/s",
+                "sum(rate(relais_gateway_events_journaled_total[5m]))",
+                "ops",
+                "journaled",
+            ),
+            Panel(
+                "Reconnections with last_event_id (1h), by outcome",
+                "sum by (outcome) (increase(relais_gateway_resumes_total[1h]))",
+                "short",
+                "{{outcome}}",
+            ),
+            Panel(
+                "Gateway instances up",
+                'sum(up{job="relais-gateway"})',
+                "short",
+                "up",
+            ),
+        ],
+    ),
 }
 
 

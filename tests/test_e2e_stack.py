@@ -536,15 +536,16 @@ async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
             while True:
                 up = await query(http, 'up{job=~"relais-.*"}')
                 consumers = await query(http, "sum by (queue) (relais_consumers_running)")
-                if len(up) == 4 and len(consumers) == 3:
+                if len(up) == 6 and len(consumers) == 4:
                     break
                 await asyncio.sleep(0.5)
-        assert {row["metric"]["service"] for row in up} == {"core", "payments", "ai"}
+        assert {row["metric"]["service"] for row in up} == {"core", "payments", "ai", "gateway"}
         assert all(row["value"][1] == "1" for row in up)
         assert {row["metric"]["queue"]: row["value"][1] for row in consumers} == {
             "core.payment-events": "2",
             "payments.commands": "1",
             "ai.catalog": "1",
+            "gateway.journal": "2",  # one receives, the other waits its turn
         }
         async with http.get(f"{api}/rules") as response:
             groups = (await response.json())["data"]["groups"]
@@ -567,6 +568,7 @@ async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
             "relais-slo",
             "relais-operations",
             "relais-ai",
+            "relais-gateway",
         }
         async with http.get(f"{api}/alertmanagers") as response:
             managers = (await response.json())["data"]["activeAlertmanagers"]

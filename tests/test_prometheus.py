@@ -13,6 +13,7 @@ import yaml
 from chassis.telemetry import Metrics
 from devstack.observability import RUNBOOK_BASE, render_rules
 from devstack.settings import StackSettings
+from gateway.metrics import GatewayMetrics
 from services.ai.catalog.service import IndexMetrics
 from services.ai.embeddings import EmbeddingMetrics
 from services.ai.metrics import AiMetrics
@@ -105,6 +106,7 @@ def exported_names() -> set[str]:
     IndexMetrics(metrics)
     EmbeddingMetrics(metrics)
     RecommendationMetrics(metrics)
+    GatewayMetrics(metrics)  # and the gateway's
     return {
         family.name + suffix
         for family in metrics.registry.collect()

@@ -14,7 +14,7 @@ import pytest
 from contracts import ORDER_STATUSES, PAYMENT_STATUSES, REFUND_STATUSES
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("chassis", "contracts", "devstack", "services", "scripts", "tests")
+PACKAGES = ("chassis", "contracts", "devstack", "gateway", "services", "scripts", "tests")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -49,6 +49,7 @@ def test_the_import_contracts_hold():
         ("chassis/http/_routes.py", "import contracts", "The chassis knows no service"),
         ("contracts/_money.py", "import chassis.errors", "Contracts import nothing of ours"),
         ("services/core/app.py", "import services.payments.app", "never import each other"),
+        ("gateway/app.py", "import services.core.app", "never import each other"),
         ("devstack/commands.py", "import services.core.app", "start services as processes"),
         ("services/core/app.py", "import chassis.http._routes", "package roots"),
         ("chassis/telemetry/_logs.py", "import chassis.http", "chassis' packages are layered"),
@@ -75,7 +76,8 @@ def test_a_forbidden_import_breaks_the_build(tmp_path, module, forbidden, contra
 
 def test_every_service_has_the_same_four_files_at_its_top():
     services = [path for path in (ROOT / "services").iterdir() if (path / "__init__.py").exists()]
-    assert {path.name for path in services} >= {"core", "payments"}
+    assert {path.name for path in services} >= {"core", "payments", "ai"}
+    services.append(ROOT / "gateway")  # the realtime edge has the same shape
     for service in services:
         for name in ("__main__.py", "app.py", "settings.py", "handlers.py"):
             assert (service / name).is_file(), f"{service.name} lacks {name}"
