@@ -70,6 +70,7 @@ PASSWORD = "bench password"  # noqa: S105
 UNLIMITED_EDGE: dict[str, Any] = {
     "nginx_rate_limit": 10_000_000,
     "nginx_rate_burst": 10_000_000,
+    "nginx_conn_limit": 60_000,
     "nginx_access_log": False,
     "nginx_workers": os.environ.get("NGINX_WORKERS", "auto"),
 }
@@ -354,6 +355,8 @@ def throwaway_stack(run: str, state_dir: Path, **settings: Any) -> StackSettings
         payments_metrics_base_port=19201,
         ai_base_port=18301,
         ai_metrics_base_port=19301,
+        gateway_base_port=18401,
+        gateway_metrics_base_port=19401,
         prometheus_port=19090,
         alertmanager_port=19093,
         alert_receiver_port=19095,
@@ -368,6 +371,7 @@ def throwaway_stack(run: str, state_dir: Path, **settings: Any) -> StackSettings
         rabbitmq_core_user=f"relais_bench_{run}_core",
         rabbitmq_payments_user=f"relais_bench_{run}_payments",
         rabbitmq_ai_user=f"relais_bench_{run}_ai",
+        rabbitmq_gateway_user=f"relais_bench_{run}_gateway",
         rabbitmq_vhost=f"relais_bench_{run}",
         redis_key_prefix=f"relais-bench:{run}:",
         **UNLIMITED_EDGE,
@@ -380,7 +384,7 @@ def main() -> None:
     run = uuid.uuid4().hex[:8]
     state = ROOT / "var" / "bench"
     # The reads measured here do not reach the AI worker (its models take 0.7 GB).
-    core = throwaway_stack(run, state / "core", ai_instances=0)
+    core = throwaway_stack(run, state / "core", ai_instances=0, gateway_instances=0)
     # The load comes from one address: lift the per-address write limit for this stack.
     os.environ["WRITE_RATE_LIMIT"] = "100000000/minute"
     hello = StackSettings(

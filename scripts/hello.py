@@ -1,5 +1,6 @@
 """The benchmark's baseline: a bare aiohttp app on the same settings as core (uvloop, orjson,
-no access log), answering `GET /api/hello`."""
+no access log), answering `GET /api/hello`, and holding WebSockets at `GET /ws` with the
+gateway's heartbeat (what an idle socket costs aiohttp itself)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,15 @@ async def hello(request: web.Request) -> web.Response:
     return web.Response(body=BODY, content_type="application/json")
 
 
+async def socket(request: web.Request) -> web.WebSocketResponse:
+    """A WebSocket that says nothing until the client closes it."""
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
+    await ws.prepare(request)
+    async for _ in ws:
+        pass
+    return ws
+
+
 def main() -> None:
     """Serve on `--port`."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -29,6 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     app = web.Application()
     app.router.add_get("/api/hello", hello)
+    app.router.add_get("/ws", socket)
     unix = UnixSocket(args.unix) if args.unix else None
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(
