@@ -39,7 +39,8 @@ async def hub(app: web.Application) -> AsyncIterator[None]:
     """The hub, its journal and the token checks of open sockets; on shutdown every socket is
     closed with 1001 (`on_shutdown`, before the broker and Redis close)."""
     settings = app[GATEWAY_SETTINGS]
-    tokens = app[TOKENS] = TokenService(settings, app[REDIS], can_sign=False)
+    # Each token is checked once per socket: caching it would only hold memory per socket.
+    tokens = app[TOKENS] = TokenService(settings, app[REDIS], can_sign=False, cache_size=0)
     journal = Journal(
         app[REDIS],
         prefix=settings.redis_key_prefix,

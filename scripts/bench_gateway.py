@@ -193,6 +193,7 @@ async def measure(config: StackSettings) -> dict[str, float]:
         finally:
             await broker.close()
         await asyncio.sleep(1)
+        figures["pushed_kib"] = (sum(rss_kib(pid) for pid in gateways) - before) / SOCKETS
         figures["sent"], figures["received"] = sent, len(clients.latencies)
         figures["p50"] = percentile(clients.latencies, 0.5)
         figures["p99"] = percentile(clients.latencies, 0.99)
@@ -230,6 +231,10 @@ def main() -> None:
         f"{figures['gateway_kib']:.1f} KiB, bare aiohttp {figures['bare_kib']:.1f} KiB "
         f"({figures['gateway_kib'] / figures['bare_kib']:.2f}x); target <= 20 KB "
         f"({'meets' if figures['gateway_kib'] * 1.024 <= 20 else 'MISSES'})"
+    )
+    print(
+        f"memory per socket after the pushes below: {figures['pushed_kib']:.1f} KiB "
+        "(no per-message deflate: a zlib stream would cost each socket hundreds of KiB)"
     )
     print(
         f"push latency at {RATE:.0f} events/s for {PUSH_SECONDS:.0f} s "

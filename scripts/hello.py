@@ -24,7 +24,7 @@ async def hello(request: web.Request) -> web.Response:
 
 async def socket(request: web.Request) -> web.WebSocketResponse:
     """A WebSocket that says nothing until the client closes it."""
-    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096)
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=4096, compress=False)
     await ws.prepare(request)
     async for _ in ws:
         pass

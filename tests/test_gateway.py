@@ -111,6 +111,8 @@ async def test_events_reach_every_socket_of_their_user_through_the_instances_hol
     alice, bob = await register(client), await register(client)
     tab_one, tab_two = await connect(first, alice), await connect(second, alice)
     other = await connect(second, bob)
+    # the client offers per-message deflate; the gateway declines (a zlib stream per socket)
+    assert tab_one.compress == 0
     # each instance's queue is bound to the users of its sockets, and to no other
     bound = bindings(amqp_url)
     alice_queues = {queue for queue, key in bound if key == f"user.{alice.id}"}

@@ -141,7 +141,14 @@ def token_version(claims: dict[str, Any]) -> int:
 class TokenService:
     """Issues and verifies tokens; what revokes them lives in `revocations`."""
 
-    def __init__(self, settings: ServiceSettings, redis: Redis, *, can_sign: bool) -> None:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        redis: Redis,
+        *,
+        can_sign: bool,
+        cache_size: int = VERIFIED_CACHE_SIZE,
+    ) -> None:
         self._settings = settings
         self._algorithm = settings.jwt_algorithm
         self._public_key = settings.jwt_public_pem()
@@ -149,6 +156,8 @@ class TokenService:
         self.revocations = Revocations(
             redis, prefix=settings.redis_key_prefix, refresh_token_ttl=settings.refresh_token_ttl
         )
+        # 0: no cache (a caller that checks each token once, such as a socket's handshake)
+        self._cache_size = cache_size
         self._verified: dict[tuple[str, str], dict[str, Any]] = {}
 
     def issue_pair(
@@ -192,7 +201,9 @@ class TokenService:
                 return cached
             del self._verified[(token, typ)]  # expired: let PyJWT say so
         claims = self._decode(token, typ)
-        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+        if not self._cache_size:
+            return claims
+        if len(self._verified) >= self._cache_size:
             del self._verified[next(iter(self._verified))]  # the oldest entry
         self._verified[(token, typ)] = claims
         return claims

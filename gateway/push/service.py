@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
@@ -53,6 +53,26 @@ ENVELOPE_FIELDS = frozenset({"type", "version"})
 # arrived, as a push.
 Delivery = tuple[AbstractIncomingMessage, otel_context.Context]
 Arrival = tuple["Push", otel_context.Context]
+
+
+class Token(NamedTuple):
+    """What a socket keeps of its access token: when it expires, and what its revocation is
+    looked up by (a tuple: every open socket holds one)."""
+
+    expires_at: int
+    jti: str
+    family: str
+    user_id: str
+    version: Any
+
+    @classmethod
+    def of(cls, claims: dict[str, Any]) -> Token:
+        """The parts of verified claims a socket keeps."""
+        return cls(claims["exp"], claims["jti"], claims["fid"], claims["sub"], claims.get("ver", 0))
+
+    def claims(self) -> dict[str, Any]:
+        """The claims the revocation check reads."""
+        return {"jti": self.jti, "fid": self.family, "sub": self.user_id, "ver": self.version}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +117,9 @@ class Socket:
         "_queue",
         "_replayed",
         "_writer",
-        "claims",
         "closing",
         "hub",
+        "token",
         "transport",
         "user_id",
         "ws",
@@ -111,13 +131,13 @@ class Socket:
         ws: web.WebSocketResponse,
         transport: asyncio.Transport | None,
         user_id: str,
-        claims: dict[str, Any],
+        token: Token,
     ) -> None:
         self.hub = hub
         self.ws = ws
         self.transport = transport
         self.user_id = user_id
-        self.claims = claims
+        self.token = token
         self.closing: str | None = None  # why the gateway closes it, once it does
         self._queue: collections.deque[Push] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -214,9 +234,10 @@ class Hub:
         self.journal = journal
         self.send_queue = send_queue
         self.sockets_per_user = sockets_per_user
-        self.users: dict[str, set[Socket]] = {}
+        # A list, not a set: most users hold one socket, and an empty set costs 216 bytes.
+        self.users: dict[str, list[Socket]] = {}
         self._bound: set[str] = set()
-        self._binding: dict[str, asyncio.Lock] = {}
+        self._binding: dict[str, list[Any]] = {}
         self._bind: Callable[[str], Awaitable[None]] | None = None
         self._unbind: Callable[[str], Awaitable[None]] | None = None
         self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -234,7 +255,7 @@ class Hub:
 
     async def join(self, socket: Socket) -> None:
         """Take a socket in; its user's events are routed here once this returns."""
-        self.users.setdefault(socket.user_id, set()).add(socket)
+        self.users.setdefault(socket.user_id, []).append(socket)
         self.metrics.connections.inc()
         await self._follow(socket.user_id)
 
@@ -244,7 +265,7 @@ class Hub:
         sockets = self.users.get(socket.user_id)
         if sockets is None or socket not in sockets:
             return
-        sockets.discard(socket)
+        sockets.remove(socket)
         self.metrics.connections.dec()
         if not sockets:
             del self.users[socket.user_id]
@@ -253,9 +274,14 @@ class Hub:
     async def _follow(self, user_id: str) -> None:
         """Bind or unbind the user to match whether any socket of theirs is open (one change
         of a user's binding at a time; a reconnect during an unbind binds again after it)."""
-        lock = self._binding.setdefault(user_id, asyncio.Lock())
+        # A lock per user only while someone follows them (a lock per socket open would cost
+        # memory per socket); the count says when the last one is done with it.
+        entry = self._binding.get(user_id)
+        if entry is None:
+            entry = self._binding[user_id] = [asyncio.Lock(), 0]
+        entry[1] += 1
         try:
-            async with lock:
+            async with entry[0]:
                 wanted = user_id in self.users
                 if wanted and user_id not in self._bound and self._bind is not None:
                     await self._bind(user_id)
@@ -265,8 +291,9 @@ class Hub:
                     await self._unbind(user_id)
                 self.metrics.users.set(len(self._bound))
         finally:
-            if not lock.locked() and user_id not in self.users:
-                self._binding.pop(user_id, None)
+            entry[1] -= 1
+            if not entry[1]:
+                del self._binding[user_id]
 
     def first_time(self, event_id: str) -> bool:
         """Whether this instance has not pushed this event yet (and remember it)."""
@@ -305,11 +332,11 @@ class Hub:
         """Close the sockets whose token expired or was revoked since they opened; how many."""
         now = time.time()
         open_sockets = [socket for socket in self.sockets() if socket.closing is None]
-        expired = [socket for socket in open_sockets if socket.claims["exp"] <= now]
+        expired = [socket for socket in open_sockets if socket.token.expires_at <= now]
         for socket in expired:
             socket.drop("token_expired", WSCloseCode.POLICY_VIOLATION, "Token expired")
-        alive = [socket for socket in open_sockets if socket.claims["exp"] > now]
-        refusals = await revocations.refusals([socket.claims for socket in alive])
+        alive = [socket for socket in open_sockets if socket.token.expires_at > now]
+        refusals = await revocations.refusals([socket.token.claims() for socket in alive])
         revoked = [socket for socket, reason in zip(alive, refusals, strict=True) if reason]
         for socket in revoked:
             socket.drop("token_revoked", WSCloseCode.POLICY_VIOLATION, "Token revoked")

@@ -19,7 +19,7 @@ from chassis.errors import TooManyRequests, UpgradeRequired
 from chassis.http import CLAIMS, authenticated, query_params
 from gateway.keys import GATEWAY_SETTINGS, HUB
 from gateway.push.repository import Kept
-from gateway.push.service import Socket
+from gateway.push.service import Socket, Token
 
 log = logging.getLogger("relais.gateway")
 
@@ -43,11 +43,38 @@ class SocketQuery(BaseModel):
 
 async def socket(request: web.Request) -> web.StreamResponse:
     """Open the caller's socket and push their events to it until either side closes it."""
+    client, resume_from = await _accept(request)
+    hub, ws = client.hub, client.ws
+    try:
+        await ws.prepare(request)
+        if resume_from is not None:
+            settle = request.app[GATEWAY_SETTINGS].gateway_resume_settle
+            await _resume(client, resume_from, settle=settle)
+        else:
+            await client.catch_up([], resync=None)
+        async for _ in ws:  # nothing a client says is read; this waits for the close
+            pass
+    except (ConnectionError, RuntimeError) as exc:
+        log.debug("socket of %s ended: %r", client.user_id, exc)
+    finally:  # also when aiohttp cancels the handler of a connection that is gone
+        hub.leave(client)
+        if client.closing is None and isinstance(ws.exception(), asyncio.TimeoutError):
+            hub.metrics.dropped("dead_peer")  # no pong within half the heartbeat
+    return ws
+
+
+async def _accept(request: web.Request) -> tuple[Socket, str | None]:
+    """Check the request, and route the caller's events here before the handshake completes
+    (an event announced once the client sees its socket open reaches it; what arrives
+    meanwhile waits for the handshake and the catch-up): the socket, and the event to resume
+    after. What it reads of the request is let go with it: every open socket would hold it."""
     principal = await authenticated(request, query_token=True)
     query = query_params(request, SocketQuery)
     hub, settings = request.app[HUB], request.app[GATEWAY_SETTINGS]
+    # No per-message deflate: a zlib stream per socket costs a few hundred KiB once used, to
+    # shrink messages of a few hundred bytes.
     ws = web.WebSocketResponse(
-        heartbeat=settings.gateway_heartbeat, max_msg_size=MAX_CLIENT_MESSAGE
+        heartbeat=settings.gateway_heartbeat, max_msg_size=MAX_CLIENT_MESSAGE, compress=False
     )
     if not ws.can_prepare(request).ok:
         raise UpgradeRequired("GET /ws opens a WebSocket: send `Upgrade: websocket`")
@@ -55,26 +82,11 @@ async def socket(request: web.Request) -> web.StreamResponse:
         raise TooManyRequests(
             f"At most {settings.gateway_sockets_per_user} sockets per user", retry_after=5
         )
-    client = Socket(hub, ws, request.transport, principal.user_id, request[CLAIMS])
-    # Routed here before the handshake completes: an event announced once the client sees its
-    # socket open reaches it. What arrives meanwhile waits for the handshake and the catch-up.
+    client = Socket(hub, ws, request.transport, principal.user_id, Token.of(request.pop(CLAIMS)))
     client.hold()
     await hub.join(client)
-    try:
-        await ws.prepare(request)
-        if query.last_event_id is not None:
-            await _resume(client, str(query.last_event_id), settle=settings.gateway_resume_settle)
-        else:
-            await client.catch_up([], resync=None)
-        async for _ in ws:  # nothing a client says is read; this waits for the close
-            pass
-    except (ConnectionError, RuntimeError) as exc:
-        log.debug("socket of %s ended: %r", principal.user_id, exc)
-    finally:  # also when aiohttp cancels the handler of a connection that is gone
-        hub.leave(client)
-        if client.closing is None and isinstance(ws.exception(), asyncio.TimeoutError):
-            hub.metrics.dropped("dead_peer")  # no pong within half the heartbeat
-    return ws
+    resume_from = query.last_event_id
+    return client, str(resume_from) if resume_from is not None else None
 
 
 async def _resume(client: Socket, last_event_id: str, *, settle: float) -> None:
