@@ -33,7 +33,14 @@ import uvloop
 from redis.asyncio import Redis
 
 from chassis.http import TokenService
-from chassis.messaging import EVENTS, Broker, announcement_headers, message_for, user_key
+from chassis.messaging import (
+    EVENTS,
+    Broker,
+    announcement_headers,
+    message_for,
+    occurred_at,
+    user_key,
+)
 from chassis.settings import ServiceSettings
 from contracts import PaymentSucceeded
 from devstack import ROOT, StackSettings, down, drop_broker, drop_database, program_pids, up
@@ -148,8 +155,7 @@ async def raw_latencies(amqp_url: str, rate: float, seconds: float) -> list[floa
         async def consume(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             body = orjson.loads(message.body)
             assert body["user_id"] == user
-            occurred = (message.headers or {})["x-relais-occurred-at"]
-            latencies.append(time.time() - int(occurred) / 1e6)  # type: ignore[call-overload]
+            latencies.append(time.time() - occurred_at(message))
             await message.ack()
 
         await queue.consume(consume)
