@@ -1209,9 +1209,9 @@ async def test_a_second_ai_worker_started_by_hand_shares_the_queues(stack):
 async def test_make_down_stops_everything(stack):
     config = stack["config"]
     running = list(pids(config).values())
-    # nginx, two core instances, the payments worker, the AI worker, Prometheus, Alertmanager and
-    # its receiver, three exporters
-    assert len(running) == 11
+    # nginx, two core instances, the payments worker, the AI worker, two gateway instances,
+    # Prometheus, Alertmanager and its receiver, three exporters
+    assert len(running) == 13
     stack["make"]("down")
     for pid in running:
         with pytest.raises(ProcessLookupError):
