@@ -18,11 +18,14 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
+from chassis.data import DB_POOL
 from chassis.messaging import EVENTS, Broker, announcement_headers, message_for
 from chassis.telemetry import METRICS
 from contracts import PaymentFailed, PaymentSucceeded
 from gateway.keys import HUB
-from tests.factories import Account, register
+from services.core.keys import PRODUCT_CACHE
+from services.core.orders.service import release_unpaid_orders
+from tests.factories import Account, create_product, pay, place_order, register
 
 
 @pytest.fixture
@@ -311,3 +314,46 @@ async def test_shutdown_says_going_away_to_every_socket(client, aiohttp_server, 
             message = await ws.receive(timeout=5)
             assert message.type == WSMsgType.CLOSE and message.data == 1001
         await closing
+
+
+@pytest.mark.usefixtures("worker")
+async def test_core_tells_the_buyer_of_a_refused_payment_and_of_cancellations(
+    client, make_gateway, admin_account
+):
+    gateway = await make_gateway()
+    buyer = await register(client)
+    ws = await connect(gateway, buyer)
+    product = await create_product(client, admin_account, stock=5)
+    declined = await place_order(client, buyer, product)
+    status, payment = await pay(client, buyer, declined["id"], "tok_chargeDeclined")
+    assert status == 200 and payment["status"] == "failed"
+    pushed = {}
+    for _ in range(2):
+        message = await receive(ws)
+        pushed[message["type"]] = message
+    assert set(pushed) == {"payment.failed", "order.payment_failed"}
+    refused = pushed["order.payment_failed"]["data"]
+    assert refused["order_id"] == declined["id"] and refused["payment_id"] == payment["id"]
+    assert refused["failure_code"] == "card_declined"
+    # cancelled by its buyer, and left unpaid past the hold: each says why
+    response = await client.post(f"/api/orders/{declined['id']}/cancel", headers=buyer.auth)
+    assert response.status == 200
+    cancelled = await receive(ws)
+    assert cancelled["type"] == "order.cancelled"
+    assert cancelled["data"] == {
+        "order_id": declined["id"],
+        "user_id": buyer.id,
+        "reason": "buyer",
+        "cancelled_at": cancelled["data"]["cancelled_at"],
+    }
+    forgotten = await place_order(client, buyer, product)
+    await asyncio.sleep(0.05)
+    released = await release_unpaid_orders(
+        pool=client.app[DB_POOL], cache=client.app[PRODUCT_CACHE], hold_seconds=0.01
+    )
+    assert released >= 1
+    expired = await receive(ws)
+    assert expired["type"] == "order.cancelled"
+    assert expired["data"]["order_id"] == forgotten["id"] and expired["data"]["reason"] == "unpaid"
+    assert await silent(ws, 0.3)
+    await ws.close()

@@ -6,7 +6,7 @@ The broker (`amqp_broker`, `Broker`, `BrokerPermissions`; exchanges `COMMANDS`, 
 `CC_HEADER`) and when they happened (`occurred_at`, `OCCURRED_AT_HEADER`), work-queue consumers
 driven by a handler table (`consume_work_queue`, `Consumer`, `Poison`, `WorkQueue` and
 `declare_work_queues` to declare them before a first start: ack after the effect, retries with back-
-off, dead letters), the transactional outbox and its relay (`enqueue`, `outbox_relay`,
+off, dead letters), the transactional outbox and its relay (`enqueue`, `announce`, `outbox_relay`,
 `first_delivery`, `derived_message_id`), RPC with deadlines (`RpcClient`, `serving_rpcs`), claim
 checks for bodies too big for a message (`ClaimCheck`), and PostgreSQL LISTEN (`setup_pg_listener`,
 `listening`). It names no message of any service.
@@ -63,6 +63,7 @@ from chassis.messaging._envelope import (
 from chassis.messaging._listen import PG_LISTENER, listening, setup_pg_listener
 from chassis.messaging._outbox import (
     OutboxRelay,
+    announce,
     derived_message_id,
     enqueue,
     first_delivery,
@@ -104,6 +105,7 @@ __all__ = [
     "UnknownContract",
     "WorkQueue",
     "amqp_broker",
+    "announce",
     "announcement_headers",
     "broker_ready",
     "consume_work_queue",

@@ -24,7 +24,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from chassis.data import DB_POOL, Conn
-from chassis.messaging._amqp import BROKER, Broker, announcement_headers
+from chassis.messaging._amqp import BROKER, EVENTS, Broker, announcement_headers
 from chassis.messaging._envelope import encode, message_type
 from chassis.messaging._listen import PG_LISTENER
 from chassis.settings import SETTINGS
@@ -76,6 +76,20 @@ async def enqueue(
         message_type(contract),
         encode(contract),
         orjson.dumps(headers).decode(),
+    )
+
+
+async def announce(
+    conn: Conn, event: BaseModel, *, about: tuple[object, ...], to_user: object | None = None
+) -> None:
+    """Announce a domain event on `relais.events` in the caller's transaction, once for what it
+    is `about` (its id derives from its type and that), and (`to_user`) to that user's sockets."""
+    await enqueue(
+        conn,
+        event,
+        exchange=EVENTS,
+        message_id=derived_message_id(message_type(event), *about),
+        to_user=to_user,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from chassis.data import Conn
-from chassis.messaging import EVENTS, derived_message_id, enqueue, first_delivery
+from chassis.messaging import announce, first_delivery
 from contracts import (
     ChargePayment,
     Contract,
@@ -369,10 +369,4 @@ async def daily_report(*, pool: asyncpg.Pool, request: DailyReportRequest) -> Da
 
 async def _announce(conn: Conn, event: Contract, *, subject: Any) -> None:
     """Announce a payment event, a copy to its buyer's sockets when it names them."""
-    await enqueue(
-        conn,
-        event,
-        exchange=EVENTS,
-        message_id=derived_message_id(event.type, subject),
-        to_user=getattr(event, "user_id", None),
-    )
+    await announce(conn, event, about=(subject,), to_user=getattr(event, "user_id", None))

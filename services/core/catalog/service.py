@@ -6,10 +6,10 @@ from typing import Any
 
 import asyncpg
 
+from chassis import messaging
 from chassis.data import CachedBody, Conn, TieredCache
 from chassis.errors import Conflict, NotFound
 from chassis.http import decode_cursor, dumps, page
-from chassis.messaging import EVENTS, derived_message_id, enqueue
 from contracts import ProductCreated, ProductDeleted, ProductUpdated
 from services.core.catalog import repository
 
@@ -97,7 +97,7 @@ async def delete_product(*, pool: asyncpg.Pool, cache: TieredCache, product_id: 
         if deleted_at is None:
             raise NotFound("No such product")
         deleted = ProductDeleted(product_id=product_id, updated_at=deleted_at)
-        await enqueue(conn, deleted, exchange=EVENTS, message_id=_event_id(deleted))
+        await messaging.announce(conn, deleted, about=_about(deleted))
         await cache.record(conn, product_id)
     await cache.invalidate(product_id)
 
@@ -115,8 +115,8 @@ async def announce(
         currency=row["currency"].strip(),
         updated_at=row["updated_at"],
     )
-    await enqueue(conn, fact, exchange=EVENTS, message_id=_event_id(fact))
+    await messaging.announce(conn, fact, about=_about(fact))
 
 
-def _event_id(event: ProductCreated | ProductUpdated | ProductDeleted) -> str:
-    return derived_message_id(event.type, event.product_id, event.updated_at.isoformat())
+def _about(event: ProductCreated | ProductUpdated | ProductDeleted) -> tuple[object, ...]:
+    return event.product_id, event.updated_at.isoformat()

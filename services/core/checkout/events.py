@@ -12,7 +12,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from chassis.data import Conn
-from chassis.messaging import EVENTS, derived_message_id, enqueue, first_delivery, message_type
+from chassis.messaging import announce, first_delivery, message_type
 from contracts import (
     OrderLine,
     OrderPaid,
@@ -81,13 +81,7 @@ async def announce_paid(conn: Conn, order_id: object) -> None:
         ],
         paid_at=order["updated_at"],
     )
-    await enqueue(
-        conn,
-        paid,
-        exchange=EVENTS,
-        message_id=derived_message_id(paid.type, paid.order_id),
-        to_user=paid.user_id,
-    )
+    await announce(conn, paid, about=(paid.order_id,), to_user=paid.user_id)
 
 
 async def announce_failed(conn: Conn, event: PaymentFailed) -> None:
@@ -99,13 +93,7 @@ async def announce_failed(conn: Conn, event: PaymentFailed) -> None:
         failure_code=event.failure_code,
         failed_at=datetime.now(UTC),
     )
-    await enqueue(
-        conn,
-        failed,
-        exchange=EVENTS,
-        message_id=derived_message_id(failed.type, failed.payment_id),
-        to_user=failed.user_id,
-    )
+    await announce(conn, failed, about=(failed.payment_id,), to_user=failed.user_id)
 
 
 def _change_for(

@@ -12,7 +12,7 @@ import asyncpg
 from chassis.data import Conn, Db, TieredCache
 from chassis.errors import Conflict, Forbidden, NotFound, Unprocessable
 from chassis.http import Principal, decode_cursor, page
-from chassis.messaging import EVENTS, derived_message_id, enqueue
+from chassis.messaging import announce
 from contracts import OrderCancelled
 from services.core import idempotency
 from services.core.idempotency import IdempotentRequest, fingerprint
@@ -226,11 +226,5 @@ async def _release(
         reason=reason,
         cancelled_at=cancelled["updated_at"],
     )
-    await enqueue(
-        conn,
-        event,
-        exchange=EVENTS,
-        message_id=derived_message_id(event.type, event.order_id),
-        to_user=event.user_id,
-    )
+    await announce(conn, event, about=(event.order_id,), to_user=event.user_id)
     return cancelled, items
