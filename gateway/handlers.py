@@ -46,7 +46,10 @@ PUSHED_TYPES = MessageTypes(PUSHED)
 JOURNAL = "gateway.journal"
 
 
-async def _unused(app: web.Application, event: BaseModel, message: AbstractIncomingMessage) -> None:
+async def _consumed_in_batches(
+    app: web.Application, event: BaseModel, message: AbstractIncomingMessage
+) -> None:
+    # The journal's queue is bound by the types its table names; `journal` takes its messages.
     raise NotImplementedError("the journal is consumed in batches (`journal`), not per message")
 
 
@@ -113,4 +116,6 @@ async def _settle(outcome: Awaitable[None]) -> None:
 
 
 # The journal's queue, shared by the instances, one of which receives at a time (in order).
-JOURNAL_QUEUE = WorkQueue(JOURNAL, EVENTS, dict.fromkeys(PUSHED, _unused), single_active=True)
+JOURNAL_QUEUE = WorkQueue(
+    JOURNAL, EVENTS, dict.fromkeys(PUSHED, _consumed_in_batches), single_active=True
+)
