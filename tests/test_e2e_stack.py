@@ -1206,6 +1206,79 @@ async def test_a_second_ai_worker_started_by_hand_shares_the_queues(stack):
         await asyncio.wait_for(worker.wait(), 30)
 
 
+def locust(
+    stack: dict[str, Any], *options: str, env: dict[str, str], workers: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """A headless Locust run of loadtests/ against the stack (a master and `workers` workers,
+    or one local process), as processes: Locust monkey-patches the standard library."""
+    binary = str(ROOT / ".venv" / "bin" / "locust")
+    common = ["-f", str(ROOT / "loadtests" / "locustfile.py"), "--host", stack["base"]]
+    helpers = [
+        subprocess.Popen(
+            [binary, *common, "--worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
+    distributed = ["--master", "--expect-workers", str(workers)] if workers else []
+    try:
+        return subprocess.run(
+            [binary, *common, "--headless", "--only-summary", *distributed, *options],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        for helper in helpers:
+            try:
+                helper.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+
+
+async def test_a_distributed_smoke_load_passes_its_slo_gates_and_a_broken_gate_fails_the_run(
+    stack, tmp_path
+):
+    # the load test makes its own catalog through the API, as an admin
+    async with aiohttp.ClientSession() as http:
+        email = f"load-admin-{uuid.uuid4().hex[:8]}@example.com"
+        await admin_headers(stack, http, email)
+    env = {
+        **os.environ,
+        "LOADTEST_ADMIN_EMAIL": email,
+        "LOADTEST_ADMIN_PASSWORD": "e2e password",
+    }
+    report = tmp_path / "smoke"
+    shape = ["--load-shape", "step", "--step-users", "4", "--step-seconds", "10"]
+    shape += ["--max-users", "12", "--shape-seconds", "30"]
+    run = locust(stack, *shape, "--csv", str(report), env=env, workers=2)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "SLO gates passed" in run.stderr
+    rows = {
+        line.split(",")[1]: line for line in (tmp_path / "smoke_stats.csv").read_text().splitlines()
+    }
+    # every kind of journey ran, the push journey among them
+    for name in ("browse: product", "checkout: pay", "ai: search", "push: payment.succeeded"):
+        assert name in rows, sorted(rows)
+    # a gate the run cannot meet fails it, and names the journey and the limit
+    strict = tmp_path / "strict.yml"
+    strict.write_text(
+        "default: {p95: 100000, p99: 100000, errors: 1}\n"
+        'gates:\n  "browse: product": {p95: 0, p99: 100000, errors: 1}\n'
+    )
+    run = locust(
+        stack,
+        *["--load-shape", "soak", "--max-users", "3", "--shape-seconds", "8"],
+        env={**env, "LOADTEST_GATES": str(strict)},
+    )
+    assert run.returncode == 1
+    assert "SLO gates failed" in run.stderr and "browse: product: p95" in run.stderr
+
+
 async def test_make_down_stops_everything(stack):
     config = stack["config"]
     running = list(pids(config).values())
