@@ -14,7 +14,16 @@ import pytest
 from contracts import ORDER_STATUSES, PAYMENT_STATUSES, REFUND_STATUSES
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("chassis", "contracts", "devstack", "gateway", "services", "scripts", "tests")
+PACKAGES = (
+    "chassis",
+    "contracts",
+    "devstack",
+    "gateway",
+    "loadtests",
+    "services",
+    "scripts",
+    "tests",
+)
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
@@ -50,6 +59,7 @@ def test_the_import_contracts_hold():
         ("contracts/_money.py", "import chassis.errors", "Contracts import nothing of ours"),
         ("services/core/app.py", "import services.payments.app", "never import each other"),
         ("gateway/app.py", "import services.core.app", "never import each other"),
+        ("loadtests/journeys.py", "import chassis.http", "import nothing of ours"),
         ("devstack/commands.py", "import services.core.app", "start services as processes"),
         ("services/core/app.py", "import chassis.http._routes", "package roots"),
         ("chassis/telemetry/_logs.py", "import chassis.http", "chassis' packages are layered"),
