@@ -69,6 +69,13 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 "{{service}}",
             ),
             Panel(
+                "Event-loop lag p99 by service (how long work held a loop)",
+                "histogram_quantile(0.99, sum by (service, le) "
+                "(rate(relais_event_loop_lag_seconds_bucket[5m])))",
+                "s",
+                "{{service}}",
+            ),
+            Panel(
                 "Availability budget burn rate (1h; page at 14.4)",
                 "relais:api_errors:ratio_rate1h / 0.001",
                 "short",

@@ -36,6 +36,7 @@ from chassis.settings import DEV_KEY_DIR, ServiceSettings
 from chassis.tasks import background
 from chassis.telemetry import (
     ACCESS_LOG,
+    METRICS,
     TRACER,
     AccessLog,
     FastOTLPSpanExporter,
@@ -570,3 +571,21 @@ async def test_a_background_task_that_dies_is_logged_and_fails_readiness(
     assert "doomed-flusher" in checks["background"] and "disk went away" in checks["background"]
     died = [r for r in caplog.records if "doomed-flusher" in r.getMessage()]
     assert died and died[0].levelname == "ERROR" and died[0].exc_info is not None
+
+
+async def test_a_blocked_event_loop_shows_in_its_lag_metric(client):
+    metrics = client.app[METRICS]
+
+    def lag() -> tuple[float, float]:
+        labels = {"service": metrics.service}
+        total = metrics.registry.get_sample_value("relais_event_loop_lag_seconds_sum", labels)
+        count = metrics.registry.get_sample_value("relais_event_loop_lag_seconds_count", labels)
+        return total or 0.0, count or 0.0
+
+    await asyncio.sleep(0.6)  # a few probes of an idle loop: late by a millisecond or so
+    idle_total, idle_count = lag()
+    assert idle_count >= 1 and idle_total / idle_count < 0.05
+    time.sleep(0.5)  # noqa: ASYNC251 - the point: hold the loop
+    await asyncio.sleep(0.3)
+    total, count = lag()
+    assert count > idle_count and total - idle_total >= 0.25

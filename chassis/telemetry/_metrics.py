@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
@@ -23,6 +25,9 @@ STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 # How a server ended an RPC request.
 RPC_OUTCOMES = ("ok", "refused", "error", "expired")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# How late the event loop runs a timer: a probe every LOOP_PROBE_INTERVAL seconds.
+LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LOOP_PROBE_INTERVAL = 0.25
 # An RPC may work for as long as its deadline (a minute of speech is transcribed in about 12 s).
 RPC_BUCKETS = (*LATENCY_BUCKETS, 10.0, 30.0)
 
@@ -139,6 +144,14 @@ class Metrics:
             ["service", "queue"],
             registry=self.registry,
         )
+        self.loop_lag = Histogram(
+            "relais_event_loop_lag_seconds",
+            "How late the event loop ran a timer due now (a probe every 0.25 s): how long "
+            "callbacks and coroutines held the loop without yielding.",
+            ["service"],
+            buckets=LOOP_LAG_BUCKETS,
+            registry=self.registry,
+        ).labels(service)
         self.access_log_dropped = Counter(
             "relais_access_log_dropped_total",
             "Access log lines dropped: the buffer was full, or writing them failed.",
@@ -257,9 +270,31 @@ async def _metrics_server(app: web.Application) -> AsyncIterator[None]:
         for route in app.router.routes()
         if route.resource is not None
     )
-    if not settings.metrics_port:
-        yield
-        return
+    probe = asyncio.create_task(probe_loop_lag(metrics), name="event-loop lag probe")
+    try:
+        if not settings.metrics_port:
+            yield
+            return
+        async with _exposed(metrics, settings.http_host, settings.metrics_port):
+            yield
+    finally:
+        probe.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probe
+
+
+async def probe_loop_lag(metrics: Metrics, interval: float = LOOP_PROBE_INTERVAL) -> None:
+    """Measure, for the app's life, how late the loop wakes a timer that is due."""
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        await asyncio.sleep(interval)
+        metrics.loop_lag.observe(max(0.0, loop.time() - started - interval))
+
+
+@contextlib.asynccontextmanager
+async def _exposed(metrics: Metrics, host: str, port: int) -> AsyncIterator[None]:
+    """Serve `/metrics` on its own port."""
 
     async def expose(request: web.Request) -> web.Response:
         body, content_type = metrics.expose(request.headers.get("Accept", ""))
@@ -269,6 +304,8 @@ async def _metrics_server(app: web.Application) -> AsyncIterator[None]:
     metrics_app.router.add_get("/metrics", expose)
     runner = web.AppRunner(metrics_app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, settings.http_host, settings.metrics_port).start()
-    yield
-    await runner.cleanup()
+    await web.TCPSite(runner, host, port).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
