@@ -23,7 +23,8 @@ deps: $(STAMP)
 
 # Debian packages the native stack, the tests and the benchmark need: nginx; promtool and amtool
 # (prometheus, prometheus-alertmanager) for the rule tests; the NGINX, PostgreSQL and Redis
-# exporters Prometheus scrapes; wrk for `make bench`; espeak-ng, whose speech the AI tests
+# exporters Prometheus scrapes, and the process exporter (CPU of every process of the stack, for
+# `make capacity`); wrk for `make bench`; espeak-ng, whose speech the AI tests
 # transcribe.
 system-deps:
 	@missing=""; \
@@ -33,6 +34,7 @@ system-deps:
 	command -v prometheus-nginx-exporter >/dev/null || missing="$$missing prometheus-nginx-exporter"; \
 	command -v prometheus-postgres-exporter >/dev/null || missing="$$missing prometheus-postgres-exporter"; \
 	command -v prometheus-redis-exporter >/dev/null || missing="$$missing prometheus-redis-exporter"; \
+	command -v prometheus-process-exporter >/dev/null || missing="$$missing prometheus-process-exporter"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	if [ -n "$$missing" ]; then \

@@ -69,6 +69,7 @@ EXPORTERS = {
     "nginx": "prometheus-nginx-exporter",
     "postgres": "prometheus-postgres-exporter",
     "redis": "prometheus-redis-exporter",
+    "process": "prometheus-process-exporter",
 }
 
 
@@ -78,11 +79,13 @@ def exporter_ports(config: StackSettings) -> dict[str, int]:
         "nginx": config.nginx_exporter_port,
         "postgres": config.postgres_exporter_port,
         "redis": config.redis_exporter_port,
+        "process": config.process_exporter_port,
     }
 
 
 def start_exporters(config: StackSettings) -> None:
-    """Start the NGINX, PostgreSQL and Redis exporters (Debian packages `make up` installs)."""
+    """Start the NGINX, PostgreSQL, Redis and process exporters (Debian packages `make up`
+    installs)."""
     ports = exporter_ports(config)
     commands = {
         "nginx-exporter": [
@@ -98,6 +101,15 @@ def start_exporters(config: StackSettings) -> None:
             EXPORTERS["redis"],
             f"-redis.addr={config.redis_url}",
             f"-web.listen-address=127.0.0.1:{ports['redis']}",
+        ],
+        # CPU, memory and threads of each group of processes (no smaps, no per-thread series:
+        # reading them costs more than a scrape should)
+        "process-exporter": [
+            EXPORTERS["process"],
+            f"-config.path={PROMETHEUS_DIR / 'process-exporter.yml'}",
+            "-gather-smaps=false",
+            "-threads=false",
+            f"-web.listen-address=127.0.0.1:{ports['process']}",
         ],
     }
     # Its own role, with pg_monitor and nothing else.

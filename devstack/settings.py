@@ -127,6 +127,7 @@ class StackSettings(BaseSettings):
     nginx_exporter_port: int = 9113
     postgres_exporter_port: int = 9187
     redis_exporter_port: int = 9121
+    process_exporter_port: int = 9256
     scrape_interval: str = Field("15s", validation_alias="PROMETHEUS_SCRAPE_INTERVAL")
     rabbitmq_host: str = "127.0.0.1:5672"
     rabbitmq_vhost: str = "relais"

@@ -13,7 +13,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "infra" / "grafana" / "dashboards"
-API = 'route!~"/health/.*"'
+# The dashboards' traffic filter (a Grafana variable): real, synthetic (load tests, probes
+# that mark their requests) or both.
+TRAFFIC = 'traffic=~"$traffic"'
+API = f'route!~"/health/.*",{TRAFFIC}'
 # Work queues, not their dead-letter and retry queues.
 WORK_QUEUES = 'queue!~".*\\\\.(dlq|retry\\\\..*)"'
 DEAD_LETTER_QUEUES = 'queue=~".*\\\\.dlq"'
@@ -50,6 +53,12 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 f"sum by (service) (rate(relais_http_requests_total{{{API}}}[1m]))",
                 "reqps",
                 "{{service}}",
+            ),
+            Panel(
+                "Requests/s by traffic (real, or synthetic: load tests), whatever the filter",
+                'sum by (traffic) (rate(relais_http_requests_total{route!~"/health/.*"}[1m]))',
+                "reqps",
+                "{{traffic}}",
             ),
             Panel(
                 "5xx ratio by service",
@@ -100,14 +109,15 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
         [
             Panel(
                 "Requests/s by route",
-                'sum by (route) (rate(relais_http_requests_total{service="core"}[1m]))',
+                "sum by (route) "
+                f'(rate(relais_http_requests_total{{service="core",{TRAFFIC}}}[1m]))',
                 "reqps",
                 "{{route}}",
             ),
             Panel(
                 "p95 latency by route",
                 "histogram_quantile(0.95, sum by (route, le) "
-                '(rate(relais_http_request_duration_seconds_bucket{service="core"}[1m])))',
+                f'(rate(relais_http_request_duration_seconds_bucket{{service="core",{TRAFFIC}}}[1m])))',
                 "s",
                 "{{route}}",
             ),
@@ -498,9 +508,29 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
 }
 
 
+def traffic_variable() -> dict[str, Any]:
+    """The `$traffic` filter: all traffic by default, or real or synthetic alone."""
+    options = [("All", "$__all"), ("real", "real"), ("synthetic", "synthetic")]
+    return {
+        "name": "traffic",
+        "label": "Traffic",
+        "type": "custom",
+        "query": "real,synthetic",
+        "includeAll": True,
+        "allValue": ".*",
+        "multi": False,
+        "current": {"text": "All", "value": "$__all"},
+        "options": [
+            {"text": text, "value": value, "selected": value == "$__all"} for text, value in options
+        ],
+    }
+
+
 def dashboard(uid: str, title: str, panels: list[Panel]) -> dict[str, Any]:
-    """A Grafana dashboard of time-series panels, two per row, on the Prometheus datasource."""
+    """A Grafana dashboard of time-series panels, two per row, on the Prometheus datasource;
+    with the traffic filter if a panel reads it."""
     datasource = {"type": "prometheus", "uid": "prometheus"}
+    filtered = any("$traffic" in panel.expr for panel in panels)
     return {
         "uid": uid,
         "title": title,
@@ -510,6 +540,7 @@ def dashboard(uid: str, title: str, panels: list[Panel]) -> dict[str, Any]:
         "editable": False,
         "time": {"from": "now-1h", "to": "now"},
         "refresh": "30s",
+        "templating": {"list": [traffic_variable()] if filtered else []},
         "panels": [
             {
                 "id": index + 1,

@@ -72,7 +72,7 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
     run = uuid.uuid4().hex[:8]
     # Ports are free when picked, not reserved: pick again until no two of them coincide.
     while True:
-        singles = free_ports(8)
+        singles = free_ports(9)
         # Two core instances; one payments worker; the AI worker and one started by hand; two
         # gateway instances.
         widths = [2, 2, 1, 1, 2, 2, 2, 2]
@@ -117,6 +117,7 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
         "NGINX_EXPORTER_PORT": str(exporters[0]),
         "POSTGRES_EXPORTER_PORT": str(exporters[1]),
         "REDIS_EXPORTER_PORT": str(exporters[2]),
+        "PROCESS_EXPORTER_PORT": str(exporters[3]),
         "REDIS_KEY_PREFIX": f"relais-e2e:{run}:",
         **settings,
     }

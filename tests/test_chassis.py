@@ -235,6 +235,21 @@ async def test_server_spans_name_the_request_and_the_response_names_its_trace(
     assert (entry["trace_id"], entry["span_id"]) == (trace_id, span_id)
 
 
+async def test_a_synthetic_request_s_span_says_so_for_jaeger_s_search(aiohttp_client, settings):
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    app = create_app(settings)
+    app[TRACER] = provider.get_tracer("test")
+    client = await aiohttp_client(app)
+    path = "/api/products/0b7f3a52-4d0a-4a55-9f6d-6a1e8a6f0e11"
+    await client.get(path, headers={"baggage": "synthetic=true"})  # a load test's, no parent
+    await client.get(path)
+    marked, unmarked = exported.get_finished_spans()
+    assert marked.parent is None and (marked.attributes or {}).get("relais.synthetic") is True
+    assert "relais.synthetic" not in (unmarked.attributes or {})
+
+
 async def test_metrics_use_route_templates_on_their_own_port(make_client, unused_tcp_port):
     client = await make_client(metrics_port=unused_tcp_port)
     for _ in range(3):
@@ -246,14 +261,46 @@ async def test_metrics_use_route_templates_on_their_own_port(make_client, unused
         assert response.status == 200
         text = await response.text()
     counted = 'relais_http_requests_total{method="GET",route="/api/products/{id}",service="core",'
-    assert counted + 'status="4xx"} 4.0' in text
+    assert counted + 'status="4xx",traffic="real"} 4.0' in text
     assert 'route="unmatched"' in text
     assert "0b7f3a52" not in text
     assert "relais_http_request_duration_seconds_bucket" in text
     assert "relais_http_requests_in_flight" in text
     assert 'relais_db_pool_connections{service="core"}' in text
     assert 'relais_db_pool_connections_in_use{service="core"}' in text
+    assert "process_cpu_seconds_total" in text  # per process, as the capacity report reads it
     assert (await client.get("/metrics")).status == 404
+
+
+@pytest.mark.parametrize(
+    ("headers", "traffic"),
+    [
+        ({}, "real"),
+        ({"baggage": "synthetic=true"}, "synthetic"),
+        ({"baggage": "tenant=a, synthetic=true;prop=1"}, "synthetic"),
+        ({"X-Relais-Synthetic": "1"}, "synthetic"),
+        ({"baggage": "synthetic=false"}, "real"),
+        ({"baggage": "not baggage at all"}, "real"),
+    ],
+)
+async def test_requests_marked_synthetic_are_counted_apart(make_client, headers, traffic):
+    client = await make_client()
+    await client.get("/api/products/0b7f3a52-4d0a-4a55-9f6d-6a1e8a6f0e11", headers=headers)
+    metrics = client.app[METRICS]
+    metrics.drain()  # what a scrape does first
+    registry = metrics.registry
+    labels = {"service": "core", "method": "GET", "route": "/api/products/{id}"}
+    counted = {
+        kind: registry.get_sample_value(
+            "relais_http_requests_total", {**labels, "status": "4xx", "traffic": kind}
+        )
+        for kind in ("real", "synthetic")
+    }
+    other = "synthetic" if traffic == "real" else "real"
+    assert counted[traffic] == 1
+    assert not counted[other]  # 0, or no series
+    latency = {**labels, "traffic": traffic}
+    assert registry.get_sample_value("relais_http_request_duration_seconds_count", latency) == 1
 
 
 async def test_ready_names_the_failed_dependency(make_client):

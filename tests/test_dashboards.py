@@ -39,6 +39,27 @@ def test_panels_use_only_metrics_and_rules_that_exist():
             assert name in exported or name in recorded, f"{title}: {name} does not exist"
 
 
+def test_request_panels_follow_the_traffic_filter_and_can_show_both():
+    """A panel of HTTP requests shows the traffic the `$traffic` variable selects (real, or
+    marked synthetic by a load test), except one that splits by traffic."""
+    boards = {path.name: json.loads(path.read_text()) for path in dashboards.OUT.glob("*.json")}
+    by_traffic = []
+    for board in boards.values():
+        variables = {variable["name"] for variable in board["templating"]["list"]}
+        for panel in board["panels"]:
+            expr = panel["targets"][0]["expr"]
+            if not re.search(r"relais_http_request(s_total|_duration)", expr):
+                continue
+            if "by (traffic)" in expr:
+                by_traffic.append(expr)
+                continue
+            assert 'traffic=~"$traffic"' in expr, f"{board['title']} / {panel['title']}"
+            assert "traffic" in variables, board["title"]
+    assert by_traffic, "the overview shows real and synthetic requests side by side"
+    (variable,) = boards["relais-overview.json"]["templating"]["list"]
+    assert variable["allValue"] == ".*" and variable["query"] == "real,synthetic"
+
+
 def test_datasources_link_exemplars_to_jaeger_and_dashboards_are_provisioned():
     sources = yaml.safe_load((PROVISIONING / "datasources" / "datasources.yml").read_text())
     by_uid = {source["uid"]: source for source in sources["datasources"]}

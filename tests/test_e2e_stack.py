@@ -549,12 +549,18 @@ async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
         }
         async with http.get(f"{api}/rules") as response:
             groups = (await response.json())["data"]["groups"]
-        exporters = await query(http, 'min by (job) (up{job=~"nginx|postgres|redis"})')
+        exporters = await query(http, 'min by (job) (up{job=~"nginx|postgres|redis|process"})')
         assert {row["metric"]["job"]: row["value"][1] for row in exporters} == {
             "nginx": "1",
             "postgres": "1",
             "redis": "1",
+            "process": "1",
         }
+        # the CPU of each group of processes (what `make capacity` reads): each service's, and
+        # the servers'
+        groups = await query(http, "sum by (groupname) (namedprocess_namegroup_num_procs)")
+        running = {row["metric"]["groupname"] for row in groups if row["value"][1] != "0"}
+        assert {"core", "payments", "ai", "gateway", "nginx", "postgres", "redis-server"} <= running
         healthy = await query(http, "nginx_up or pg_up or redis_up")
         assert len(healthy) == 3 and all(row["value"][1] == "1" for row in healthy)
         # the exporters' metrics the alert rules use exist (ours are checked without a stack)
@@ -1283,8 +1289,8 @@ async def test_make_down_stops_everything(stack):
     config = stack["config"]
     running = list(pids(config).values())
     # nginx, two core instances, the payments worker, the AI worker, two gateway instances,
-    # Prometheus, Alertmanager and its receiver, three exporters
-    assert len(running) == 13
+    # Prometheus, Alertmanager and its receiver, four exporters
+    assert len(running) == 14
     stack["make"]("down")
     for pid in running:
         with pytest.raises(ProcessLookupError):

@@ -15,6 +15,7 @@ from chassis.telemetry import (
     METRICS,
     TRACER,
     end_server_span,
+    is_synthetic,
     span_ids,
     start_server_span,
 )
@@ -46,8 +47,13 @@ async def edge_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     )
     request[REQUEST_ID] = request_id
     route = route_template(request)
+    synthetic = is_synthetic(request.headers)
     tracer = request.app[TRACER]
-    server_span = start_server_span(tracer, request, route, request_id) if tracer else None
+    server_span = (
+        start_server_span(tracer, request, route, request_id, synthetic=synthetic)
+        if tracer
+        else None
+    )
     ids = span_ids(server_span[0]) if server_span else None
     metrics = request.app[METRICS]
     started = time.perf_counter()
@@ -70,6 +76,6 @@ async def edge_middleware(request: web.Request, handler: Any) -> web.StreamRespo
     finally:
         elapsed = time.perf_counter() - started
         metrics.in_flight_now -= 1
-        metrics.observe(request.method, route, status, elapsed, ids)
+        metrics.observe(request.method, route, status, elapsed, ids, synthetic=synthetic)
         request.app[ACCESS_LOG].write(request.method, route, status, elapsed, request_id, ids)
         end_server_span(server_span, status)

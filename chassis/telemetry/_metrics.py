@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
 from chassis.settings import SETTINGS
@@ -20,6 +20,8 @@ METRICS = web.AppKey["Metrics"]("metrics")
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Request observations are queued and applied in batches (at scrape, or at this many).
 PENDING_LIMIT = 4096
+# The `traffic` label of a request: from users, or marked synthetic (a load test, a probe).
+REAL, SYNTHETIC = "real", "synthetic"
 # The status classes a request is counted under (`2xx` …).
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 # How a server ended an RPC request.
@@ -37,16 +39,19 @@ class Metrics:
 
     def __init__(self, service: str) -> None:
         self.registry = CollectorRegistry()
+        # process_cpu_seconds_total, memory, open files: what the default registry would have.
+        ProcessCollector(registry=self.registry)
         self.requests = Counter(
             "relais_http_requests_total",
-            "HTTP requests handled, by route template and status class.",
-            ["service", "method", "route", "status"],
+            "HTTP requests handled, by route template, status class and traffic (real, or "
+            "synthetic: marked by a load test or a probe).",
+            ["service", "method", "route", "status", "traffic"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "relais_http_request_duration_seconds",
-            "HTTP request latency, by route template.",
-            ["service", "method", "route"],
+            "HTTP request latency, by route template and traffic (real or synthetic).",
+            ["service", "method", "route", "traffic"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -162,30 +167,40 @@ class Metrics:
         # A plain int read at scrape time: two lock round trips per request otherwise.
         self.in_flight_now = 0
         self.in_flight.labels(service).set_function(lambda: self.in_flight_now)
-        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._pending: list[tuple[str, str, int, float, TraceIds | None]] = []
+        self._children: dict[tuple[str, str, int, bool], tuple[Counter, Histogram]] = {}
+        self._pending: list[tuple[str, str, int, float, TraceIds | None, bool]] = []
 
     def observe(
-        self, method: str, route: str, status: int, seconds: float, ids: TraceIds | None = None
+        self,
+        method: str,
+        route: str,
+        status: int,
+        seconds: float,
+        ids: TraceIds | None = None,
+        *,
+        synthetic: bool = False,
     ) -> None:
-        """Count one finished request (served in the trace `ids`): queued here, applied in a
-        batch by `drain()`."""
-        self._pending.append((method, route, status, seconds, ids))
+        """Count one finished request (served in the trace `ids`; `synthetic` traffic apart):
+        queued here, applied in a batch by `drain()`."""
+        self._pending.append((method, route, status, seconds, ids, synthetic))
         if len(self._pending) >= PENDING_LIMIT:
             self.drain()
 
     def drain(self) -> None:
         """Apply the queued observations (every scrape calls this first)."""
         pending, self._pending = self._pending, []
-        for method, route, status, seconds, ids in pending:
+        for method, route, status, seconds, ids, synthetic in pending:
             if method not in KNOWN_METHODS:
                 method = "OTHER"
-            key = (method, route, status // 100)
+            key = (method, route, status // 100, synthetic)
             children = self._children.get(key)
             if children is None:  # `labels()` is slow: keep each labelled child
+                traffic = SYNTHETIC if synthetic else REAL
                 children = self._children[key] = (
-                    self.requests.labels(self.service, method, route, f"{status // 100}xx"),
-                    self.latency.labels(self.service, method, route),
+                    self.requests.labels(
+                        self.service, method, route, f"{status // 100}xx", traffic
+                    ),
+                    self.latency.labels(self.service, method, route, traffic),
                 )
             children[0].inc()
             children[1].observe(seconds, exemplar(ids))
@@ -193,13 +208,14 @@ class Metrics:
     def declare_routes(self, routes: Iterable[tuple[str, str]]) -> None:
         """Create the request series of every (method, route template) at 0, for each status
         class: a counter born at its first increment hides that increment from `increase()`
-        and `rate()`, so the first 5xx of a route would never reach the SLO."""
+        and `rate()`, so the first 5xx of a route would never reach the SLO. Real traffic's
+        only: synthetic series are born with the load that makes them."""
         for method, route in routes:
             if method not in KNOWN_METHODS:
                 continue
-            self.latency.labels(self.service, method, route)
+            self.latency.labels(self.service, method, route, REAL)
             for status_class in STATUS_CLASSES:
-                self.requests.labels(self.service, method, route, status_class)
+                self.requests.labels(self.service, method, route, status_class, REAL)
 
     def declare_queue(self, queue: str, reasons: Iterable[str]) -> None:
         """Create a consumed queue's dead-letter series at 0, one per reason it can give."""

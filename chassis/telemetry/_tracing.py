@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from opentelemetry import context, propagate, trace
+from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
@@ -58,6 +59,7 @@ __all__ = [
     "context_headers",
     "current_ids",
     "end_server_span",
+    "is_synthetic",
     "server_tracer",
     "span_ids",
     "start_server_span",
@@ -76,6 +78,14 @@ REQUEST_ID_ATTRIBUTE = "relais.request_id"
 # Seconds a stopping process gives the export of its last spans.
 FLUSH_GRACE = 3.0
 TRACEPARENT = "traceparent"
+BAGGAGE = "baggage"
+# Load tests and probes mark their requests so dashboards can tell them from users': W3C
+# baggage `synthetic=true`, or this header (1 or true) from a client that sends no baggage.
+SYNTHETIC_HEADER = "X-Relais-Synthetic"
+SYNTHETIC_BAGGAGE_KEY = "synthetic"
+SYNTHETIC_ATTRIBUTE = "relais.synthetic"
+_TRUE = frozenset({"1", "true"})
+_BAGGAGE = W3CBaggagePropagator()
 # Probes would be most of the traces and say nothing.
 UNTRACED_PATHS = frozenset({"/health/live", "/health/ready"})
 
@@ -132,15 +142,34 @@ def server_tracer() -> trace.Tracer | None:
     return trace.get_tracer("relais.http")
 
 
+def is_synthetic(headers: Mapping[str, str]) -> bool:
+    """Whether a request says it is synthetic traffic (a load test, a probe): `baggage` with
+    `synthetic=true`, or `X-Relais-Synthetic: 1`."""
+    if headers.get(SYNTHETIC_HEADER, "").lower() in _TRUE:
+        return True
+    if BAGGAGE not in headers:
+        return False
+    members = _BAGGAGE.extract({BAGGAGE: headers[BAGGAGE]})
+    found = baggage.get_baggage(SYNTHETIC_BAGGAGE_KEY, members)
+    # OpenTelemetry leaves a member's properties (`true;source=locust`) in its value
+    return isinstance(found, str) and found.split(";", 1)[0].strip().lower() in _TRUE
+
+
 def start_server_span(
-    tracer: trace.Tracer, request: web.Request, route: str, request_id: str
+    tracer: trace.Tracer,
+    request: web.Request,
+    route: str,
+    request_id: str,
+    *,
+    synthetic: bool = False,
 ) -> ServerSpan | None:
-    """Open the request's server span, child of the caller's `traceparent`, and make it
-    current; None for probes. Close it with `end_server_span`."""
+    """Open the request's server span, child of the caller's `traceparent` and carrying its
+    `baggage` on to what it calls, and make it current; None for probes. A synthetic request's
+    span says so (`relais.synthetic`), for Jaeger's search. Close it with `end_server_span`."""
     if request.path in UNTRACED_PATHS:
         return None
     headers = request.headers
-    parent = propagate.extract(headers) if TRACEPARENT in headers else None
+    parent = propagate.extract(headers) if TRACEPARENT in headers or BAGGAGE in headers else None
     span = tracer.start_span(f"{request.method} {route}", context=parent, kind=SpanKind.SERVER)
     if span.is_recording():
         span.set_attributes(
@@ -152,6 +181,8 @@ def start_server_span(
                 REQUEST_ID_ATTRIBUTE: request_id,
             }
         )
+        if synthetic:
+            span.set_attribute(SYNTHETIC_ATTRIBUTE, True)
     return span, context.attach(trace.set_span_in_context(span, parent))
 
 
