@@ -30,7 +30,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from chassis.data import DB_POOL
+from chassis.data import DB_POOL, bind_pool_gauges, metered_pool
 from chassis.http import create_service_app
 from chassis.settings import DEV_KEY_DIR, ServiceSettings
 from chassis.tasks import background
@@ -270,6 +270,30 @@ async def test_metrics_use_route_templates_on_their_own_port(make_client, unused
     assert 'relais_db_pool_connections_in_use{service="core"}' in text
     assert "process_cpu_seconds_total" in text  # per process, as the capacity report reads it
     assert (await client.get("/metrics")).status == 404
+
+
+async def test_an_exhausted_pool_shows_its_waiting_callers_and_their_wait(settings):
+    app = web.Application()
+    metrics = app[METRICS] = Metrics("core")
+    pool = app[DB_POOL] = await metered_pool(settings.database_url, min_size=1, max_size=1)
+    bind_pool_gauges(app)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"service": "core", **labels})
+
+    try:
+        async with pool.acquire():
+            waiter = asyncio.create_task(pool.fetchval("SELECT 1"))
+            await asyncio.sleep(0.2)
+            assert sample("relais_db_pool_waiting") == 1
+            assert sample("relais_db_pool_connections_in_use") == 1
+        assert await waiter == 1
+    finally:
+        await pool.close()
+    assert sample("relais_db_pool_waiting") == 0
+    assert sample("relais_db_pool_acquire_seconds_count") == 2
+    # the first took a connection at once, the second waited the first's 0.2 s
+    assert sample("relais_db_pool_acquire_seconds_bucket", le="0.1") == 1
 
 
 @pytest.mark.parametrize(

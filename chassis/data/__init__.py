@@ -1,7 +1,8 @@
 """Data: PostgreSQL and Redis as app resources, and caches (migrations are `chassis.migrations`,
 which only `migrate` imports).
 
-Pools as `cleanup_ctx` (`postgres_pool`, `redis_client`; `DB_POOL`, `REDIS`, `Conn`, `Db`,
+Pools as `cleanup_ctx` (`postgres_pool`, `redis_client`; `DB_POOL`, `REDIS`, `Conn`, `Db`; a
+pool that counts its waits, `MeteredPool`, `metered_pool`, `bind_pool_gauges`;
 `fetch_returned`, `apply_grants`) and the two-tier cache (`TieredCache`, `tiered_cache`,
 `InvalidationBus`, `RecordedInvalidations`): a near cache in the process over Redis,
 invalidated through Redis.
@@ -21,8 +22,11 @@ from chassis.data._pools import (
     REDIS,
     Conn,
     Db,
+    MeteredPool,
     apply_grants,
+    bind_pool_gauges,
     fetch_returned,
+    metered_pool,
     postgres_pool,
     redis_client,
 )
@@ -35,11 +39,14 @@ __all__ = [
     "Conn",
     "Db",
     "InvalidationBus",
+    "MeteredPool",
     "RecordedInvalidations",
     "TieredCache",
     "apply_grants",
+    "bind_pool_gauges",
     "fetch_returned",
     "invalidation_bus",
+    "metered_pool",
     "postgres_pool",
     "redis_client",
     "tiered_cache",

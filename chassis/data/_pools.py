@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -43,10 +45,43 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     back a transaction left open."""
 
 
+class MeteredPool(asyncpg.Pool):
+    """asyncpg's pool, which says how many callers wait for a connection and how long each
+    took to get one: an exhausted pool shows as waits before it shows as latency."""
+
+    waiting = 0
+    # Told each acquisition's seconds (a histogram's `observe`), once bound.
+    observe_wait: Callable[[float], None] | None = None
+
+    async def _acquire(self, timeout: Any) -> Any:  # noqa: ASYNC109 - asyncpg's signature
+        started = time.perf_counter()
+        self.waiting += 1
+        try:
+            return await super()._acquire(timeout)  # type: ignore[misc]
+        finally:
+            self.waiting -= 1
+            if self.observe_wait is not None:
+                self.observe_wait(time.perf_counter() - started)
+
+
+def metered_pool(dsn: str, **options: Any) -> MeteredPool:
+    """`asyncpg.create_pool` making a `MeteredPool` (await it to open it)."""
+    defaults: dict[str, Any] = {
+        "min_size": 10,
+        "max_size": 10,
+        "max_queries": 50000,
+        "max_inactive_connection_lifetime": 300.0,
+        "loop": None,
+        "connection_class": asyncpg.Connection,
+        "record_class": asyncpg.Record,
+    }
+    return MeteredPool(dsn, **{**defaults, **options})
+
+
 async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
     """Open the asyncpg pool on the service's own schema."""
     settings = app[SETTINGS]
-    pool = await asyncpg.create_pool(
+    pool = await metered_pool(
         settings.database_url,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
@@ -81,9 +116,13 @@ async def redis_client(app: web.Application) -> AsyncIterator[None]:
 
 
 def bind_pool_gauges(app: web.Application) -> None:
-    """Read the pool's size and use at scrape time."""
-    metrics = app[METRICS]
+    """Read the pool's size, use and waiting callers at scrape time; time each acquisition."""
+    metrics, pool = app[METRICS], app[DB_POOL]
     metrics.db_pool_size.labels(metrics.service).set_function(lambda: app[DB_POOL].get_size())
     metrics.db_pool_in_use.labels(metrics.service).set_function(
         lambda: app[DB_POOL].get_size() - app[DB_POOL].get_idle_size()
     )
+    if isinstance(pool, MeteredPool):
+        waiting: Callable[[], float] = lambda: pool.waiting  # noqa: E731
+        metrics.db_pool_waiting.labels(metrics.service).set_function(waiting)
+        pool.observe_wait = metrics.db_pool_wait.labels(metrics.service).observe

@@ -30,6 +30,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # How late the event loop runs a timer: a probe every LOOP_PROBE_INTERVAL seconds.
 LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LOOP_PROBE_INTERVAL = 0.25
+# Getting a pooled connection: microseconds when one is idle, the wait for one when none is.
+POOL_WAIT_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 # An RPC may work for as long as its deadline (a minute of speech is transcribed in about 12 s).
 RPC_BUCKETS = (*LATENCY_BUCKETS, 10.0, 30.0)
 
@@ -71,6 +73,19 @@ class Metrics:
             "relais_db_pool_connections_in_use",
             "PostgreSQL pool connections lent out now.",
             ["service"],
+            registry=self.registry,
+        )
+        self.db_pool_waiting = Gauge(
+            "relais_db_pool_waiting",
+            "Callers waiting for a PostgreSQL pool connection now (the pool is exhausted).",
+            ["service"],
+            registry=self.registry,
+        )
+        self.db_pool_wait = Histogram(
+            "relais_db_pool_acquire_seconds",
+            "Time to get a PostgreSQL pool connection (near 0 until the pool runs out).",
+            ["service"],
+            buckets=POOL_WAIT_BUCKETS,
             registry=self.registry,
         )
         self.cache = Counter(
