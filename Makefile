@@ -9,7 +9,7 @@ APT_STAMP := /tmp/.relais-apt-updated
 # PyTorch's CPU build (torch==2.13.0+cpu) is a wheel in this folder, not on PyPI's index.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: up down restart status logs alerts admin seed sandbox-settle ai-worker dlq test lint audit lock bench bench-ai bench-gateway loadtest deps system-deps clean
+.PHONY: up down restart status logs alerts admin seed sandbox-settle ai-worker dlq test lint audit lock bench bench-ai bench-gateway loadtest capacity deps system-deps clean
 
 # Every dependency at the exact version and hash of requirements.lock, then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -124,6 +124,12 @@ bench: deps system-deps
 # UI=1 opens Locust's web UI instead. Run the stack with its per-address limits raised first.
 loadtest: deps
 	bash loadtests/run.sh
+
+# Step the load until an SLO gate breaks (restarting the stack with LOADTEST_LIMITS=1 if need
+# be) and write the capacity report, plots and all, to docs/capacity/ (CAPACITY_OUT elsewhere):
+# the highest throughput within the SLOs per journey, and the first resource to saturate.
+capacity: deps system-deps
+	$(PY) -m scripts.capacity
 
 # The realtime gateway's part alone: 5,000 idle sockets through NGINX (memory per socket against
 # bare aiohttp), push latency at 200 events/s against the broker's own.

@@ -83,6 +83,11 @@ def up(requested: StackSettings) -> None:
         f"  API        http://127.0.0.1:{config.nginx_port}/api/   https://127.0.0.1:{config.nginx_tls_port}/api/"
     )
     print(f"  API docs   http://127.0.0.1:{config.nginx_port}/api/docs")
+    if config.load_test_limits:
+        print(
+            "  Limits     per-address limits lifted for load tests (LOADTEST_LIMITS=1; "
+            "`make restart` without it puts them back)"
+        )
     print(
         f"  WebSocket  ws://127.0.0.1:{config.nginx_port}/ws   (your events; token in "
         "Authorization or ?access_token=)"

@@ -38,6 +38,7 @@ def render_nginx(
     """Write NGINX' config for this stack: `upstreams` serve the API, `payments` the providers'
     webhooks, `gateways` the WebSockets."""
     group = grp.getgrgid(nginx_group(config)).gr_name
+    rate, burst, connections = config.edge_limits()
     values = {
         # Only a master running as root can switch its workers to another user.
         "USER": f"user {config.nginx_user} {group};" if os.geteuid() == 0 else "",
@@ -52,9 +53,9 @@ def render_nginx(
         "TLS_PORT": str(config.nginx_tls_port),
         "TLS_CERT": str(config.key_dir / "tls.crt"),
         "TLS_KEY": str(config.key_dir / "tls.key"),
-        "RATE_LIMIT": str(config.nginx_rate_limit),
-        "RATE_BURST": str(config.nginx_rate_burst),
-        "CONN_LIMIT": str(config.nginx_conn_limit),
+        "RATE_LIMIT": str(rate),
+        "RATE_BURST": str(burst),
+        "CONN_LIMIT": str(connections),
         "MEDIA_BODY_BYTES": str(MAX_MEDIA + MULTIPART_FRAMING),
         "MEDIA_LIMIT_TEXT": f"{MAX_MEDIA // 2**20} MiB",
         "CORE_SERVERS": upstream_servers(upstreams),

@@ -14,7 +14,13 @@ import urllib.parse
 import urllib.request
 
 from chassis.messaging import BrokerPermissions
-from devstack.settings import AI_SCHEMA, PAYMENTS_SCHEMA, ROOT, StackSettings
+from devstack.settings import (
+    AI_SCHEMA,
+    LOAD_TEST_WRITE_LIMIT,
+    PAYMENTS_SCHEMA,
+    ROOT,
+    StackSettings,
+)
 
 
 def run_service_command(module: str, argv: list[str], env: dict[str, str]) -> str:
@@ -91,6 +97,8 @@ def service_env(
             "OTEL_SDK_DISABLED": str(not traced).lower(),
         }
     )
+    if config.load_test_limits:
+        env["WRITE_RATE_LIMIT"] = LOAD_TEST_WRITE_LIMIT
     env.pop("HTTP_UNIX_SOCKET", None)
     if config.nginx_upstream == "unix":
         env["HTTP_UNIX_SOCKET"] = str(config.unix_socket(name))

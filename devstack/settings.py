@@ -15,6 +15,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from chassis.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
+# The per-address limits under LOADTEST_LIMITS: NGINX's rate, burst and connections, and the
+# services' writes.
+LOAD_TEST_EDGE_LIMITS = (1_000_000, 1_000_000, 20_000)
+LOAD_TEST_WRITE_LIMIT = "100000000/minute"
 
 
 TEMPLATE = ROOT / "infra" / "nginx" / "relais.conf.template"
@@ -93,6 +97,9 @@ class StackSettings(BaseSettings):
     nginx_rate_limit: int = 200
     nginx_rate_burst: int = 400
     nginx_conn_limit: int = 100
+    # `LOADTEST_LIMITS=1 make restart`: a load test's requests all come from one address, so the
+    # per-address limits (NGINX's rate and connections, the services' writes) are lifted.
+    load_test_limits: bool = Field(False, validation_alias="LOADTEST_LIMITS")
     # Browser origins allowed to call the API (CORS), comma-separated; none by default.
     cors_allowed_origins: str = ""
     # Callers (CIDRs, comma-separated) whose trace context NGINX passes on; none by default.
@@ -289,6 +296,12 @@ class StackSettings(BaseSettings):
             (self.gateway_base_port + i, self.gateway_metrics_base_port + i)
             for i in range(self.gateway_instances)
         ]
+
+    def edge_limits(self) -> tuple[int, int, int]:
+        """NGINX's per-address request rate (per second), burst and connections."""
+        if self.load_test_limits:
+            return LOAD_TEST_EDGE_LIMITS
+        return self.nginx_rate_limit, self.nginx_rate_burst, self.nginx_conn_limit
 
     def processes(self) -> list[tuple[str, str, int, int]]:
         """(name, module, HTTP port, metrics port) of every service process."""

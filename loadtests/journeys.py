@@ -9,6 +9,7 @@ imports nothing of Relais: it speaks HTTP and WebSocket only.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import time
@@ -20,8 +21,10 @@ import requests
 import websocket
 from locust import between, events, task
 from locust.contrib.fasthttp import FastHttpUser
+from locust.exception import StopUser
 from locust.runners import WorkerRunner
 
+log = logging.getLogger("loadtests.journeys")
 SYNTHETIC = {"baggage": "synthetic=true", "X-Relais-Synthetic": "1"}
 PASSWORD = "load test password"  # noqa: S105 - the load's own throwaway accounts
 SEARCHES = [
@@ -55,15 +58,18 @@ class ShopUser(FastHttpUser):
     user_id: str | None = None
 
     def products(self) -> list[str]:
-        """The catalog's product ids (read once per worker)."""
+        """The load's catalog's product ids (read once per worker)."""
         if not CATALOG:
             with self.client.get(
-                "/api/products?limit=100",
+                f"/api/products?limit=100&category={CATEGORY}",
                 headers=headers(),
                 name="setup: catalog",
                 catch_response=True,
             ) as response:
                 CATALOG.extend(item["id"] for item in response.json()["items"])
+                if not CATALOG:
+                    response.failure("the load's catalog is empty")
+                    raise StopUser  # the master's setup failed: it stops the run
         return CATALOG
 
     def register(self) -> None:
@@ -278,7 +284,20 @@ def make_catalog(environment: Any, **_: Any) -> None:
     stock enough for any run, as the admin `LOADTEST_ADMIN_EMAIL` / `LOADTEST_ADMIN_PASSWORD`."""
     if isinstance(environment.runner, WorkerRunner):
         return
-    base = environment.host
+    try:
+        _make_catalog(environment.host)
+    except (requests.RequestException, KeyError) as exc:
+        log.error(
+            "the load's catalog could not be made through the API (%r): is "
+            "LOADTEST_ADMIN_EMAIL (default admin@example.com) an admin whose password is "
+            "LOADTEST_ADMIN_PASSWORD? `make seed` makes one",
+            exc,
+        )
+        environment.process_exit_code = 2
+        environment.runner.quit()
+
+
+def _make_catalog(base: str) -> None:
     listed = requests.get(
         f"{base}/api/products", params={"category": CATEGORY, "limit": 100}, timeout=10
     ).json()["items"]

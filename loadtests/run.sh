@@ -2,6 +2,7 @@
 # `make loadtest`: a headless run, distributed (one master, LOADTEST_WORKERS workers on this
 # machine), with Locust's CSV and HTML report under var/reports/; UI=1 opens the web UI instead.
 # Across machines: the master with `--master`, each worker with `--worker --master-host=<master>`.
+# Arguments are passed on to the master (`make capacity` adds its own); REPORT names the report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 locust=.venv/bin/locust
@@ -17,12 +18,13 @@ if [ -n "${UI:-}" ]; then
   exec "$locust" -f loadtests/locustfile.py --host "$host"
 fi
 mkdir -p var/reports
-report=var/reports/loadtest-$(date -u +%Y%m%dT%H%M%SZ)
+report=${REPORT:-var/reports/loadtest-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$(dirname "$report")"
 "$locust" -f loadtests/locustfile.py --host "$host" --headless --master \
   --expect-workers "$workers" --csv "$report" --html "$report.html" \
   --load-shape "${LOAD_SHAPE:-step}" --step-users "${STEP_USERS:-10}" \
   --step-seconds "${STEP_SECONDS:-10}" --max-users "${MAX_USERS:-40}" \
-  --shape-seconds "${SHAPE_SECONDS:-40}" --only-summary &
+  --shape-seconds "${SHAPE_SECONDS:-40}" --only-summary "$@" &
 master=$!
 pids=()
 for _ in $(seq "$workers"); do

@@ -1,8 +1,10 @@
-"""Load shapes, chosen on the command line (`--load-shape step|spike|soak`): a step load to find
-the knee, a spike, a soak. Each ends by itself after `--shape-seconds`."""
+"""Load shapes, chosen on the command line (`--load-shape step|spike|soak|capacity`): a step load
+to find the knee, a spike, a soak, each ending by itself after `--shape-seconds`; and capacity
+steps (`capacity.py`), measured one by one until one breaks a gate."""
 
 from __future__ import annotations
 
+from capacity import Steps
 from locust import LoadTestShape, events
 
 
@@ -10,7 +12,7 @@ from locust import LoadTestShape, events
 def _arguments(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument(
         "--load-shape",
-        choices=["step", "spike", "soak"],
+        choices=["step", "spike", "soak", "capacity"],
         default="step",
         include_in_web_ui=True,
         help="how the load changes over time",
@@ -48,11 +50,17 @@ def _arguments(parser) -> None:  # type: ignore[no-untyped-def]
 class SelectedShape(LoadTestShape):
     """The shape `--load-shape` names."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps = Steps()
+
     def tick(self) -> tuple[int, float] | None:
         options = self.runner.environment.parsed_options if self.runner else None
         if options is None:
             return None
         elapsed = self.get_run_time()
+        if options.load_shape == "capacity":
+            return self.steps.tick(self.runner, elapsed)
         if elapsed >= options.shape_seconds:
             return None
         step, top, width = options.step_users, options.max_users, options.step_seconds
