@@ -21,9 +21,6 @@ from gates import judge, load_gates
 from locust import events
 from locust.stats import calculate_response_time_percentile, diff_response_time_dicts
 
-# A request name with fewer requests in a window is reported but not judged: its p99 would be
-# one request's time.
-MIN_JUDGED = 20
 log = logging.getLogger("loadtests.capacity")
 
 
@@ -35,6 +32,14 @@ def _arguments(parser) -> None:  # type: ignore[no-untyped-def]
         default=15,
         include_in_web_ui=False,
         help="capacity: seconds of each step before its measured window",
+    )
+    parser.add_argument(
+        "--min-judged",
+        type=int,
+        default=20,
+        include_in_web_ui=False,
+        help="capacity: a request name with fewer requests in a window is reported, not "
+        "judged (its p99 would be one request's time)",
     )
     parser.add_argument(
         "--capacity-out",
@@ -107,11 +112,11 @@ class Steps:
         started, before = self.opened
         ended = time.time()
         figures = window(before, snapshot(runner.stats), ended - started)
-        gates = load_gates()
+        gates, options = load_gates(), runner.environment.parsed_options
         broken = [
             failure
             for name, values in figures.items()
-            if name != "Aggregated" and values["requests"] >= MIN_JUDGED
+            if name != "Aggregated" and values["requests"] >= options.min_judged
             for failure in judge(name, values["p95"], values["p99"], values["errors"], gates)
         ]
         record = {
@@ -123,9 +128,8 @@ class Steps:
             "names": figures,
             "broken": broken,
         }
-        out = runner.environment.parsed_options.capacity_out
-        if out:
-            with Path(out).open("a", encoding="utf-8") as file:
+        if options.capacity_out:
+            with Path(options.capacity_out).open("a", encoding="utf-8") as file:
                 file.write(json.dumps(record) + "\n")
         total = figures.get("Aggregated", {})
         log.info(

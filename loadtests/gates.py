@@ -28,7 +28,9 @@ def judge(name: str, p95: float, p99: float, errors: float, gates: dict[str, Any
     """What a request name's figures (milliseconds; errors as a ratio) break of its gate."""
     gate = {**gates["default"], **gates.get("gates", {}).get(name, {})}
     return [
-        f"{name}: {what} {value:.3g} > {gate[what]}"
+        f"{name}: {what} {value:.0f} ms > {gate[what]} ms"
+        if what != "errors"
+        else f"{name}: errors {value:.2%} > {gate[what]:.2%}"
         for what, value in (("p95", p95), ("p99", p99), ("errors", errors))
         if value > gate[what]
     ]

@@ -126,11 +126,19 @@ def arguments() -> argparse.Namespace:
         "--settle-seconds", type=int, default=int(os.environ.get("SETTLE_SECONDS", 15))
     )
     parser.add_argument("--max-users", type=int, default=int(os.environ.get("MAX_USERS", 500)))
+    parser.add_argument("--min-judged", type=int, default=int(os.environ.get("MIN_JUDGED", 20)))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("LOADTEST_WORKERS", 2)))
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("CAPACITY_OUT", OUT)))
     parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        help="draw the report again from a measurement's steps.json, measuring nothing",
+    )
+    parser.add_argument(
         "--as-configured",
         action="store_true",
+        default=bool(os.environ.get("CAPACITY_AS_CONFIGURED")),
         help="run against the stack as it runs, limits and all (a small run, a test)",
     )
     return parser.parse_args()
@@ -179,6 +187,8 @@ def run_load(config: StackSettings, options: argparse.Namespace, steps_file: Pat
         str(options.settle_seconds),
         "--capacity-out",
         str(steps_file),
+        "--min-judged",
+        str(options.min_judged),
     ]
     timeout = (steps + 2) * options.step_seconds + 180
     return subprocess.run(command, env=env, cwd=ROOT, timeout=timeout, check=False).returncode
@@ -263,29 +273,43 @@ def knees(steps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def first_saturated(steps: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """The first resource past its threshold (earliest step, then the furthest past it), or
-    None; and the busiest resource of the last step (value over threshold)."""
-    busiest: dict[str, Any] = {"ratio": -1.0}
-    for step in steps:
-        crossed = []
-        for resource in RESOURCES:
-            for what, value in step["resources"][resource.title].items():
-                ratio = value / resource.threshold
-                entry = {
-                    "resource": resource,
-                    "what": what,
-                    "value": value,
-                    "ratio": ratio,
-                    "users": step["users"],
-                }
-                if step is steps[-1] and ratio > busiest["ratio"]:
-                    busiest = entry
-                if ratio >= 1:
-                    crossed.append(entry)
-        if crossed:
-            return max(crossed, key=lambda entry: entry["ratio"]), busiest
-    return None, busiest
+def first_saturated(
+    steps: list[dict[str, Any]],
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The first resource to saturate: past its threshold from a step to the last (a lone
+    spike is not saturation); of several from the same step, the furthest past it. Also every
+    resource past its threshold at some step, at its worst."""
+    sustained: list[dict[str, Any]] = []
+    worst: dict[tuple[str, str], dict[str, Any]] = {}
+    for resource in RESOURCES:
+        whats = {what for step in steps for what in step["resources"][resource.title]}
+        for what in whats:
+            ratios = [
+                step["resources"][resource.title].get(what, 0.0) / resource.threshold
+                for step in steps
+            ]
+            for index, ratio in enumerate(ratios):
+                if ratio >= 1 and ratio > worst.get((resource.title, what), {}).get("ratio", 0):
+                    worst[resource.title, what] = entry(resource, what, steps[index], ratio)
+            since = len(ratios)
+            while since > 0 and ratios[since - 1] >= 1:
+                since -= 1
+            if since < len(ratios):
+                sustained.append(entry(resource, what, steps[since], ratios[since]))
+    first = min(sustained, key=lambda item: (item["users"], -item["ratio"]), default=None)
+    return first, sorted(worst.values(), key=lambda item: (item["users"], -item["ratio"]))
+
+
+def entry(resource: Resource, what: str, step: dict[str, Any], ratio: float) -> dict[str, Any]:
+    """A resource's value at a step, and how far past its threshold."""
+    value = step["resources"][resource.title].get(what, 0.0)
+    return {
+        "resource": resource,
+        "what": what,
+        "value": value,
+        "ratio": ratio,
+        "users": step["users"],
+    }
 
 
 def plot(steps: list[dict[str, Any]], out: Path) -> list[tuple[str, str]]:
@@ -338,11 +362,18 @@ def plot(steps: list[dict[str, Any]], out: Path) -> list[tuple[str, str]]:
     finish([ax], "errors.png", "Error rate against users, per journey", "% of requests")
 
     _, ax = plt.subplots(figsize=(9, 5))
-    groups = sorted({group for step in steps for group in step["resources"]["cpu"]})
-    for group in groups:
-        ax.plot(users, [step["resources"]["cpu"].get(group, 0.0) for step in steps], label=group)
-    ax.axhline(os.cpu_count() or 1, color="grey", linestyle="--", label="the host's cores")
-    finish([ax], "cpu.png", "CPU of each process (group) against users", "cores")
+    groups = sorted(
+        {group for step in steps for group in step["resources"]["cpu"]},
+        key=lambda group: -steps[-1]["resources"]["cpu"].get(group, 0.0),
+    )
+    ax.stackplot(
+        users,
+        [[step["resources"]["cpu"].get(group, 0.0) for step in steps] for group in groups],
+        labels=groups,
+        colors=plt.get_cmap("tab20").colors[: len(groups)],
+    )
+    ax.axhline(os.cpu_count() or 1, color="black", linestyle="--", label="the host's cores")
+    finish([ax], "cpu.png", "CPU of each process group against users, stacked", "cores")
 
     _, axes = plt.subplots(2, 2, figsize=(12, 8))
     for ax, resource in zip(axes.flat, RESOURCES[4:] + RESOURCES[:1], strict=False):
@@ -409,29 +440,32 @@ def fmt(value: float, unit: str) -> str:
     return f"{value:.2f} {unit}"
 
 
-def report(config: StackSettings, options: argparse.Namespace, steps: list[dict[str, Any]]) -> str:
-    """The Markdown report."""
-    made = plot(steps, options.out)
+def report(record: dict[str, Any], out: Path) -> str:
+    """The Markdown report of a measurement (`record`), its plots written to `out`."""
+    steps, options, stack = record["steps"], record["options"], record["stack"]
+    made = plot(steps, out)
     found = knees(steps)
-    saturated, busiest = first_saturated(steps)
+    saturated, crossed = first_saturated(steps)
     last = steps[-1]
     lines = [
         "# Capacity of this machine",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}, at commit "
-        f"`{commit()}`. The stack as `make up` runs it ({config.core_instances} core "
-        f"instances, {config.payments_instances} payments worker, {config.ai_instances} AI "
-        f"worker, {config.gateway_instances} gateway instances, NGINX, PostgreSQL, Redis, "
+        f"Measured {record['measured_at']} on {record['machine']}, at commit "
+        f"`{record['commit']}`. The stack as `make up` runs it ({stack['core_instances']} core "
+        f"instances, {stack['payments_instances']} payments worker, {stack['ai_instances']} AI "
+        f"worker, {stack['gateway_instances']} gateway instances, NGINX, PostgreSQL, Redis, "
         "RabbitMQ)"
-        + (", with the per-address limits lifted" if config.load_test_limits else "")
-        + f"; Locust's master and {options.workers} workers on the same cores.",
+        + (", with the per-address limits lifted" if stack["load_test_limits"] else "")
+        + f"; Locust's master and {options['workers']} workers on the same cores.",
         "",
         "Remake it with `ADMIN_PASSWORD=... make capacity` (`STEP_USERS`, `STEP_SECONDS`, "
-        "`SETTLE_SECONDS`, `MAX_USERS` change the steps).",
+        "`SETTLE_SECONDS`, `MAX_USERS` change the steps; `python -m scripts.capacity --from "
+        "docs/capacity/steps.json` draws this report again from its figures).",
         "",
-        f"Steps of {options.step_users} users, each held {options.step_seconds} s and "
-        f"measured over its last {options.step_seconds - options.settle_seconds} s, judged "
-        "by `loadtests/gates.yml`.",
+        f"Steps of {options['step_users']} users, each held {options['step_seconds']} s and "
+        f"measured over its last {options['step_seconds'] - options['settle_seconds']} s, "
+        "judged by `loadtests/gates.yml`. Requests/s count every request of a journey's steps "
+        "(a checkout is an order, a payment and a status check).",
         "",
     ]
     if last["broken"]:
@@ -449,6 +483,8 @@ def report(config: StackSettings, options: argparse.Namespace, steps: list[dict[
     lines += [
         "## The highest throughput within the SLOs, per journey",
         "",
+        "A journey that held to the last step could take more: its figure is a floor.",
+        "",
         "| journey | req/s | at users | p95 / p99 there | first broke |",
         "|---|---:|---:|---|---|",
     ]
@@ -459,28 +495,26 @@ def report(config: StackSettings, options: argparse.Namespace, steps: list[dict[
             if broke
             else "held to the last step"
         )
+        rps = f"{knee['rps']:.1f}" if broke else f"≥ {knee['rps']:.1f}"
         there = f"{knee.get('p95', 0):.0f} / {knee.get('p99', 0):.0f} ms" if knee["users"] else "-"
-        lines.append(f"| {journey} | {knee['rps']:.1f} | {knee['users']} | {there} | {where} |")
+        lines.append(f"| {journey} | {rps} | {knee['users']} | {there} | {where} |")
     lines += ["", "## What saturated first", ""]
     if saturated is not None:
         resource = saturated["resource"]
         lines.append(
-            f"**{resource.title}** ({saturated['what']}): {fmt(saturated['value'], resource.unit)} "
-            f"at {saturated['users']} users, past its {fmt(resource.threshold, resource.unit)} "
-            f"({resource.why})."
+            f"**{resource.title}** ({saturated['what']}): past its "
+            f"{fmt(resource.threshold, resource.unit)} from {saturated['users']} users on "
+            f"({fmt(saturated['value'], resource.unit)} there): {resource.why}."
         )
     else:
-        lines.append(
-            "No resource passed its threshold"
-            + (" before the gate broke." if last["broken"] else ".")
-        )
-    if busiest["ratio"] >= 0:
-        resource = busiest["resource"]
-        lines.append(
-            f"At the last step the busiest was {resource.title} ({busiest['what']}): "
-            f"{fmt(busiest['value'], resource.unit)}, {100 * busiest['ratio']:.0f}% of its "
-            "threshold."
-        )
+        lines.append("No resource stayed past its threshold.")
+    if crossed:
+        lines += ["", "Every resource past its threshold at some step, at its worst:", ""]
+        lines += [
+            f"- {item['resource'].title} ({item['what']}): "
+            f"{fmt(item['value'], item['resource'].unit)} at {item['users']} users"
+            for item in crossed
+        ]
     lines += [
         "",
         "| resource | saturated past | why |",
@@ -489,37 +523,38 @@ def report(config: StackSettings, options: argparse.Namespace, steps: list[dict[
         "",
         "## Step by step",
         "",
-        "| users | req/s | p95 ms | p99 ms | errors | busiest process (cores) | pool wait | "
-        "loop lag p99 | gates broken |",
-        "|---:|---:|---:|---:|---:|---|---:|---:|---|",
+        "| users | req/s | p95 ms | p99 ms | errors | host CPU | busiest processes (cores) | "
+        "pool wait | loop lag p99 | gates broken |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for step in steps:
         total = step["names"].get("Aggregated", {})
         resources = step["resources"]
-        cpu = resources["cpu"]
-        top = max(cpu.items(), key=lambda item: item[1], default=("-", 0.0))
+        host = max(resources["CPU of the host"].values(), default=0.0)
+        busiest = sorted(resources["cpu"].items(), key=lambda item: -item[1])[:2]
         pool = max(resources["PostgreSQL pool wait (mean)"].values(), default=0.0)
-        lag = max(resources["Event-loop lag p99"].values(), default=0.0)
+        lag = max(resources["Event-loop lag p99"].items(), key=lambda item: item[1])
         lines.append(
             f"| {step['users']} | {total.get('rps', 0):.0f} | {total.get('p95', 0):.0f} | "
             f"{total.get('p99', 0):.0f} | {100 * total.get('errors', 0):.2f}% | "
-            f"{top[0]} {top[1]:.2f} | {pool * 1000:.1f} ms | {lag * 1000:.0f} ms | "
+            f"{100 * host:.0f}% | {', '.join(f'{g} {v:.2f}' for g, v in busiest)} | "
+            f"{pool * 1000:.1f} ms | {lag[1] * 1000:.0f} ms ({lag[0]}) | "
             f"{'; '.join(step['broken']) or '-'} |"
         )
     lines += ["", "## Plots", ""]
     for name, caption in made:
         lines += [f"![{caption}]({name})", "", f"*{caption}.*", ""]
     lines += [
-        "`steps.json` holds every step's figures per request name and every resource's values.",
+        "`steps.json` holds the measurement: every step's figures per request name and every "
+        "resource's values.",
         "",
     ]
     return "\n".join(lines)
 
 
-def main() -> None:
-    options = arguments()
+def measure(options: argparse.Namespace) -> dict[str, Any]:
+    """Run the steps and read their windows from Prometheus: the measurement's record."""
     config = load_stack(options.as_configured)
-    options.out.mkdir(parents=True, exist_ok=True)
     scratch = ROOT / "var" / "reports" / f"capacity-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     scratch.mkdir(parents=True, exist_ok=True)
     steps_file = scratch / "steps.jsonl"
@@ -530,9 +565,36 @@ def main() -> None:
     time.sleep(2 + seconds_of(config.scrape_interval))  # the last window's last scrape
     for step in steps:
         step["resources"] = read_resources(config, step)
-    (options.out / "steps.json").write_text(json.dumps(steps, indent=1) + "\n")
-    (options.out / "README.md").write_text(report(config, options, steps))
-    print(f"capacity report: {options.out / 'README.md'} (Locust's own: {scratch})")
+    print(f"Locust's own report: {scratch}")
+    return {
+        "measured_at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "machine": machine(),
+        "commit": commit(),
+        "stack": {
+            "core_instances": config.core_instances,
+            "payments_instances": config.payments_instances,
+            "ai_instances": config.ai_instances,
+            "gateway_instances": config.gateway_instances,
+            "load_test_limits": config.load_test_limits,
+        },
+        "options": {
+            key: getattr(options, key)
+            for key in ("step_users", "step_seconds", "settle_seconds", "max_users", "workers")
+        },
+        "steps": steps,
+    }
+
+
+def main() -> None:
+    options = arguments()
+    if options.source is not None:
+        record = json.loads(options.source.read_text())
+    else:
+        record = measure(options)
+    options.out.mkdir(parents=True, exist_ok=True)
+    (options.out / "steps.json").write_text(json.dumps(record, indent=1) + "\n")
+    (options.out / "README.md").write_text(report(record, options.out))
+    print(f"capacity report: {options.out / 'README.md'}")
 
 
 if __name__ == "__main__":

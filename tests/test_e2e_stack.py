@@ -23,6 +23,7 @@ import aiohttp
 import aiormq
 import asyncpg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import MAX_MEDIA
 from devstack import pids, start_nginx, supervisorctl
@@ -649,6 +650,57 @@ async def test_an_outside_caller_does_not_choose_our_sampling(stack, otlp):
     assert answered.split("-")[1] != trace_id
     await asyncio.sleep(0.5)  # the batch processor's delay, and more
     assert otlp.trace(trace_id) == []
+
+
+async def test_a_load_test_s_marks_reach_the_services_through_nginx(stack, otlp):
+    """A request marked synthetic (in its baggage, or by the header) is counted apart and its
+    span says so, from a caller NGINX does not trust with trace context."""
+    config = stack["config"]
+    route = "/api/products/{id}"
+
+    async def counted(http: aiohttp.ClientSession) -> dict[str, float]:
+        found = {"real": 0.0, "synthetic": 0.0}
+        for name, _, _, metrics_port in config.processes():
+            if not name.startswith("core-"):
+                continue
+            async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+                text = await response.text()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    labels = sample.labels
+                    if sample.name == "relais_http_requests_total" and labels["route"] == route:
+                        found[labels["traffic"]] += sample.value
+        return found
+
+    url = f"{stack['base']}/api/products/{uuid.uuid4()}"
+    marks = [
+        {"baggage": "synthetic=true"},
+        {"baggage": "tenant=e2e, synthetic=true;source=locust"},
+        {"X-Relais-Synthetic": "1"},
+        {},
+        {"baggage": "synthetic=false"},
+    ]
+    async with aiohttp.ClientSession() as http:
+        before = await counted(http)
+        answered = []
+        for headers in marks:
+            async with http.get(url, headers=headers) as response:
+                assert response.status == 404
+                answered.append(response.headers["traceresponse"].split("-")[1])
+        after = await counted(http)  # a scrape applies the observations queued
+    assert after["synthetic"] - before["synthetic"] == 3
+    assert after["real"] - before["real"] == 2
+
+    def server_spans() -> list[ReceivedSpan] | None:
+        spans = [
+            next((span for span in otlp.trace(trace) if span.kind == "server"), None)
+            for trace in answered
+        ]
+        return spans if all(spans) else None  # type: ignore[return-value]
+
+    spans = await eventually(server_spans, within=10)
+    marked = [span.attributes.get("relais.synthetic") for span in spans]
+    assert marked == [True, True, True, None, None]
 
 
 async def test_the_edge_headers(stack):
@@ -1283,6 +1335,52 @@ async def test_a_distributed_smoke_load_passes_its_slo_gates_and_a_broken_gate_f
     )
     assert run.returncode == 1
     assert "SLO gates failed" in run.stderr and "browse: product: p95" in run.stderr
+
+
+async def test_make_capacity_steps_until_a_gate_breaks_and_reports_what_it_measured(
+    stack, tmp_path
+):
+    async with aiohttp.ClientSession() as http:
+        email = f"capacity-admin-{uuid.uuid4().hex[:8]}@example.com"
+        await admin_headers(stack, http, email)
+    # gates no request meets: the run must stop after the first step, not at the top one
+    strict = tmp_path / "strict.yml"
+    strict.write_text("default: {p95: -1, p99: 100000, errors: 1}\n")
+    out = tmp_path / "capacity"
+    run = stack["make"](
+        "capacity",
+        check=False,
+        extra={
+            "CAPACITY_AS_CONFIGURED": "1",  # the limits as shipped: three users stay under them
+            "CAPACITY_OUT": str(out),
+            "STEP_USERS": "3",
+            "STEP_SECONDS": "12",
+            "SETTLE_SECONDS": "4",
+            "MAX_USERS": "9",
+            "MIN_JUDGED": "1",
+            "LOADTEST_GATES": str(strict),
+            "LOADTEST_ADMIN_EMAIL": email,
+            "LOADTEST_ADMIN_PASSWORD": "e2e password",
+        },
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    steps = json.loads((out / "steps.json").read_text())
+    assert [step["users"] for step in steps] == [3]  # stopped at the first broken gate
+    (step,) = steps
+    assert step["end"] - step["start"] == pytest.approx(8, abs=2.5)
+    judged = {name for name in step["names"] if name != "Aggregated"}
+    assert judged and {gate.split(": p95")[0] for gate in step["broken"]} == judged
+    # Prometheus' view of the window: the CPU of the stack's processes, its loops' lag
+    resources = step["resources"]
+    assert {"core", "postgres"} <= set(resources["cpu"])
+    assert resources["CPU of a service process"] and resources["Event-loop lag p99"]
+    report = (out / "README.md").read_text()
+    assert "The run stopped at 3 users" in report and ": p95 " in report
+    assert "## The highest throughput within the SLOs, per journey" in report
+    assert "## What saturated first" in report
+    for plot in ("throughput", "latency", "errors", "cpu", "saturation"):
+        assert f"]({plot}.png)" in report
+        assert (out / f"{plot}.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 async def test_make_down_stops_everything(stack):
