@@ -370,7 +370,7 @@ def plot(steps: list[dict[str, Any]], out: Path) -> list[tuple[str, str]]:
         users,
         [[step["resources"]["cpu"].get(group, 0.0) for step in steps] for group in groups],
         labels=groups,
-        colors=plt.get_cmap("tab20").colors[: len(groups)],
+        colors=[plt.get_cmap("tab20")(index) for index in range(len(groups))],
     )
     ax.axhline(os.cpu_count() or 1, color="black", linestyle="--", label="the host's cores")
     finish([ax], "cpu.png", "CPU of each process group against users, stacked", "cores")
