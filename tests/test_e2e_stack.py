@@ -559,8 +559,8 @@ async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
         }
         # the CPU of each group of processes (what `make capacity` reads): each service's, and
         # the servers'
-        groups = await query(http, "sum by (groupname) (namedprocess_namegroup_num_procs)")
-        running = {row["metric"]["groupname"] for row in groups if row["value"][1] != "0"}
+        found = await query(http, "sum by (groupname) (namedprocess_namegroup_num_procs)")
+        running = {row["metric"]["groupname"] for row in found if row["value"][1] != "0"}
         assert {"core", "payments", "ai", "gateway", "nginx", "postgres", "redis-server"} <= running
         healthy = await query(http, "nginx_up or pg_up or redis_up")
         assert len(healthy) == 3 and all(row["value"][1] == "1" for row in healthy)
@@ -1364,7 +1364,7 @@ async def test_make_capacity_steps_until_a_gate_breaks_and_reports_what_it_measu
         },
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    steps = json.loads((out / "steps.json").read_text())
+    steps = json.loads((out / "steps.json").read_text())["steps"]
     assert [step["users"] for step in steps] == [3]  # stopped at the first broken gate
     (step,) = steps
     assert step["end"] - step["start"] == pytest.approx(8, abs=2.5)
