@@ -15,13 +15,23 @@ PROVISIONING = dashboards.ROOT / "infra" / "grafana" / "provisioning"
 
 
 def panel_queries() -> list[tuple[str, str]]:
-    """(dashboard/panel title, PromQL) of every panel in the committed dashboards."""
+    """(dashboard/panel title, PromQL) of every panel in the committed dashboards, with each
+    variable as Grafana sends it by default (`All`: its `allValue`)."""
     found = []
     for path in sorted(dashboards.OUT.glob("*.json")):
         board = json.loads(path.read_text())
+        defaults = {
+            variable["name"]: variable["allValue"]
+            if variable["current"]["value"] == "$__all"
+            else variable["current"]["value"]
+            for variable in board["templating"]["list"]
+        }
         for panel in board["panels"]:
             for target in panel["targets"]:
-                found.append((f"{board['title']} / {panel['title']}", target["expr"]))
+                expr = target["expr"]
+                for name, value in defaults.items():
+                    expr = expr.replace(f"${name}", value)
+                found.append((f"{board['title']} / {panel['title']}", expr))
     return found
 
 
