@@ -119,10 +119,12 @@ bench: deps system-deps
 	$(PY) -m services.ai.catalog_bench
 	$(PY) -m scripts.bench_gateway
 
-# Load with Locust against the running stack: a short headless step load, distributed (a master
-# and LOADTEST_WORKERS=2 workers), SLO gates from loadtests/gates.yml, reports under var/reports;
-# UI=1 opens Locust's web UI instead. Run the stack with its per-address limits raised first.
-loadtest: deps
+# Load with Locust against the stack: a short headless step load, distributed (a master and
+# LOADTEST_WORKERS=2 workers), SLO gates from loadtests/gates.yml, reports under var/reports;
+# UI=1 opens Locust's web UI instead. The local stack is (re)started with LOADTEST_LIMITS=1 first
+# unless it runs so (all load comes from one address); LOADTEST_HOST=... loads another stack.
+loadtest: deps system-deps
+	@[ -n "$(LOADTEST_HOST)" ] || $(PY) -m scripts.capacity --prepare
 	bash loadtests/run.sh
 
 # Step the load until an SLO gate breaks (restarting the stack with LOADTEST_LIMITS=1 if need

@@ -130,6 +130,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("LOADTEST_WORKERS", 2)))
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("CAPACITY_OUT", OUT)))
     parser.add_argument(
+        "--prepare",
+        action="store_true",
+        help="only bring the stack up (or restart it) with LOADTEST_LIMITS=1 (`make loadtest`)",
+    )
+    parser.add_argument(
         "--from",
         dest="source",
         type=Path,
@@ -156,7 +161,7 @@ def load_stack(as_configured: bool) -> StackSettings:
         return config
     action = "restart" if running else "up"
     print(
-        f"make capacity: {action} of the stack with LOADTEST_LIMITS=1 (every request comes "
+        f"{action} of the stack with LOADTEST_LIMITS=1 (every request of a load comes "
         "from 127.0.0.1: the per-address limits would be measured, not the stack); "
         "`make restart` puts the shipped limits back"
     )
@@ -587,6 +592,9 @@ def measure(options: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     options = arguments()
+    if options.prepare:
+        load_stack(as_configured=False)
+        return
     if options.source is not None:
         record = json.loads(options.source.read_text())
     else:
