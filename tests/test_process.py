@@ -22,6 +22,7 @@ from devstack import (
     check_settings,
     ensure_keys,
     http_status,
+    service_env,
     start_nginx,
     stop_pid_file,
     tracing_enabled,
@@ -107,6 +108,59 @@ async def test_nginx_retries_only_idempotent_methods(tmp_path: Path):
         shutil.rmtree(config.runtime_dir, ignore_errors=True)  # NGINX' temp folders
         await runner.cleanup()
         await hang_up.stop()
+
+
+async def test_nginx_passes_a_load_test_s_mark_not_an_outsider_s_baggage_and_lifts_limits(
+    tmp_path: Path,
+):
+    upstream_port, nginx_port, tls_port = free_ports(3)
+    seen: list[dict[str, str]] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/api/{tail:.*}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", upstream_port).start()
+    config = StackSettings(
+        state_dir=tmp_path, nginx_port=nginx_port, nginx_tls_port=tls_port, load_test_limits=True
+    )
+    for directory in (config.run_dir, config.log_dir):
+        directory.mkdir(parents=True)
+    ensure_keys(config)
+    nginx_pid = config.run_dir / "nginx" / "nginx.pid"
+    base = f"http://127.0.0.1:{nginx_port}/api/x"
+    marks = [
+        {"baggage": "tenant=t1, synthetic=true;source=locust"},
+        {"X-Relais-Synthetic": "true"},
+        {"baggage": "synthetic=false, tenant=t1"},
+        {},
+    ]
+    try:
+        start_nginx(config, [f"127.0.0.1:{upstream_port}"])
+        async with aiohttp.ClientSession() as http:
+            for headers in marks:
+                async with http.get(base, headers=headers) as response:
+                    assert response.status == 200
+
+            # the shipped 200 requests/s and burst of 400 per address would refuse most of these
+            async def get() -> int:
+                async with http.get(base) as response:
+                    return response.status
+
+            statuses = await asyncio.gather(*(get() for _ in range(1000)))
+    finally:
+        stop_pid_file(nginx_pid, signal.SIGQUIT)
+        shutil.rmtree(config.runtime_dir, ignore_errors=True)
+        await runner.cleanup()
+    # 127.0.0.1 is no trusted trace caller: its baggage stops at NGINX, its synthetic mark passes
+    assert [headers.get("X-Relais-Synthetic") for headers in seen[:4]] == ["1", "1", None, None]
+    assert not any("baggage" in {key.lower() for key in headers} for headers in seen)
+    assert set(statuses) == {200}
+    assert service_env(config, "core-1", 1, 2, traced=False)["WRITE_RATE_LIMIT"] != "300/minute"
 
 
 async def test_sigterm_lets_in_flight_requests_finish(
