@@ -95,10 +95,21 @@ sandbox-settle: deps
 	@$(PY) -m devstack sandbox-settle --payment '$(ID)' --outcome '$(OUTCOME)'
 
 # requirements.lock again from pyproject.toml: the newest versions its ranges allow, hashed,
-# for every platform. Commit it; `make up` and `make test` install from it.
+# for every platform. Commit it; `make up` and `make test` install from it. Then each service's
+# own lock (requirements/<service>.lock: the chassis and that service's group alone, at the same
+# versions), what its image installs.
+SERVICE_LOCKS := core payments ai gateway
 lock: deps
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
 		--generate-hashes --no-header --quiet $(FIND_LINKS) -o requirements.lock
+	@mkdir -p requirements
+	@for service in $(SERVICE_LOCKS); do \
+	  extra=$$([ $$service = gateway ] || echo "--extra $$service"); \
+	  $(VENV)/bin/uv pip compile pyproject.toml $$extra --universal --python-version 3.11 \
+	    --generate-hashes --no-header --quiet $(FIND_LINKS) -c requirements.lock \
+	    -o requirements/$$service.lock || exit 1; \
+	  echo "requirements/$$service.lock"; \
+	done
 
 # Known vulnerabilities in what requirements.lock installs (pip-audit, PyPI's advisories).
 audit: deps
