@@ -15,9 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from chassis.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-# The per-address limits under LOADTEST_LIMITS: NGINX's rate, burst and connections, and the
-# services' writes.
-LOAD_TEST_EDGE_LIMITS = (1_000_000, 1_000_000, 20_000)
+# The per-address limits under LOADTEST_LIMITS (load tests, the benchmark): NGINX's rate, burst
+# and connections, and the services' writes.
+LOAD_TEST_EDGE_LIMITS = (10_000_000, 10_000_000, 60_000)
 LOAD_TEST_WRITE_LIMIT = "100000000/minute"
 
 

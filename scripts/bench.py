@@ -66,11 +66,10 @@ CHECKOUT_CONCURRENCY = int(os.environ.get("BENCH_CHECKOUT_CONCURRENCY", "48"))
 PASSWORD = "bench password"  # noqa: S105
 
 
-# Both NGINXes: the same edge, with no per-address limit and no access log in the way.
+# Both NGINXes: the same edge, with no per-address limit (the load comes from one address: the
+# services' write limit is lifted too) and no access log in the way.
 UNLIMITED_EDGE: dict[str, Any] = {
-    "nginx_rate_limit": 10_000_000,
-    "nginx_rate_burst": 10_000_000,
-    "nginx_conn_limit": 60_000,
+    "load_test_limits": True,
     "nginx_access_log": False,
     "nginx_workers": os.environ.get("NGINX_WORKERS", "auto"),
 }
@@ -363,6 +362,7 @@ def throwaway_stack(run: str, state_dir: Path, **settings: Any) -> StackSettings
         nginx_exporter_port=19113,
         postgres_exporter_port=19187,
         redis_exporter_port=19121,
+        process_exporter_port=19256,
         database_name=f"relais_bench_{run}",
         payments_database_user=f"relais_bench_{run}_payments",
         payments_owner_user=f"relais_bench_{run}_payments_owner",
@@ -385,8 +385,6 @@ def main() -> None:
     state = ROOT / "var" / "bench"
     # The reads measured here do not reach the AI worker (its models take 0.7 GB).
     core = throwaway_stack(run, state / "core", ai_instances=0, gateway_instances=0)
-    # The load comes from one address: lift the per-address write limit for this stack.
-    os.environ["WRITE_RATE_LIMIT"] = "100000000/minute"
     hello = StackSettings(
         state_dir=state / "hello",
         core_base_port=18101,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -64,18 +65,17 @@ class MeteredPool(asyncpg.Pool):
                 self.observe_wait(time.perf_counter() - started)
 
 
+# `asyncpg.create_pool`'s defaults, which a pool built from its class must be given.
+_POOL_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(asyncpg.create_pool).parameters.items()
+    if parameter.kind is parameter.KEYWORD_ONLY
+}
+
+
 def metered_pool(dsn: str, **options: Any) -> MeteredPool:
     """`asyncpg.create_pool` making a `MeteredPool` (await it to open it)."""
-    defaults: dict[str, Any] = {
-        "min_size": 10,
-        "max_size": 10,
-        "max_queries": 50000,
-        "max_inactive_connection_lifetime": 300.0,
-        "loop": None,
-        "connection_class": asyncpg.Connection,
-        "record_class": asyncpg.Record,
-    }
-    return MeteredPool(dsn, **{**defaults, **options})
+    return MeteredPool(dsn, **{**_POOL_DEFAULTS, **options})
 
 
 async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
