@@ -21,7 +21,6 @@ import math
 import os
 import platform
 import subprocess
-import sys
 import time
 import urllib.parse
 from collections.abc import Iterable
@@ -30,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from devstack.commands import running_config
+from devstack.commands import restart, running_config, up
 from devstack.localhttp import LOCAL
 from devstack.processes import supervisor_running
 from devstack.settings import ROOT, StackSettings
@@ -165,9 +164,9 @@ def load_stack(as_configured: bool) -> StackSettings:
         "from 127.0.0.1: the per-address limits would be measured, not the stack); "
         "`make restart` puts the shipped limits back"
     )
-    env = {**os.environ, "LOADTEST_LIMITS": "1"}
-    subprocess.run([sys.executable, "-m", "devstack", action], env=env, check=True, cwd=ROOT)
-    return running_config(StackSettings())
+    requested = StackSettings(load_test_limits=True)
+    (restart if running else up)(requested)
+    return running_config(requested)
 
 
 def run_load(config: StackSettings, options: argparse.Namespace, steps_file: Path) -> int:
