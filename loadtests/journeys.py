@@ -223,13 +223,13 @@ class Listener(ShopUser):
         try:
             self.socket = websocket.create_connection(
                 url,
-                header=[f"Authorization: Bearer {self.token}", "baggage: synthetic=true"],
+                header=[f"{name}: {value}" for name, value in headers(self.token).items()],
                 timeout=10,
             )
         except Exception as exc:  # reported as the journey's failure
-            self._report("push: connect", started, exc)
+            self._report("push: connect", (time.perf_counter() - started) * 1000, exc)
             return
-        self._report("push: connect", started, None)
+        self._report("push: connect", (time.perf_counter() - started) * 1000, None)
 
     def on_stop(self) -> None:
         if self.socket is not None:
@@ -245,9 +245,10 @@ class Listener(ShopUser):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                message = json.loads(self.socket.recv())
+                frame = self.socket.recv()
+                message = json.loads(frame)
             except Exception as exc:
-                self._report("push: payment.succeeded", time.perf_counter(), exc)
+                self._report("push: payment.succeeded", 0.0, exc)
                 return
             data = message.get("data", {})
             if (
@@ -256,23 +257,19 @@ class Listener(ShopUser):
             ):
                 occurred = datetime.fromisoformat(message["occurred_at"]).timestamp()
                 latency_ms = max(0.0, (time.time() - occurred) * 1000)
-                self.environment.events.request.fire(
-                    request_type="WS",
-                    name="push: payment.succeeded",
-                    response_time=latency_ms,
-                    response_length=len(json.dumps(message)),
-                    exception=None,
-                    context={},
-                )
+                self._report("push: payment.succeeded", latency_ms, None, len(frame))
                 return
-        self._report("push: payment.succeeded", time.perf_counter() - 10, TimeoutError("no push"))
+        self._report("push: payment.succeeded", 10_000.0, TimeoutError("no push"))
 
-    def _report(self, name: str, started: float, exc: Exception | None) -> None:
+    def _report(
+        self, name: str, milliseconds: float, exc: Exception | None, length: int = 0
+    ) -> None:
+        """Tell Locust of a WebSocket step: how long it took, and how it failed if it did."""
         self.environment.events.request.fire(
             request_type="WS",
             name=name,
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=0,
+            response_time=milliseconds,
+            response_length=length,
             exception=exc,
             context={},
         )
