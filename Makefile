@@ -9,7 +9,7 @@ APT_STAMP := /tmp/.relais-apt-updated
 # PyTorch's CPU build (torch==2.13.0+cpu) is a wheel in this folder, not on PyPI's index.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: up down restart status logs alerts admin seed sandbox-settle ai-worker dlq test lint audit lock bench bench-ai bench-gateway loadtest capacity deps system-deps clean
+.PHONY: up down restart status logs alerts admin seed sandbox-settle ai-worker dlq test test-images test-all compose-init compose-nginx lint audit lock bench bench-ai bench-gateway loadtest capacity deps system-deps clean
 
 # Every dependency at the exact version and hash of requirements.lock, then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -97,7 +97,7 @@ sandbox-settle: deps
 # requirements.lock again from pyproject.toml: the newest versions its ranges allow, hashed,
 # for every platform. Commit it; `make up` and `make test` install from it. Then each service's
 # own lock (requirements/<service>.lock: the chassis and that service's group alone, at the same
-# versions), what its image installs.
+# versions), what its image installs; and what the load tests' image adds to Locust's.
 SERVICE_LOCKS := core payments ai gateway
 lock: deps
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
@@ -110,6 +110,9 @@ lock: deps
 	    -o requirements/$$service.lock || exit 1; \
 	  echo "requirements/$$service.lock"; \
 	done
+	$(VENV)/bin/uv pip compile loadtests/requirements.in --universal --python-version 3.11 \
+		--generate-hashes --no-header --quiet -c requirements.lock -o requirements/loadtests.lock
+	@echo requirements/loadtests.lock
 
 # Known vulnerabilities in what requirements.lock installs (pip-audit, PyPI's advisories).
 audit: deps
@@ -123,6 +126,25 @@ lint: deps
 
 test: deps system-deps lint audit
 	$(VENV)/bin/pytest
+
+# Each service's image built with podman (on a base made from Debian's archive: no registry is
+# reachable here), migrated and started against this machine's PostgreSQL, Redis and RabbitMQ,
+# healthy by its own HEALTHCHECK, and a checkout across the containers. Installs podman, runc
+# and debootstrap if they are missing.
+test-images: deps
+	$(VENV)/bin/pytest -p no:randomly -m images tests/test_images.py
+
+# The compose stack's own files under var/compose/ (RELAIS_COMPOSE_DIR elsewhere): its secrets,
+# made once and kept, and the API document. Then `docker compose up -d`.
+compose-init: deps
+	$(PY) -m devstack.compose init $(if $(RELAIS_COMPOSE_DIR),--dir '$(RELAIS_COMPOSE_DIR)')
+
+# infra/compose/nginx.conf again from NGINX' template (a test fails while it is stale).
+compose-nginx: deps
+	$(PY) -m devstack.compose nginx
+
+# Everything CI runs: the tests, then the slow end-to-end suites.
+test-all: test test-images
 
 bench: deps system-deps
 	$(PY) -m scripts.bench

@@ -9,9 +9,10 @@ Packages, each with a public root (`__all__`; their modules are private):
 - `chassis.telemetry`: logs, metrics, traces.
 
 Modules: `chassis.main` (a service's command line), `chassis.migrations` (Alembic, imported only
-by migrations and `migrate`), `chassis.settings` (the settings base and
-the production guard), `chassis.tasks` (background tasks), `chassis.errors` (below). The chassis
-names no service and no message: services give it their contracts in handler tables.
+by migrations and `migrate`), `chassis.settings` (the settings base and the production guard),
+`chassis.tasks` (background tasks), `chassis.healthcheck` (a container's health check),
+`chassis.errors` (below). The chassis names no service and no message: services give it their
+contracts in handler tables.
 
 The errors a handler raises to answer a client (each renders as problem+json) are re-exported
 here from `chassis.errors`, whose docstring draws their tree.

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import ClassVar, Literal
 
 from aiohttp import web
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 SETTINGS = web.AppKey["ServiceSettings"]("settings")
 
@@ -92,6 +98,23 @@ class ServiceSettings(BaseSettings):
     jwt_audience: str = "relais-api"
     access_token_ttl: int = Field(900, gt=0)
     refresh_token_ttl: int = Field(30 * 24 * 3600, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Settings from the arguments, then the environment, then, if RELAIS_SECRETS_DIR names
+        a folder (compose's /run/secrets), a file there named after the setting
+        (`database_url`, `amqp_url`, `jwt_private_key`…): secrets stay out of the environment."""
+        folder = os.environ.get("RELAIS_SECRETS_DIR")
+        if folder:
+            file_secret_settings = SecretsSettingsSource(settings_cls, secrets_dir=folder)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     @model_validator(mode="after")
     def _refuse_development_secrets(self) -> ServiceSettings:

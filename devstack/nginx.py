@@ -38,21 +38,41 @@ def render_nginx(
     """Write NGINX' config for this stack: `upstreams` serve the API, `payments` the providers'
     webhooks, `gateways` the WebSockets."""
     group = grp.getgrgid(nginx_group(config)).gr_name
-    rate, burst, connections = config.edge_limits()
+    runtime = prepare_runtime_dir(config)
     values = {
+        **edge_values(config, upstreams, payments, gateways),
         # Only a master running as root can switch its workers to another user.
         "USER": f"user {config.nginx_user} {group};" if os.geteuid() == 0 else "",
         "WORKERS": config.nginx_workers,
         "RUN_DIR": str(config.run_dir / "nginx"),
-        "RUNTIME_DIR": str(prepare_runtime_dir(config)),
-        "LOG_DIR": str(config.log_dir),
+        "RUNTIME_DIR": str(runtime),
+        "ERROR_LOG": str(config.log_dir / "nginx-error.log"),
         "ACCESS_LOG": f"{config.log_dir / 'nginx-access.log'} relais_json"
         if config.nginx_access_log
         else "off",
+        "STATUS_LISTEN": f"unix:{nginx_status_socket(config)}",
+        "LISTEN_HOST": "127.0.0.1:",
         "HTTP_PORT": str(config.nginx_port),
         "TLS_PORT": str(config.nginx_tls_port),
         "TLS_CERT": str(config.key_dir / "tls.crt"),
         "TLS_KEY": str(config.key_dir / "tls.key"),
+        "API_DOCUMENT": str(api_document_path(config)),
+        "DOCS_DIR": str(docs_path(config)),
+        "CONF_DIR": str(TEMPLATE.parent),
+    }
+    (config.run_dir / "nginx").mkdir(parents=True, exist_ok=True)
+    path = config.run_dir / "nginx" / "nginx.conf"
+    path.write_text(fill_template(values))
+    return path
+
+
+def edge_values(
+    config: StackSettings, upstreams: list[str], payments: list[str], gateways: list[str]
+) -> dict[str, str]:
+    """What the edge does, whichever stack it fronts: its limits, upstreams, CORS and trace
+    policy, and the problem documents' base URL."""
+    rate, burst, connections = config.edge_limits()
+    return {
         "RATE_LIMIT": str(rate),
         "RATE_BURST": str(burst),
         "CONN_LIMIT": str(connections),
@@ -61,10 +81,7 @@ def render_nginx(
         "CORE_SERVERS": upstream_servers(upstreams),
         "PAYMENTS_SERVERS": upstream_servers(payments),
         "GATEWAY_SERVERS": upstream_servers(gateways),
-        "API_DOCUMENT": str(api_document_path(config)),
-        "DOCS_DIR": str(docs_path(config)),
         "PROBLEM_BASE": f"{config.public_url}/api/problems/",
-        "CONF_DIR": str(TEMPLATE.parent),
         "CORS_ORIGINS": "\n".join(
             f'        "{origin}" $http_origin;' for origin in cors_origins(config)
         ),
@@ -72,11 +89,11 @@ def render_nginx(
             f"        {network} 1;" for network in trusted_trace_networks(config)
         ),
     }
-    text = re.sub(r"{{ (\w+) }}", lambda m: values[m.group(1)], TEMPLATE.read_text())
-    (config.run_dir / "nginx").mkdir(parents=True, exist_ok=True)
-    path = config.run_dir / "nginx" / "nginx.conf"
-    path.write_text(text)
-    return path
+
+
+def fill_template(values: dict[str, str]) -> str:
+    """NGINX' template with every double-braced name filled."""
+    return re.sub(r"{{ (\w+) }}", lambda m: values[m.group(1)], TEMPLATE.read_text())
 
 
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")

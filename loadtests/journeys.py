@@ -15,6 +15,7 @@ import random
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -283,15 +284,25 @@ def make_catalog(environment: Any, **_: Any) -> None:
         return
     try:
         _make_catalog(environment.host)
-    except (requests.RequestException, KeyError) as exc:
+    except (requests.RequestException, KeyError, OSError) as exc:
         log.error(
             "the load's catalog could not be made through the API (%r): is "
             "LOADTEST_ADMIN_EMAIL (default admin@example.com) an admin whose password is "
-            "LOADTEST_ADMIN_PASSWORD? `make seed` makes one",
+            "LOADTEST_ADMIN_PASSWORD (or in the file LOADTEST_ADMIN_PASSWORD_FILE)? `make seed` "
+            "makes one",
             exc,
         )
         environment.process_exit_code = 2
         environment.runner.quit()
+
+
+def admin_password() -> str:
+    """The admin's password: LOADTEST_ADMIN_PASSWORD, else the file LOADTEST_ADMIN_PASSWORD_FILE
+    names (a compose secret)."""
+    path = os.environ.get("LOADTEST_ADMIN_PASSWORD_FILE")
+    if path and not os.environ.get("LOADTEST_ADMIN_PASSWORD"):
+        return Path(path).read_text().strip()
+    return os.environ["LOADTEST_ADMIN_PASSWORD"]
 
 
 def _make_catalog(base: str) -> None:
@@ -304,7 +315,7 @@ def _make_catalog(base: str) -> None:
         f"{base}/api/auth/login",
         json={
             "email": os.environ.get("LOADTEST_ADMIN_EMAIL", "admin@example.com"),
-            "password": os.environ["LOADTEST_ADMIN_PASSWORD"],
+            "password": admin_password(),
         },
         timeout=30,
     )

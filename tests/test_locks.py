@@ -52,3 +52,18 @@ def test_a_service_lock_is_its_group_alone_at_the_main_lock_s_versions(service: 
     for name, version in PIN.findall(text):
         after = text[text.index(f"{name}=={version}") :].split("\n", 3)
         assert any("--hash=sha256:" in line for line in after[:3]), f"{name} has no hash"
+
+
+def test_the_load_tests_lock_adds_to_locust_what_the_load_tests_import():
+    lock = ROOT / "requirements" / "loadtests.lock"
+    pinned = pins(lock)
+    assert pinned <= pins(ROOT / "requirements.lock"), "run `make lock`"
+    wanted = direct(
+        [
+            line
+            for line in (ROOT / "loadtests" / "requirements.in").read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+    )
+    assert wanted <= {name for name, _ in pinned}
+    assert lock.read_text().count("--hash=sha256:") >= len(pinned)

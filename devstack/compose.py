@@ -1,0 +1,254 @@
+"""What `docker compose up` needs beside docker-compose.yml: the compose variant of NGINX' config
+(rendered from the native stack's template into infra/compose/nginx.conf and committed), and the
+installation's own files under var/compose/ (`make compose-init`): its secrets, generated once and
+kept, PostgreSQL's roles and RabbitMQ's users made from them, and the API's merged document.
+
+    python -m devstack.compose nginx [--check]   write (or check) infra/compose/nginx.conf
+    python -m devstack.compose init [--dir DIR]  write what var/compose/ lacks (DIR elsewhere)
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from devstack.broker import broker_users
+from devstack.nginx import edge_values, fill_template, merge_documents
+from devstack.secrets import write_keys
+from devstack.services import run_service_command
+from devstack.settings import ROOT, StackSettings
+
+COMPOSE_DIR = ROOT / "infra" / "compose"
+NGINX_CONF = COMPOSE_DIR / "nginx.conf"
+STATE_DIR = ROOT / "var" / "compose"
+# The compose stack's address as its clients see it (NGINX' own problem documents link there).
+PUBLIC_URL = "http://localhost"
+# NGINX' fixed address on the compose network: the only proxy the services trust.
+NGINX_ADDRESS = "172.30.0.10"
+# Where each container finds what NGINX serves, its includes and its secrets.
+CONTAINER_PATHS = {
+    "conf": "/etc/nginx/relais",
+    "share": "/usr/share/nginx/relais",
+    "secrets": "/run/secrets",
+    "cache": "/var/cache/nginx",
+}
+STATUS_PORT = 8081
+# Services by compose name: their port, and the Python module that documents their API.
+SERVICE_PORTS = {"core": 8001, "payments": 8201, "ai": 8301, "gateway": 8401}
+DOCUMENTED = ["services.core", "services.payments"]
+
+
+def compose_settings() -> StackSettings:
+    """The compose stack's names and limits: the native stack's defaults, whatever this shell's
+    environment says."""
+    return StackSettings.model_validate({})
+
+
+def render_compose_nginx() -> str:
+    """NGINX' config for the compose stack: the native template, listening on every address of
+    the container, its upstreams the compose services (Docker's DNS gives every replica of a
+    scaled service when NGINX starts or reloads), logs to the container's output."""
+    config = compose_settings()
+    servers = {name: [f"{name}:{port}"] for name, port in SERVICE_PORTS.items()}
+    paths = CONTAINER_PATHS
+    values = {
+        **edge_values(config, servers["core"], servers["payments"], servers["gateway"]),
+        "PROBLEM_BASE": f"{PUBLIC_URL}/api/problems/",
+        # The official image's nginx runs its workers as its own unprivileged `nginx` user.
+        "USER": "",
+        "WORKERS": "auto",
+        "RUN_DIR": "/var/run",
+        "RUNTIME_DIR": paths["cache"],
+        "ERROR_LOG": "/dev/stderr",
+        "ACCESS_LOG": "/dev/stdout relais_json",
+        "STATUS_LISTEN": str(STATUS_PORT),
+        "LISTEN_HOST": "",
+        "HTTP_PORT": "80",
+        "TLS_PORT": "443",
+        "TLS_CERT": f"{paths['secrets']}/tls_certificate",
+        "TLS_KEY": f"{paths['secrets']}/tls_key",
+        "API_DOCUMENT": f"{paths['share']}/openapi.json",
+        "DOCS_DIR": f"{paths['share']}/docs",
+        "CONF_DIR": paths["conf"],
+    }
+    header = (
+        "# Generated from infra/nginx/relais.conf.template by `make compose-nginx`: edit the\n"
+        "# template (or devstack/compose.py), not this file.\n"
+    )
+    return header + fill_template(values)
+
+
+def database_roles(config: StackSettings) -> dict[str, str]:
+    """Each PostgreSQL role of the stack, by what it is for."""
+    return {
+        "core": config.database_user,
+        "payments_owner": config.payments_owner_user,
+        "payments": config.payments_database_user,
+        "ai": config.ai_database_user,
+        "monitor": config.monitor_database_user,
+    }
+
+
+def postgres_init_sql(config: StackSettings, passwords: dict[str, str]) -> str:
+    """The roles and database of a new cluster (what `make up` does on an existing one): core's
+    role owns the database, the payments owner and the AI role may create their schemas, the
+    monitoring role has pg_monitor."""
+    roles = database_roles(config)
+    lines = [f"CREATE ROLE {roles[kind]} LOGIN PASSWORD '{passwords[kind]}';" for kind in roles]
+    lines += [
+        f"GRANT pg_monitor TO {roles['monitor']};",
+        f"CREATE DATABASE {config.database_name} OWNER {roles['core']};",
+        *(
+            f"GRANT CONNECT, CREATE ON DATABASE {config.database_name} TO {roles[kind]};"
+            for kind in ("payments_owner", "ai")
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def rabbitmq_password_hash(password: str) -> str:
+    """RabbitMQ's salted SHA-256 password hash (rabbit_password_hashing_sha256)."""
+    salt = secrets.token_bytes(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def rabbitmq_definitions(config: StackSettings, passwords: dict[str, str]) -> dict[str, object]:
+    """The vhost and users RabbitMQ imports at boot: the operator's, with every permission, and
+    each service's, with only its own (as the service itself declares them)."""
+    vhost = config.rabbitmq_vhost
+    services = broker_users(config)
+    users = [{"name": config.rabbitmq_user, "tags": ["administrator"]}]
+    users += [{"name": user, "tags": []} for user in services]
+    everything = {"configure": ".*", "write": ".*", "read": ".*"}
+    permissions = [{"user": config.rabbitmq_user, "vhost": vhost, **everything}]
+    topics = []
+    for user, allowed in services.items():
+        permissions.append(
+            {
+                "user": user,
+                "vhost": vhost,
+                "configure": allowed.configure,
+                "write": allowed.write,
+                "read": allowed.read,
+            }
+        )
+        topics += [
+            {"user": user, "vhost": vhost, "exchange": exchange, "write": write, "read": read}
+            for exchange, (write, read) in allowed.topics.items()
+        ]
+    return {
+        "users": [
+            {
+                **user,
+                "password_hash": rabbitmq_password_hash(passwords[str(user["name"])]),
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+            }
+            for user in users
+        ],
+        "vhosts": [{"name": vhost}],
+        "permissions": permissions,
+        "topic_permissions": topics,
+    }
+
+
+def _kept(path: Path) -> str:
+    """A password kept in `path`, made there the first time."""
+    if not path.exists():
+        _write(path, secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
+
+
+def _write(path: Path, text: str) -> None:
+    """Write a file the containers' users may read: compose mounts a secret with its file's own
+    mode, and the services run as an unprivileged user (the secrets folder itself is 0700)."""
+    path.write_text(text)
+    path.chmod(0o444)
+
+
+# The names compose's secrets give the generated keys (see devstack.secrets.write_keys).
+COMPOSE_KEY_NAMES = {
+    "webhook": "payments_webhook_secret",
+    "jwt_private": "jwt_private_key",
+    "jwt_public": "jwt_public_key",
+    "tls_certificate": "tls_certificate",
+    "tls_key": "tls_key",
+}
+
+
+def broker_accounts(config: StackSettings) -> dict[str, str]:
+    """Each RabbitMQ user of the stack, by what it is for."""
+    return {
+        "operator": config.rabbitmq_user,
+        "core": config.rabbitmq_core_user,
+        "payments": config.rabbitmq_payments_user,
+        "ai": config.rabbitmq_ai_user,
+        "gateway": config.rabbitmq_gateway_user,
+    }
+
+
+def init(target: Path) -> list[str]:
+    """Write what `target` (var/compose) lacks for `docker compose up`: passwords and keys are
+    made once and kept; what derives from them (connection URLs, PostgreSQL's first roles,
+    RabbitMQ's definitions) and the API document are written again. The files written."""
+    config = compose_settings()
+    folder = target / "secrets"
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    before = {path.name for path in folder.iterdir()}
+    _kept(folder / "postgres_password")
+    _kept(folder / "grafana_admin_password")
+    _kept(folder / "admin_password")  # the API's first admin (README), and the load tests'
+    roles = database_roles(config)
+    db = {kind: _kept(folder / f"database_password_{kind}") for kind in roles}
+    for kind in ("core", "payments", "payments_owner", "ai"):
+        dsn = f"postgresql://{roles[kind]}:{db[kind]}@postgres:5432/{config.database_name}"
+        _write(folder / f"{kind}_database_url", dsn + "\n")
+    _write(folder / "postgres_init.sql", postgres_init_sql(config, db))
+    users = broker_accounts(config)
+    amqp = {kind: _kept(folder / f"rabbitmq_password_{kind}") for kind in users}
+    for kind in ("core", "payments", "ai", "gateway"):
+        url = f"amqp://{users[kind]}:{amqp[kind]}@rabbitmq:5672/{config.rabbitmq_vhost}"
+        _write(folder / f"{kind}_amqp_url", url + "\n")
+    definitions = rabbitmq_definitions(config, {users[kind]: amqp[kind] for kind in users})
+    _write(folder / "rabbitmq_definitions.json", json.dumps(definitions, indent=1) + "\n")
+    write_keys(folder, COMPOSE_KEY_NAMES, mode=0o444)
+    documents = [
+        json.loads(run_service_command(module, ["openapi"], dict(os.environ)))
+        for module in DOCUMENTED
+    ]
+    (target / "openapi.json").write_text(json.dumps(merge_documents(documents)))
+    (target / "openapi.json").chmod(0o644)
+    written = sorted(path.name for path in folder.iterdir() if path.name not in before)
+    return [f"secrets/{name}" for name in written] + ["openapi.json"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["nginx", "init"])
+    parser.add_argument("--check", action="store_true", help="`nginx`: fail if it is stale")
+    parser.add_argument("--dir", type=Path, default=STATE_DIR, help="`init`: where to write")
+    args = parser.parse_args()
+    if args.command == "nginx":
+        text = render_compose_nginx()
+        if args.check:
+            if NGINX_CONF.read_text() != text:
+                sys.exit(f"{NGINX_CONF} is stale: run `make compose-nginx`")
+            return
+        NGINX_CONF.parent.mkdir(parents=True, exist_ok=True)
+        NGINX_CONF.write_text(text)
+        print(NGINX_CONF.relative_to(ROOT))
+        return
+    for name in init(args.dir):
+        print(args.dir / name)
+
+
+if __name__ == "__main__":
+    main()
