@@ -5,11 +5,13 @@ process the native stack runs. `make test-images` builds and starts the images t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +103,9 @@ def test_every_long_running_service_is_healthchecked_limited_and_waits_for_healt
             assert condition["condition"] == wanted, (name, dependency)
     assert compose["services"]["core"]["deploy"]["replicas"] == 3
     assert compose["services"]["gateway"]["deploy"]["replicas"] == 2
-    for name in ("core", "payments", "ai"):
+    for name in SERVICE_PORTS:  # the application services wait for the migrations
         needs = compose["services"][name]["depends_on"]
-        assert any(needs.get(step) for step in ONE_SHOT), name
+        assert needs["migrate"] == {"condition": "service_completed_successfully"}, name
     locust = [
         name
         for name, service in compose["services"].items()
@@ -266,3 +268,31 @@ def test_every_process_of_the_native_stack_has_its_compose_twin(compose):
     assert {f"relais-{service}" for service in SERVICE_PORTS} <= jobs
     native_jobs = yaml.safe_load((ROOT / "infra/prometheus/prometheus.yml").read_text())
     assert {job["job_name"] for job in native_jobs["scrape_configs"]} <= jobs
+
+
+async def test_the_images_health_check_passes_only_on_a_ready_answer(aiohttp_server):
+    from aiohttp import web
+
+    ready = {"status": 200}
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({}, status=ready["status"])
+
+    app = web.Application()
+    app.router.add_get("/health/ready", health)
+    server = await aiohttp_server(app)
+
+    async def check(*argv: str) -> int:
+        env = {**os.environ, "HTTP_PORT": str(server.port)}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "chassis.healthcheck", *argv, env=env, cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        return await process.wait()
+
+    assert await check("/health/ready") == 0
+    ready["status"] = 503
+    assert await check("/health/ready") == 1
+    assert await check("/nowhere") == 1
+    await server.close()
+    assert await check() == 1  # nothing listens

@@ -176,7 +176,13 @@ def test_every_image_runs_as_a_non_root_user_with_its_health_check_and_labels(bu
         config = found["Config"]
         assert config["User"] == "10001:10001", service
         assert config["StopSignal"] == "SIGTERM", service
-        assert found["Healthcheck"]["Test"] == ["CMD", "python", "-m", "chassis.healthcheck"]
+        assert found["Healthcheck"]["Test"] == [
+            "CMD",
+            "python",
+            "-m",
+            "chassis.healthcheck",
+            "/health/ready",
+        ]
         labels = config["Labels"]
         assert labels["org.opencontainers.image.title"] == f"relais-{service}"
         assert labels["org.opencontainers.image.revision"] == revision
