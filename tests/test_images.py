@@ -156,6 +156,7 @@ def running(
                 "port": int(envs[service]["HTTP_PORT"]),
                 "metrics": int(envs[service]["METRICS_PORT"]),
             }
+        # Each one's wait starts when the previous one is healthy (they all started together).
         for service in built:
             services[service]["healthy_after"] = images.wait_healthy(
                 services[service]["name"], HEALTHY_WITHIN
@@ -225,6 +226,7 @@ async def test_every_container_is_healthy_against_the_host_datastores(running):
     async with aiohttp.ClientSession() as http:
         for service, found in running.items():
             assert found["healthy_after"] < HEALTHY_WITHIN
+            print(f"{service}: healthy {found['healthy_after']:.1f} s after the previous")
             url = f"http://127.0.0.1:{found['port']}/health/ready"
             async with http.get(url) as response:
                 body = await response.json()
