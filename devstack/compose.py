@@ -167,6 +167,7 @@ def _kept(path: Path) -> str:
 def _write(path: Path, text: str) -> None:
     """Write a file the containers' users may read: compose mounts a secret with its file's own
     mode, and the services run as an unprivileged user (the secrets folder itself is 0700)."""
+    path.unlink(missing_ok=True)  # read-only once written
     path.write_text(text)
     path.chmod(0o444)
 
