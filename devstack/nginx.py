@@ -42,23 +42,23 @@ def render_nginx(
     values = {
         **edge_values(config, upstreams, payments, gateways),
         # Only a master running as root can switch its workers to another user.
-        "USER": f"user {config.nginx_user} {group};" if os.geteuid() == 0 else "",
-        "WORKERS": config.nginx_workers,
-        "RUN_DIR": str(config.run_dir / "nginx"),
-        "RUNTIME_DIR": str(runtime),
-        "ERROR_LOG": str(config.log_dir / "nginx-error.log"),
-        "ACCESS_LOG": f"{config.log_dir / 'nginx-access.log'} relais_json"
+        "nginx_user": f"user {config.nginx_user} {group};" if os.geteuid() == 0 else "",
+        "nginx_workers": config.nginx_workers,
+        "nginx_run_dir": str(config.run_dir / "nginx"),
+        "nginx_runtime_dir": str(runtime),
+        "nginx_error_log": str(config.log_dir / "nginx-error.log"),
+        "nginx_access_log": f"{config.log_dir / 'nginx-access.log'} relais_json"
         if config.nginx_access_log
         else "off",
-        "STATUS_LISTEN": f"unix:{nginx_status_socket(config)}",
-        "LISTEN_HOST": "127.0.0.1:",
-        "HTTP_PORT": str(config.nginx_port),
-        "TLS_PORT": str(config.nginx_tls_port),
-        "TLS_CERT": str(config.key_dir / "tls.crt"),
-        "TLS_KEY": str(config.key_dir / "tls.key"),
-        "API_DOCUMENT": str(api_document_path(config)),
-        "DOCS_DIR": str(docs_path(config)),
-        "CONF_DIR": str(TEMPLATE.parent),
+        "nginx_status_listen": f"unix:{nginx_status_socket(config)}",
+        "nginx_listen_host": "127.0.0.1:",
+        "nginx_http_port": str(config.nginx_port),
+        "nginx_tls_port": str(config.nginx_tls_port),
+        "nginx_tls_certificate": str(config.key_dir / "tls.crt"),
+        "nginx_tls_key": str(config.key_dir / "tls.key"),
+        "nginx_api_document": str(api_document_path(config)),
+        "nginx_docs_dir": str(docs_path(config)),
+        "nginx_conf_dir": str(TEMPLATE.parent),
     }
     (config.run_dir / "nginx").mkdir(parents=True, exist_ok=True)
     path = config.run_dir / "nginx" / "nginx.conf"
@@ -73,19 +73,19 @@ def edge_values(
     policy, and the problem documents' base URL."""
     rate, burst, connections = config.edge_limits()
     return {
-        "RATE_LIMIT": str(rate),
-        "RATE_BURST": str(burst),
-        "CONN_LIMIT": str(connections),
-        "MEDIA_BODY_BYTES": str(MAX_MEDIA + MULTIPART_FRAMING),
-        "MEDIA_LIMIT_TEXT": f"{MAX_MEDIA // 2**20} MiB",
-        "CORE_SERVERS": upstream_servers(upstreams),
-        "PAYMENTS_SERVERS": upstream_servers(payments),
-        "GATEWAY_SERVERS": upstream_servers(gateways),
-        "PROBLEM_BASE": f"{config.public_url}/api/problems/",
-        "CORS_ORIGINS": "\n".join(
+        "nginx_rate_limit": str(rate),
+        "nginx_rate_burst": str(burst),
+        "nginx_conn_limit": str(connections),
+        "nginx_media_body_bytes": str(MAX_MEDIA + MULTIPART_FRAMING),
+        "nginx_media_limit_text": f"{MAX_MEDIA // 2**20} MiB",
+        "nginx_core_servers": upstream_servers(upstreams),
+        "nginx_payments_servers": upstream_servers(payments),
+        "nginx_gateway_servers": upstream_servers(gateways),
+        "nginx_problem_base": f"{config.public_url}/api/problems/",
+        "nginx_cors_origins": "\n".join(
             f'        "{origin}" $http_origin;' for origin in cors_origins(config)
         ),
-        "TRACE_TRUSTED_CALLERS": "\n".join(
+        "nginx_trusted_trace_callers": "\n".join(
             f"        {network} 1;" for network in trusted_trace_networks(config)
         ),
     }
