@@ -319,7 +319,8 @@ async def test_every_problem_type_resolves_to_its_page(client):
 
 def test_nginx_answers_with_the_same_types_and_titles():
     template = (ROOT / "infra" / "nginx" / "relais.conf.template").read_text()
-    found = re.findall(r'"type":"\{\{ nginx_problem_base \}\}([a-z-]+)","title":"([^"]+)"', template)
+    placeholder = r"\{\{ nginx_problem_base \}\}"
+    found = re.findall(rf'"type":"{placeholder}([a-z-]+)","title":"([^"]+)"', template)
     assert len(found) >= 4
     for slug, title in found:
         assert PROBLEM_TYPES[slug].title == title
