@@ -84,22 +84,11 @@ def render_compose_nginx() -> str:
     return header + fill_template(values)
 
 
-def database_roles(config: StackSettings) -> dict[str, str]:
-    """Each PostgreSQL role of the stack, by what it is for."""
-    return {
-        "core": config.database_user,
-        "payments_owner": config.payments_owner_user,
-        "payments": config.payments_database_user,
-        "ai": config.ai_database_user,
-        "monitor": config.monitor_database_user,
-    }
-
-
 def postgres_init_sql(config: StackSettings, passwords: dict[str, str]) -> str:
     """The roles and database of a new cluster (what `make up` does on an existing one): core's
     role owns the database, the payments owner and the AI role may create their schemas, the
     monitoring role has pg_monitor."""
-    roles = database_roles(config)
+    roles = config.database_roles()
     lines = [f"CREATE ROLE {roles[kind]} LOGIN PASSWORD '{passwords[kind]}';" for kind in roles]
     lines += [
         f"GRANT pg_monitor TO {roles['monitor']};",
@@ -182,17 +171,6 @@ COMPOSE_KEY_NAMES = {
 }
 
 
-def broker_accounts(config: StackSettings) -> dict[str, str]:
-    """Each RabbitMQ user of the stack, by what it is for."""
-    return {
-        "operator": config.rabbitmq_user,
-        "core": config.rabbitmq_core_user,
-        "payments": config.rabbitmq_payments_user,
-        "ai": config.rabbitmq_ai_user,
-        "gateway": config.rabbitmq_gateway_user,
-    }
-
-
 def init(target: Path) -> list[str]:
     """Write what `target` (var/compose) lacks for `docker compose up`: passwords and keys are
     made once and kept; what derives from them (connection URLs, PostgreSQL's first roles,
@@ -205,13 +183,13 @@ def init(target: Path) -> list[str]:
     _kept(folder / "postgres_password")
     _kept(folder / "grafana_admin_password")
     _kept(folder / "admin_password")  # the API's first admin (README), and the load tests'
-    roles = database_roles(config)
+    roles = config.database_roles()
     db = {kind: _kept(folder / f"database_password_{kind}") for kind in roles}
     for kind in ("core", "payments", "payments_owner", "ai"):
         dsn = f"postgresql://{roles[kind]}:{db[kind]}@postgres:5432/{config.database_name}"
         _write(folder / f"{kind}_database_url", dsn + "\n")
     _write(folder / "postgres_init.sql", postgres_init_sql(config, db))
-    users = broker_accounts(config)
+    users = config.broker_accounts()
     amqp = {kind: _kept(folder / f"rabbitmq_password_{kind}") for kind in users}
     for kind in ("core", "payments", "ai", "gateway"):
         url = f"amqp://{users[kind]}:{amqp[kind]}@rabbitmq:5672/{config.rabbitmq_vhost}"

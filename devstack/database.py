@@ -16,13 +16,7 @@ async def ensure_database(config: StackSettings) -> None:
     """Create the stack's roles and database if they do not exist: core's role owns the
     database and the core schema, the payments owner the payments schema, the worker's role
     gets grants, the AI worker's role its own schema, the monitoring role pg_monitor."""
-    roles = (
-        config.database_user,
-        config.payments_owner_user,
-        config.payments_database_user,
-        config.ai_database_user,
-        config.monitor_database_user,
-    )
+    roles = tuple(config.database_roles().values())
     for name in (*roles, config.database_name):
         if not _IDENTIFIER.match(name):
             raise SystemExit(f"not a safe PostgreSQL identifier: {name!r}")

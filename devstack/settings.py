@@ -183,6 +183,26 @@ class StackSettings(BaseSettings):
         mine, theirs = self.model_dump(), other.model_dump()
         return sorted(name for name in mine if mine[name] != theirs.get(name))
 
+    def database_roles(self) -> dict[str, str]:
+        """Each PostgreSQL role of the stack, by what it is for."""
+        return {
+            "core": self.database_user,
+            "payments_owner": self.payments_owner_user,
+            "payments": self.payments_database_user,
+            "ai": self.ai_database_user,
+            "monitor": self.monitor_database_user,
+        }
+
+    def broker_accounts(self) -> dict[str, str]:
+        """Each RabbitMQ user of the stack, by what it is for."""
+        return {
+            "operator": self.rabbitmq_user,
+            "core": self.rabbitmq_core_user,
+            "payments": self.rabbitmq_payments_user,
+            "ai": self.rabbitmq_ai_user,
+            "gateway": self.rabbitmq_gateway_user,
+        }
+
     @property
     def database_url(self) -> str:
         """The DSN core uses (the stack's own role)."""

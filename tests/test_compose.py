@@ -24,9 +24,7 @@ from devstack.compose import (
     CONTAINER_PATHS,
     NGINX_CONF,
     SERVICE_PORTS,
-    broker_accounts,
     compose_settings,
-    database_roles,
     init,
     render_compose_nginx,
 )
@@ -153,7 +151,7 @@ def test_secrets_come_from_files_never_from_environment_literals(compose, genera
         assert path.is_file(), name
     # The URLs name the roles and users the databases and the broker were made with.
     config = compose_settings()
-    roles, users = database_roles(config), broker_accounts(config)
+    roles, users = config.database_roles(), config.broker_accounts()
     assert f"//{roles['core']}:" in (folder / "core_database_url").read_text()
     assert f"//{users['gateway']}:" in (folder / "gateway_amqp_url").read_text()
     init_sql = (folder / "postgres_init.sql").read_text()
