@@ -117,7 +117,9 @@ class Steps:
             failure
             for name, values in figures.items()
             if name != "Aggregated" and values["requests"] >= options.min_judged
-            for failure in judge(name, values["p95"], values["p99"], values["errors"], gates)
+            for failure in judge(
+                name, values["p95"], values["p99"], values["errors"], gates, values["requests"]
+            )
         ]
         record = {
             "step": self.index + 1,

@@ -24,15 +24,24 @@ def load_gates() -> dict[str, Any]:
     return gates
 
 
-def judge(name: str, p95: float, p99: float, errors: float, gates: dict[str, Any]) -> list[str]:
-    """What a request name's figures (milliseconds; errors as a ratio) break of its gate."""
+# A percentile is judged once it is more than one request's time: p95 from 20 requests on, p99
+# from 100 (below that, p99 is the slowest request of the run, and one slow request is not a
+# breach of a 1% tail). The error ratio is judged from the first request.
+JUDGED_FROM = {"p95": 20, "p99": 100}
+
+
+def judge(
+    name: str, p95: float, p99: float, errors: float, gates: dict[str, Any], requests: int
+) -> list[str]:
+    """What a request name's figures (milliseconds; errors as a ratio) over `requests` requests
+    break of its gate."""
     gate = {**gates["default"], **gates.get("gates", {}).get(name, {})}
     return [
         f"{name}: {what} {value:.0f} ms > {gate[what]} ms"
         if what != "errors"
         else f"{name}: errors {value:.2%} > {gate[what]:.2%}"
         for what, value in (("p95", p95), ("p99", p99), ("errors", errors))
-        if value > gate[what]
+        if value > gate[what] and requests >= JUDGED_FROM.get(what, 1)
     ]
 
 
@@ -47,6 +56,7 @@ def broken(stats: Any, gates: dict[str, Any]) -> list[str]:
                 entry.get_response_time_percentile(0.99),
                 entry.num_failures / entry.num_requests,
                 gates,
+                entry.num_requests,
             )
     return found
 
