@@ -9,7 +9,7 @@ APT_STAMP := /tmp/.relais-apt-updated
 # PyTorch's CPU build (torch==2.13.0+cpu) is a wheel in this folder, not on PyPI's index.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: up down restart status logs alerts admin seed sandbox-settle ai-worker dlq test test-images test-all compose-init compose-nginx lint audit lock bench bench-ai bench-gateway loadtest capacity deps system-deps clean
+.PHONY: up down restart status logs alerts admin seed sandbox-settle ai-worker dlq test test-images test-ansible test-all compose-init compose-nginx lint audit lock bench bench-ai bench-gateway loadtest capacity deps system-deps clean
 
 # Every dependency at the exact version and hash of requirements.lock, then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -113,6 +113,9 @@ lock: deps
 	$(VENV)/bin/uv pip compile loadtests/requirements.in --universal --python-version 3.11 \
 		--generate-hashes --no-header --quiet -c requirements.lock -o requirements/loadtests.lock
 	@echo requirements/loadtests.lock
+	$(VENV)/bin/uv pip compile requirements/supervisor.in --universal --python-version 3.11 \
+		--generate-hashes --no-header --quiet -c requirements.lock -o requirements/supervisor.lock
+	@echo requirements/supervisor.lock
 
 # Known vulnerabilities in what requirements.lock installs (pip-audit, PyPI's advisories).
 audit: deps
@@ -134,6 +137,12 @@ test: deps system-deps lint audit
 test-images: deps
 	$(VENV)/bin/pytest -p no:randomly -m images tests/test_images.py
 
+# infra/ansible's site.yml run for real against the local inventory with names, ports and
+# folders of its own: twice (the second changes nothing), a checkout through the NGINX it
+# provisioned, and a rolling deploy of core under a trickle of requests that fails none.
+test-ansible: deps system-deps
+	$(VENV)/bin/pytest -p no:randomly -m ansible tests/test_ansible_run.py
+
 # The compose stack's own files under var/compose/ (RELAIS_COMPOSE_DIR elsewhere): its secrets,
 # made once and kept, and the API document. Then `docker compose up -d`.
 compose-init: deps
@@ -144,7 +153,7 @@ compose-nginx: deps
 	$(PY) -m devstack.compose nginx
 
 # Everything CI runs: the tests, then the slow end-to-end suites.
-test-all: test test-images
+test-all: test test-images test-ansible
 
 bench: deps system-deps
 	$(PY) -m scripts.bench

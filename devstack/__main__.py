@@ -10,6 +10,7 @@ admin           create or promote an admin (password: ADMIN_PASSWORD or a prompt
 seed            an admin and a demo catalog, once
 sandbox-settle  settle a waiting sandbox payment by the sandbox's signed webhook
 ai-worker       one more AI worker in the foreground, sharing the stack's queues (`--number`)
+openapi         the API's one document (the services' own, merged) on stdout
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from devstack.commands import (
     status,
     up,
 )
+from devstack.nginx import api_document
 from devstack.processes import follow_logs, show_logs
 from devstack.seed import seed
 from devstack.settings import StackSettings
@@ -43,6 +45,7 @@ COMMANDS = [
     "seed",
     "sandbox-settle",
     "ai-worker",
+    "openapi",
 ]
 
 
@@ -66,6 +69,9 @@ def main() -> None:
         "--number", type=int, default=2, help="`ai-worker`: which worker (2 after the stack's one)"
     )
     args = parser.parse_args()
+    if args.command == "openapi":
+        print(api_document())
+        return
     requested = StackSettings()
     if args.command == "up":
         up(requested)

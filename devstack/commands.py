@@ -66,7 +66,7 @@ def up(requested: StackSettings) -> None:
             config,
         )
     if not running or not api_document_path(config).exists():
-        publish_api_document(config, ["services.core", "services.payments"])
+        publish_api_document(config)
     publish_docs(config)
     start_nginx(
         config, config.core_upstreams(), config.payments_upstreams(), config.gateway_upstreams()

@@ -13,15 +13,13 @@ import argparse
 import base64
 import hashlib
 import json
-import os
 import secrets
 import sys
 from pathlib import Path
 
 from devstack.broker import broker_users
-from devstack.nginx import edge_values, fill_template, merge_documents
+from devstack.nginx import api_document, edge_values, fill_template
 from devstack.secrets import write_keys
-from devstack.services import run_service_command
 from devstack.settings import ROOT, StackSettings
 
 COMPOSE_DIR = ROOT / "infra" / "compose"
@@ -39,9 +37,8 @@ CONTAINER_PATHS = {
     "cache": "/var/cache/nginx",
 }
 STATUS_PORT = 8081
-# Services by compose name: their port, and the Python module that documents their API.
+# Services by compose name: their port.
 SERVICE_PORTS = {"core": 8001, "payments": 8201, "ai": 8301, "gateway": 8401}
-DOCUMENTED = ["services.core", "services.payments"]
 
 
 def compose_settings() -> StackSettings:
@@ -197,11 +194,7 @@ def init(target: Path) -> list[str]:
     definitions = rabbitmq_definitions(config, {users[kind]: amqp[kind] for kind in users})
     _write(folder / "rabbitmq_definitions.json", json.dumps(definitions, indent=1) + "\n")
     write_keys(folder, COMPOSE_KEY_NAMES, mode=0o444)
-    documents = [
-        json.loads(run_service_command(module, ["openapi"], dict(os.environ)))
-        for module in DOCUMENTED
-    ]
-    (target / "openapi.json").write_text(json.dumps(merge_documents(documents)))
+    (target / "openapi.json").write_text(api_document())
     (target / "openapi.json").chmod(0o644)
     written = sorted(path.name for path in folder.iterdir() if path.name not in before)
     return [f"secrets/{name}" for name in written] + ["openapi.json"]

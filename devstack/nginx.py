@@ -163,15 +163,25 @@ def start_nginx(
         subprocess.run(base, check=True)
 
 
-def publish_api_document(config: StackSettings, modules: list[str]) -> Path:
-    """Write the API's one document, merged from the services' own (`python -m <module>
-    openapi`), where NGINX serves it: the operations of every service behind NGINX."""
+# The services whose operations NGINX serves (the API's one document is theirs, merged).
+DOCUMENTED = ["services.core", "services.payments"]
+
+
+def api_document() -> str:
+    """The API's one document, merged from the services' own (`python -m <module> openapi`):
+    the operations of every service behind NGINX."""
     documents = [
-        json.loads(run_service_command(module, ["openapi"], dict(os.environ))) for module in modules
+        json.loads(run_service_command(module, ["openapi"], dict(os.environ)))
+        for module in DOCUMENTED
     ]
+    return json.dumps(merge_documents(documents))
+
+
+def publish_api_document(config: StackSettings) -> Path:
+    """Write the API's one document where the native stack's NGINX serves it."""
     prepare_runtime_dir(config)
     path = api_document_path(config)
-    path.write_text(json.dumps(merge_documents(documents)))
+    path.write_text(api_document())
     path.chmod(0o640)  # the owner writes it, NGINX' workers (the folder's group) read it
     return path
 
@@ -208,3 +218,4 @@ def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
                 if known.setdefault(name, component) != component:
                     raise SystemExit(f"two services define the component {kind}/{name} apart")
     return merged
+
