@@ -218,4 +218,3 @@ def merge_documents(documents: list[dict[str, Any]]) -> dict[str, Any]:
                 if known.setdefault(name, component) != component:
                     raise SystemExit(f"two services define the component {kind}/{name} apart")
     return merged
-

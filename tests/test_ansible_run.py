@@ -324,6 +324,36 @@ async def test_a_checkout_crosses_the_provisioned_nginx(provisioned):
             assert "/api/orders" in (await response.json())["paths"]
 
 
+async def test_the_provisioned_prometheus_scrapes_every_target(provisioned):
+    """Every job of the provisioned Prometheus' config is up: the services, the exporters the
+    roles started, RabbitMQ's plugin."""
+    url = f"http://127.0.0.1:{provisioned['values']['prometheus_port']}/api/v1/query"
+    jobs = {
+        "relais-core": 2,
+        "relais-gateway": 2,
+        "relais-payments": 1,
+        "relais-ai": 1,
+        "rabbitmq": 1,
+        "nginx": 1,
+        "postgres": 1,
+        "redis": 1,
+        "process": 1,
+    }
+    up: dict[str, int] = {}
+    deadline = time.monotonic() + 90  # a scrape interval and then some
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            async with http.get(url, params={"query": "up == 1"}) as response:
+                results = (await response.json())["data"]["result"]
+            up = {}
+            for result in results:
+                up[result["metric"]["job"]] = up.get(result["metric"]["job"], 0) + 1
+            if all(up.get(job, 0) >= count for job, count in jobs.items()):
+                break
+            await asyncio.sleep(3)
+    assert all(up.get(job, 0) >= count for job, count in jobs.items()), up
+
+
 def new_version(tmp_path: Path) -> tuple[Path, str]:
     """A clone of this checkout with one more commit (a change to core only): its path, commit."""
     clone = tmp_path / "clone"
