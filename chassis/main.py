@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -98,6 +99,10 @@ def main(service: Service[S]) -> None:
         # each one about 30 MB.
         from chassis.migrations import upgrade
 
+        # Alembic's own lines on stderr ("Running upgrade a -> b"): what a deploy reads to say
+        # whether a migration ran.
+        logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+        logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
         upgrade(settings.database_url, service.migrations, settings.database_schema)
         if args.grant and service.grant is not None:
             asyncio.run(

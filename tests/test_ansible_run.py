@@ -36,6 +36,7 @@ PLAYBOOK = str(ROOT / ".venv" / "bin" / "ansible-playbook")
 SKIPPED = "grafana,jaeger"  # their packages are not installable here; render.yml checks them
 USER = "relais-ansible"
 PASSWORD = "ansible e2e password"
+TRICKLE = "rolling-deploy"  # the trickle's request ids begin with it
 
 
 def ports(count: int) -> list[int]:
@@ -161,6 +162,13 @@ def changed_tasks(output: str) -> list[str]:
     return found
 
 
+def task_outcome(output: str, task: str) -> str:
+    """How the first task whose name begins with `task` ended (ok, changed, skipping...)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"TASK [relais : {task}"))
+    return next(line.split(":")[0] for line in lines[start + 1 :] if line.strip())
+
+
 def supervisorctl(values: dict[str, Any], *args: str) -> str:
     binary = Path(values["relais_home"]) / "venv-supervisor" / "bin" / "supervisorctl"
     if not binary.exists():
@@ -241,8 +249,10 @@ def test_the_second_run_changes_nothing(provisioned):
     counts = recap(second.stdout)
     assert counts["failed"] == 0 and counts["unreachable"] == 0
     assert counts["changed"] == 0, "\n".join(changed_tasks(second.stdout))
-    # the migrations ran in the first run only, as their tasks said
-    assert "Migrate core's schema" in first.stdout
+    # the migrations upgraded the schemas in the first run only, as their tasks said
+    for schema in ("core's schema", "the payments schema", "the AI worker's schema"):
+        assert task_outcome(first.stdout, f"Migrate {schema}") == "changed"
+        assert task_outcome(second.stdout, f"Migrate {schema}") == "ok"
     # only grafana's and jaeger's tasks were left out
     listed = subprocess.run(
         [PLAYBOOK, "-i", "inventories/local", "site.yml", "--list-tasks"],
@@ -387,23 +397,28 @@ async def test_a_rolling_deploy_of_core_under_a_trickle_fails_no_request(provisi
     assert len(before) == 2, supervisorctl(values, "status")
     async with aiohttp.ClientSession() as http:
         item = await product(http, provisioned)
-        customer = await account(http, base)
-        auth = {"Authorization": customer["Authorization"]}
+        # three customers, each well under the shipped write limit (300 a minute)
+        customers = [(await account(http, base))["Authorization"] for _ in range(3)]
         outcomes: list[tuple[str, int]] = []
         done = asyncio.Event()
 
         async def trickle() -> None:
-            """A read and a write in turn, ten a second, until the deploy ends."""
+            """A read and a write in turn, about four of each a second, until the deploy ends."""
+            turn = 0
             while not done.is_set():
-                async with http.get(f"{base}/api/products/{item}") as response:
+                turn += 1
+                auth = {"Authorization": customers[turn % len(customers)]}
+                marked = {"X-Request-ID": f"{TRICKLE}-{uuid.uuid4().hex}"}
+                async with http.get(f"{base}/api/products/{item}", headers=marked) as response:
                     outcomes.append(("read", response.status))
+                marked = {"X-Request-ID": f"{TRICKLE}-{uuid.uuid4().hex}"}
                 async with http.post(
                     f"{base}/api/orders",
                     json={"items": [{"product_id": item, "quantity": 1}]},
-                    headers=auth,
+                    headers={**auth, **marked},
                 ) as response:
                     outcomes.append(("write", response.status))
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.2)
 
         async def deploy() -> subprocess.CompletedProcess[str]:
             try:
@@ -417,6 +432,14 @@ async def test_a_rolling_deploy_of_core_under_a_trickle_fails_no_request(provisi
     failed = [outcome for outcome in outcomes if outcome[1] not in (200, 201)]
     assert not failed, (failed, len(outcomes))
     assert len(outcomes) > 50
+    # NGINX never tried a restarting instance: no request went to a second upstream after its
+    # first failed (a refused connection is retried silently, a reset one is not), and both
+    # instances served the trickle
+    proxied = trickle_log(values)
+    assert len(proxied) == len(outcomes)
+    retried = [entry for entry in proxied if "," in entry["upstream_addr"]]
+    assert not retried, retried
+    assert len({entry["upstream_addr"] for entry in proxied}) == 2
     # each instance was taken out of NGINX, restarted on the new release, and put back
     assert deployed.stdout.count("TASK [nginx : Mark the member in NGINX's upstreams]") == 4
     after = core_pids(values)
@@ -425,6 +448,16 @@ async def test_a_rolling_deploy_of_core_under_a_trickle_fails_no_request(provisi
     assert "down;" not in nginx_config(values)
     # the other services were not touched by core's deploy
     assert release_of(values, "payments") != commit
+
+
+def trickle_log(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """NGINX's access log entries of the trickle's requests."""
+    path = Path(values["nginx_access_log"].split()[0])
+    return [
+        entry
+        for entry in map(json.loads, path.read_text().splitlines())
+        if entry["request_id"].startswith(TRICKLE)
+    ]
 
 
 def release_of(values: dict[str, Any], service: str) -> str:
