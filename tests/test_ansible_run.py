@@ -162,11 +162,15 @@ def changed_tasks(output: str) -> list[str]:
     return found
 
 
-def task_outcome(output: str, task: str) -> str:
-    """How the first task whose name begins with `task` ended (ok, changed, skipping...)."""
+def task_outcomes(output: str, task: str) -> set[str]:
+    """How the tasks whose names begin with `task` ended, in every play that has them (ok,
+    changed, skipping...)."""
     lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"TASK [relais : {task}"))
-    return next(line.split(":")[0] for line in lines[start + 1 :] if line.strip())
+    return {
+        next(line.split(":")[0] for line in lines[start + 1 :] if line.strip())
+        for start, line in enumerate(lines)
+        if line.startswith(f"TASK [relais : {task}")
+    }
 
 
 def supervisorctl(values: dict[str, Any], *args: str) -> str:
@@ -251,8 +255,8 @@ def test_the_second_run_changes_nothing(provisioned):
     assert counts["changed"] == 0, "\n".join(changed_tasks(second.stdout))
     # the migrations upgraded the schemas in the first run only, as their tasks said
     for schema in ("core's schema", "the payments schema", "the AI worker's schema"):
-        assert task_outcome(first.stdout, f"Migrate {schema}") == "changed"
-        assert task_outcome(second.stdout, f"Migrate {schema}") == "ok"
+        assert "changed" in task_outcomes(first.stdout, f"Migrate {schema}")
+        assert task_outcomes(second.stdout, f"Migrate {schema}") == {"ok", "skipping"}
     # only grafana's and jaeger's tasks were left out
     listed = subprocess.run(
         [PLAYBOOK, "-i", "inventories/local", "site.yml", "--list-tasks"],
