@@ -121,14 +121,15 @@ def ensure_base_image() -> str:
             timeout=1800,
         )
         shutil.rmtree(rootfs / "var" / "cache" / "apt" / "archives", ignore_errors=True)
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(
-            [*PODMAN, "import", "--change", 'CMD ["python3"]', "-", BASE_IMAGE],
-            stdin=tar.stdout,
-            check=True,
-            capture_output=True,
-        )
-        if tar.wait() != 0:
+        # the context closes tar's pipe (an open one is a ResourceWarning, an error in tests)
+        with subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE) as tar:
+            subprocess.run(
+                [*PODMAN, "import", "--change", 'CMD ["python3"]', "-", BASE_IMAGE],
+                stdin=tar.stdout,
+                check=True,
+                capture_output=True,
+            )
+        if tar.returncode != 0:
             raise RuntimeError("tar of the debootstrapped root failed")
     return BASE_IMAGE
 
