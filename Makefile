@@ -9,7 +9,7 @@ APT_STAMP := /tmp/.relais-apt-updated
 # PyTorch's CPU build (torch==2.13.0+cpu) is a wheel in this folder, not on PyPI's index.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: up down restart status logs alerts admin seed sandbox-settle ai-worker dlq test test-images test-ansible test-all compose-init compose-nginx lint audit lock bench bench-ai bench-gateway loadtest capacity deps system-deps clean
+.PHONY: up down restart status logs alerts admin seed sandbox-settle sandbox-outage gameday ai-worker dlq test test-images test-ansible test-all compose-init compose-nginx lint audit lock bench bench-ai bench-gateway loadtest capacity deps system-deps clean
 
 # Every dependency at the exact version and hash of requirements.lock, then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -93,6 +93,11 @@ seed: deps
 sandbox-settle: deps
 	@test -n "$(ID)" -a -n "$(OUTCOME)" || { echo "usage: make sandbox-settle ID=<payment id> OUTCOME=succeeded|failed"; exit 2; }
 	@$(PY) -m devstack sandbox-settle --payment '$(ID)' --outcome '$(OUTCOME)'
+
+# A provider outage: every sandbox charge fails (`processing_error`, the platform's failure) for
+# SECONDS (default 60; 0 ends it).
+sandbox-outage: deps
+	@$(PY) -m devstack sandbox-outage $(if $(SECONDS),--seconds '$(SECONDS)')
 
 # requirements.lock again from pyproject.toml: the newest versions its ranges allow, hashed,
 # for every platform. Commit it; `make up` and `make test` install from it. Then each service's

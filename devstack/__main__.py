@@ -9,6 +9,7 @@ alerts          what fires now, and the last notifications of the local receiver
 admin           create or promote an admin (password: ADMIN_PASSWORD or a prompt)
 seed            an admin and a demo catalog, once
 sandbox-settle  settle a waiting sandbox payment by the sandbox's signed webhook
+sandbox-outage  every sandbox charge fails for --seconds (0 ends it): a provider outage
 ai-worker       one more AI worker in the foreground, sharing the stack's queues (`--number`)
 openapi         the API's one document (the services' own, merged) on stdout
 """
@@ -25,7 +26,7 @@ from devstack.commands import (
     extra_ai_worker,
     restart,
     running_config,
-    sandbox_settle,
+    sandbox_control,
     status,
     up,
 )
@@ -44,6 +45,7 @@ COMMANDS = [
     "admin",
     "seed",
     "sandbox-settle",
+    "sandbox-outage",
     "ai-worker",
     "openapi",
 ]
@@ -66,6 +68,9 @@ def main() -> None:
     parser.add_argument("--payment", help="`sandbox-settle`: the payment's id")
     parser.add_argument("--outcome", choices=["succeeded", "failed"], help="`sandbox-settle`")
     parser.add_argument(
+        "--seconds", type=float, default=60.0, help="`sandbox-outage`: how long (0 ends it)"
+    )
+    parser.add_argument(
         "--number", type=int, default=2, help="`ai-worker`: which worker (2 after the stack's one)"
     )
     args = parser.parse_args()
@@ -87,7 +92,9 @@ def main() -> None:
     elif args.command == "seed":
         sys.exit(seed(config, args.email))
     elif args.command == "sandbox-settle":
-        sys.exit(sandbox_settle(config, args.payment, args.outcome))
+        sys.exit(sandbox_control(config, "--payment", args.payment, "--outcome", args.outcome))
+    elif args.command == "sandbox-outage":
+        sys.exit(sandbox_control(config, "--outage", str(args.seconds)))
     elif args.command == "ai-worker":
         extra_ai_worker(config, args.number)
     elif args.command == "status":

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from devstack.durations import scaled
 from devstack.localhttp import LOCAL
 from devstack.settings import ALERTMANAGER_CONFIG, StackSettings
 from devstack.tail import tail_lines
@@ -32,9 +33,15 @@ def notification_store(config: StackSettings) -> Path:
 
 def render_alertmanager(config: StackSettings) -> Path:
     """Alertmanager's config for this stack: the checked-in one (the default ports), its
-    receivers pointed at this stack's receiver and its grouping wait from the settings."""
+    receivers pointed at this stack's receiver, its grouping wait from the settings and its
+    timers on the game day's clock."""
     base = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
     base["route"]["group_wait"] = config.alert_group_wait
+    routes = [base["route"], *base["route"].get("routes", [])]
+    for route in routes:
+        for timer in ("group_wait", "group_interval", "repeat_interval"):
+            if timer in route:
+                route[timer] = scaled(route[timer], config.alert_time_scale)
     for receiver in base["receivers"]:
         for hook in receiver.get("webhook_configs", []):
             hook["url"] = f"http://127.0.0.1:{config.alert_receiver_port}/alerts/{receiver['name']}"

@@ -179,14 +179,16 @@ def admin(config: StackSettings, email: str, *, promote: bool, reset: bool = Fal
     return subprocess.run(argv, env=env).returncode
 
 
-def sandbox_settle(config: StackSettings, payment: str, outcome: str) -> int:
-    """Settle a waiting sandbox payment by the sandbox's signed webhook, through NGINX."""
+def sandbox_control(config: StackSettings, *args: str) -> int:
+    """Run the sandbox's control with the payments worker's settings: settle a waiting payment
+    by the sandbox's signed webhook, through NGINX (`--payment ID --outcome O`), or fail every
+    charge for a while (`--outage SECONDS`)."""
     name, _, port, metrics_port = next(
         process for process in config.processes() if process[0].startswith("payments")
     )
     env = service_env(config, name, port, metrics_port, traced=False)
-    argv = [sys.executable, "-m", "services.payments.sandbox_control"]
-    return subprocess.run([*argv, "--payment", payment, "--outcome", outcome], env=env).returncode
+    argv = [sys.executable, "-m", "services.payments.sandbox_control", *args]
+    return subprocess.run(argv, env=env).returncode
 
 
 def extra_ai_worker(config: StackSettings, number: int) -> None:

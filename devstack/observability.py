@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from devstack.alerts import notification_store, render_alertmanager
+from devstack.durations import scale_rules
 from devstack.nginx import nginx_status_socket
 from devstack.processes import start_process
 from devstack.settings import PROMETHEUS_DIR, StackSettings
@@ -52,15 +53,15 @@ RUNBOOK_BASE = "http://127.0.0.1:8080/docs/runbooks/"
 
 
 def render_rules(config: StackSettings) -> Path:
-    """The alert rules with `runbook_url` on this stack's runbook base URL; the checked-in
-    rules carry the default stack's."""
+    """The alert rules with `runbook_url` on this stack's runbook base URL (the checked-in rules
+    carry the default stack's), their windows and `for:` divided by the game day's clock."""
     folder = config.run_dir / "rules"
     folder.mkdir(parents=True, exist_ok=True)
     for rules in (PROMETHEUS_DIR / "rules").glob("*.yml"):
         text = rules.read_text().replace(
             f"runbook_url: {RUNBOOK_BASE}", f"runbook_url: {config.runbooks_url}"
         )
-        (folder / rules.name).write_text(text)
+        (folder / rules.name).write_text(scale_rules(text, config.alert_time_scale))
     return folder
 
 

@@ -136,6 +136,9 @@ class StackSettings(BaseSettings):
     redis_exporter_port: int = 9121
     process_exporter_port: int = 9256
     scrape_interval: str = Field("15s", validation_alias="PROMETHEUS_SCRAPE_INTERVAL")
+    # A game day's clock: every rule window, `for:` and Alertmanager timer divided by it (60: an
+    # hour's window lasts a minute), the rules otherwise as they ship. 1 everywhere else.
+    alert_time_scale: int = Field(1, ge=1, le=3600, validation_alias="ALERT_TIME_SCALE")
     rabbitmq_host: str = "127.0.0.1:5672"
     rabbitmq_vhost: str = "relais"
     # The operator's user (`make dlq`); each service has its own, allowed only what it does.

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.commands import restart, running_config, up
+from devstack.durations import seconds_of
 from devstack.localhttp import LOCAL
 from devstack.processes import supervisor_running
 from devstack.settings import ROOT, StackSettings
@@ -420,13 +421,6 @@ def machine() -> str:
         f"{os.cpu_count()} cores ({model}), {memory} GiB, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}"
     )
-
-
-def seconds_of(duration: str) -> float:
-    """A Prometheus duration of one unit (`15s`, `1m`) in seconds."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    unit = next(unit for unit in sorted(units, key=len, reverse=True) if duration.endswith(unit))
-    return float(duration.removesuffix(unit)) * units[unit]
 
 
 def commit() -> str:

@@ -1,68 +1,15 @@
-"""A TCP proxy a test can cut, freeze and restore, to take a real dependency from a service."""
+"""Faults a test injects (the TCP proxy: cut, freeze, slow, restore) and polling until a
+check holds."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 from typing import Any
 
+from devstack.faults import TcpProxy
 
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses more."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.port = 0
-        self.frozen = False
-
-    async def start(self) -> None:
-        """Listen (on the same port after a cut)."""
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def freeze(self) -> None:
-        """Keep every connection open but drop every byte: a silent, half-open network."""
-        self.frozen = True
-
-    async def cut(self) -> None:
-        """Stop listening and close every proxied connection."""
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        for task in list(self._pipes):
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(source, sink))
-            self._pipes.add(task)
-            task.add_done_callback(self._pipes.discard)
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                if not self.frozen:
-                    writer.write(data)
-                    await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            with contextlib.suppress(Exception):
-                writer.close()
+__all__ = ["TcpProxy", "eventually"]
 
 
 async def eventually(check: Any, *, within: float = 15.0, every: float = 0.05) -> Any:

@@ -24,6 +24,7 @@ from chassis.messaging import ClaimCheck
 from chassis.telemetry import METRICS
 from contracts import INLINE_MEDIA_MAX, MAX_MEDIA
 from devstack import ROOT
+from devstack.scratch import free_ports
 from tests.conftest import REDIS_URL
 from tests.factories import register
 from tests.faults import eventually
@@ -38,7 +39,6 @@ from tests.media import (
     spoken,
     words_heard,
 )
-from tests.stacks import free_ports
 
 IMAGE_ROUTE, AUDIO_ROUTE = "/api/ai/image/analyze", "/api/ai/audio/analyze"
 

@@ -25,8 +25,8 @@ import asyncpg
 import pytest
 
 from devstack import StackSettings, drop_broker, drop_database
+from devstack.scratch import clean_redis, consecutive_free
 from tests import factories
-from tests.stacks import _clean_redis, consecutive_free
 
 pytestmark = pytest.mark.ansible
 
@@ -242,7 +242,7 @@ def provisioned() -> Iterator[dict[str, Any]]:
         asyncio.run(drop_database(config))
         asyncio.run(drop_core_role(config))
         drop_broker(config)
-        asyncio.run(_clean_redis(config.redis_key_prefix))
+        asyncio.run(clean_redis(config.redis_key_prefix))
         shutil.rmtree(root, ignore_errors=True)
         subprocess.run(["userdel", USER], capture_output=True, check=False)
 

@@ -25,10 +25,10 @@ import pytest
 from devstack import StackSettings, drop_broker, drop_database
 from devstack.broker import ensure_broker
 from devstack.database import ensure_database
+from devstack.scratch import clean_redis, free_ports
 from devstack.services import service_env
 from scripts import images
 from tests import factories
-from tests.stacks import _clean_redis, free_ports
 
 pytestmark = pytest.mark.images
 
@@ -86,7 +86,7 @@ def config() -> Iterator[StackSettings]:
     finally:
         asyncio.run(drop_database(stack))
         drop_broker(stack)
-        asyncio.run(_clean_redis(stack.redis_key_prefix))
+        asyncio.run(clean_redis(stack.redis_key_prefix))
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from devstack.scratch import free_ports
 from tests.conftest import REDIS_URL, WEBHOOK_SECRET, rabbitmqctl
 from tests.factories import admin, create_product, pay, place_order, register
 from tests.faults import eventually
 from tests.payments_support import ledger_sum, provider_charges
-from tests.stacks import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,16 +9,18 @@ import uuid
 import aio_pika
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
 from chassis.data import DB_POOL
 from chassis.messaging import COMMANDS, REASON_HEADER, dead_letter_queue
 from chassis.telemetry import METRICS
-from contracts import PaymentRefunded, PaymentSucceeded
+from contracts import PaymentRefunded, PaymentSucceeded, settlement_outcome
 from services.core.checkout.events import apply_event
 from services.core.keys import CHECKOUT_METRICS, PRODUCT_CACHE
 from services.core.orders.service import release_unpaid_orders
 from services.payments.handlers import COMMAND_QUEUE
-from tests.conftest import PAYMENTS_ROLE
+from services.payments.providers import SandboxProvider
+from tests.conftest import PAYMENTS_ROLE, REDIS_URL
 from tests.factories import create_product, pay, place_order, register
 from tests.faults import eventually
 from tests.payments_support import (
@@ -118,6 +120,31 @@ async def test_refused_card_fails_the_payment_and_the_customer_may_pay_again(
     status, paid = await pay(client, customer, order["id"], "tok_visa")
     assert (status, paid["status"]) == (200, "succeeded")
     assert paid["id"] != failed["id"]
+    assert await order_status(db, order["id"]) == "paid"
+    assert await ledger_sum(db) == 0
+
+
+async def test_a_sandbox_outage_fails_every_charge_as_the_platform_s_failure_until_it_ends(
+    client, worker, admin_account, db, redis_prefix
+):
+    product = await create_product(client, admin_account, stock=3)
+    customer = await register(client)
+    order = await place_order(client, customer, product)
+    sandbox = SandboxProvider(Redis.from_url(REDIS_URL), prefix=redis_prefix)
+    try:
+        await sandbox.set_outage(30)
+        status, failed = await pay(client, customer, order["id"], "tok_visa")
+        assert (status, failed["status"], failed["failure_code"]) == (
+            200,
+            "failed",
+            "processing_error",
+        )
+        assert settlement_outcome("failed", failed["failure_code"]) == "failed"  # not "declined"
+        await sandbox.set_outage(0)
+        status, paid = await pay(client, customer, order["id"], "tok_visa")
+        assert (status, paid["status"]) == (200, "succeeded")
+    finally:
+        await sandbox.redis.aclose()
     assert await order_status(db, order["id"]) == "paid"
     assert await ledger_sum(db) == 0
 

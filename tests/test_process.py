@@ -27,9 +27,9 @@ from devstack import (
     stop_pid_file,
     tracing_enabled,
 )
+from devstack.scratch import free_ports
 from tests.conftest import WEBHOOK_SECRET
 from tests.factories import PASSWORD, unique_email
-from tests.stacks import free_ports
 
 pytestmark = pytest.mark.e2e
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from chassis.telemetry import Metrics
+from devstack.alerts import render_alertmanager
 from devstack.observability import RUNBOOK_BASE, render_rules
 from devstack.settings import StackSettings
 from gateway.metrics import GatewayMetrics
@@ -134,6 +135,45 @@ def test_runbook_urls_follow_the_setting(tmp_path):
     assert "SUCCESS" in run("promtool", "check", "rules", str(render_rules(config) / RULES.name))
     default = StackSettings(state_dir=tmp_path, nginx_port=18080)
     assert default.runbooks_url == "http://127.0.0.1:18080/docs/runbooks/"
+
+
+def test_a_game_day_runs_the_shipped_rules_on_a_faster_clock(tmp_path):
+    fast = StackSettings(state_dir=tmp_path / "fast", alert_time_scale=60)
+    normal = StackSettings(state_dir=tmp_path / "normal")
+    shipped = yaml.safe_load(RULES.read_text())
+    rendered = yaml.safe_load((render_rules(fast) / RULES.name).read_text())
+    assert (render_rules(normal) / RULES.name).read_text().replace(
+        normal.runbooks_url, RUNBOOK_BASE
+    ) == RULES.read_text()
+    pairs = [
+        (old, new)
+        for old_group, new_group in zip(shipped["groups"], rendered["groups"], strict=True)
+        for old, new in zip(old_group["rules"], new_group["rules"], strict=True)
+    ]
+    # the same rules, thresholds and labels; only windows and `for:` shrink, sixty times
+    for old, new in pairs:
+        assert {k: v for k, v in old.items() if k not in ("expr", "for", "annotations")} == {
+            k: v for k, v in new.items() if k not in ("expr", "for", "annotations")
+        }
+        assert re.sub(r"\[[^\]]+\]", "[w]", old["expr"]) == re.sub(
+            r"\[[^\]]+\]", "[w]", new["expr"]
+        )
+    windows = {
+        (old["record"], new["expr"].count("[60s]"))
+        for old, new in pairs
+        if old.get("record", "").endswith("1h")
+    }
+    assert windows and all(count >= 2 for _, count in windows)
+    timed = {old["alert"]: (old["for"], new["for"]) for old, new in pairs if "for" in old}
+    assert timed["InstanceDown"] == ("1m", "1s") and timed["DeadLettersWaiting"] == ("30m", "30s")
+    assert "SUCCESS" in run("promtool", "check", "rules", str(render_rules(fast) / RULES.name))
+    routed = yaml.safe_load(render_alertmanager(fast).read_text())["route"]
+    assert (routed["group_wait"], routed["group_interval"], routed["repeat_interval"]) == (
+        "500ms",
+        "5s",
+        "240s",
+    )
+    assert "SUCCESS" in run("amtool", "check-config", str(render_alertmanager(fast)))
 
 
 # A Markdown link `[text](target)` or an autolink-free bare reference to a repository file.

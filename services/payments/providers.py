@@ -113,6 +113,9 @@ SANDBOX_TOKENS: dict[str, Outcome] = {
     "tok_threeDSecure2Required": Outcome("processing"),  # waits for the buyer, who never acts
 }
 HANG_SECONDS = 3600.0
+# What every charge gets during an outage the sandbox is told of: Stripe's code for a charge its
+# side failed (not the card's: the platform's failure, counted against the checkout SLO).
+OUTAGE = Outcome("failed", failure_code="processing_error")
 # Replaces a charge's outcome only while it is still processing (a cancel racing a success).
 _CANCEL_IF_PROCESSING = """
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
@@ -138,6 +141,7 @@ class SandboxProvider:
         self.charges_key = f"{prefix}sandbox:charges"
         self.refunds_key = f"{prefix}sandbox:refunds"
         self.calls_key = f"{prefix}sandbox:calls"
+        self.outage_key = f"{prefix}sandbox:outage"
         self.latency = latency
         self.failure_rate = failure_rate
         self._cancel = redis.register_script(_CANCEL_IF_PROCESSING)
@@ -160,11 +164,20 @@ class SandboxProvider:
             _, _, stored = await pipe.execute()
         return _outcome(stored)
 
+    async def set_outage(self, seconds: float) -> None:
+        """Fail every charge for `seconds` (0 ends an outage): a game day's provider outage."""
+        if seconds > 0:
+            await self.redis.set(self.outage_key, "1", px=int(seconds * 1000))
+        else:
+            await self.redis.delete(self.outage_key)
+
     async def charge(self, charge: Charge) -> Outcome:
         await self._simulate()
         planned = SANDBOX_TOKENS.get(
             charge.payment_method, Outcome("failed", failure_code="invalid_payment_method")
         )
+        if await self.redis.exists(self.outage_key):
+            planned = OUTAGE  # the provider's side fails the charge, whatever the card
         ref = f"pi_sandbox_{charge.key.replace('-', '')}"
         amount = {"amount": decimal_amount(charge.amount_cents, charge.currency)}
         outcome = await self._book(

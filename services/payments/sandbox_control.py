@@ -1,6 +1,8 @@
-"""The sandbox's control: settle a payment the sandbox keeps waiting, by its own signed webhook.
+"""The sandbox's control: settle a payment the sandbox keeps waiting, by its own signed webhook;
+or tell the sandbox to fail every charge for a while (a provider outage, for a game day).
 
     python -m services.payments.sandbox_control --payment ID --outcome succeeded|failed
+    python -m services.payments.sandbox_control --outage SECONDS    (0 ends it)
 
 `tok_timeout` charges and never answers; `tok_threeDSecure2Required` waits for a buyer who never
 acts. The reconciler settles such payments by itself in time; this settles one now, as the
@@ -110,16 +112,37 @@ async def settle(
         await redis.aclose()
 
 
+async def outage(settings: PaymentsSettings, seconds: float) -> None:
+    """Fail every sandbox charge for `seconds` (0 ends the outage)."""
+    redis = Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout)
+    try:
+        await SandboxProvider(redis, prefix=settings.redis_key_prefix).set_outage(seconds)
+    finally:
+        await redis.aclose()
+
+
 def main() -> None:
-    """Parse arguments and settle the payment."""
+    """Parse arguments and settle the payment or start or end an outage."""
     settings = PaymentsSettings()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--payment", type=uuid.UUID, required=True)
-    parser.add_argument("--outcome", choices=["succeeded", "failed"], required=True)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--payment", type=uuid.UUID)
+    what.add_argument("--outage", type=float, metavar="SECONDS")
+    parser.add_argument("--outcome", choices=["succeeded", "failed"])
     parser.add_argument("--url", default=f"{settings.public_url}/api/payments/webhooks/sandbox")
     args = parser.parse_args()
+    if args.outage is not None:
+        asyncio.run(outage(settings, args.outage))
+        print(
+            f"sandbox: every charge fails for {args.outage:g} s"
+            if args.outage
+            else "sandbox: outage over"
+        )
+        sys.exit(0)
+    if args.outcome is None:
+        parser.error("--payment needs --outcome")
     answer = asyncio.run(settle(settings, args.payment, args.outcome, args.url))
     print(f"payment {args.payment}: {args.outcome} sent by the sandbox's webhook ({answer})")
     sys.exit(0)
