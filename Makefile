@@ -75,9 +75,10 @@ ai-worker: deps
 	$(PY) -m devstack ai-worker $(if $(NUMBER),--number '$(NUMBER)')
 
 # Dead-lettered messages: `make dlq` lists them (`ID=` one of them), with their age and reason;
-# `make dlq REQUEUE=1 [ID=<message id>]` requeues.
+# `make dlq REQUEUE=1 [ID=<message id>]` requeues; `make dlq DISCARD=1 ID=<message id>` drops
+# one (a poison message that can never succeed).
 dlq: deps
-	$(PY) -m scripts.dlq $(if $(REQUEUE),requeue,list) $(if $(ID),--id '$(ID)')
+	$(PY) -m scripts.dlq $(if $(REQUEUE),requeue,$(if $(DISCARD),discard,list)) $(if $(ID),--id '$(ID)')
 
 # What fires now, and the last notifications the local receiver took (who, what, when).
 alerts: deps
@@ -156,6 +157,12 @@ compose-init: deps
 # infra/compose/nginx.conf again from NGINX' template (a test fails while it is stale).
 compose-nginx: deps
 	$(PY) -m devstack.compose nginx
+
+# The game day: a stack of its own, every fault of scripts/gameday/faults.py one at a time with
+# the alert it must raise (rules on a clock sixty times faster), the stack restored after each;
+# the report under var/reports/ (and docs/gamedays/latest.md, committed). FAULTS=a,b picks some.
+gameday: deps system-deps
+	$(PY) -m scripts.gameday $(if $(FAULTS),--faults '$(FAULTS)',--publish docs/gamedays/latest.md)
 
 # Everything CI runs: the tests, then the slow end-to-end suites.
 test-all: test test-images test-ansible

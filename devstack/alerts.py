@@ -53,7 +53,7 @@ def render_alertmanager(config: StackSettings) -> Path:
 def summarize(receiver: str, payload: dict[str, Any]) -> dict[str, Any]:
     """One notification as kept: when, to whom, and for which alerts."""
     return {
-        "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "received_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "receiver": receiver,
         "status": payload.get("status"),
         "alerts": [

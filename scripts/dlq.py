@@ -1,10 +1,11 @@
-"""Dead letters: `python -m scripts.dlq list|requeue [--queue Q] [--id MESSAGE_ID ...]`.
+"""Dead letters: `python -m scripts.dlq list|requeue|discard [--queue Q] [--id MESSAGE_ID ...]`.
 
 `list` prints each dead-lettered message (queue, id, type, reason, when it died and how long ago,
 body), or only those named by `--id`, and leaves it where it is. `requeue` sends the chosen
 messages (all, or those named by `--id`) back to the queue they died in, with their retry count
 reset, and removes them from the dead-letter queue only once
-the broker has confirmed the copy.
+the broker has confirmed the copy. `discard` deletes the messages named by `--id` (never all at
+once: a poison message is printed, then dropped, one id at a time).
 """
 
 from __future__ import annotations
@@ -94,6 +95,11 @@ async def run(url: str, command: str, queues: list[str], ids: set[str]) -> int:
         for queue in queues:
             for message in await take_all(channel, queue):
                 chosen = not ids or message.message_id in ids
+                if command == "discard" and chosen:
+                    print(json.dumps({"discarded": describe(queue, message)}))
+                    await message.ack()
+                    count += 1
+                    continue
                 if command == "list" or not chosen:
                     if command == "list" and chosen:
                         print(json.dumps(describe(queue, message)))
@@ -121,15 +127,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["list", "requeue"])
+    parser.add_argument("command", choices=["list", "requeue", "discard"])
     parser.add_argument("--queue", action="append", help=f"work queue (default: {WORK_QUEUES})")
     parser.add_argument("--id", action="append", default=[], help="only this message id")
     parser.add_argument("--url", default=os.environ.get("AMQP_URL") or StackSettings().amqp_url)
     args = parser.parse_args()
+    if args.command == "discard" and not args.id:
+        parser.error("discard needs the --id of each message to drop")
     count = asyncio.run(run(args.url, args.command, args.queue or list(WORK_QUEUES), set(args.id)))
-    print(
-        f"{count} message(s) {'listed' if args.command == 'list' else 'requeued'}", file=sys.stderr
-    )
+    done = {"list": "listed", "requeue": "requeued", "discard": "discarded"}[args.command]
+    print(f"{count} message(s) {done}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -352,8 +352,13 @@ async def test_dlq_command_lists_and_requeues_dead_letters(broker, amqp_url, cap
         accept = True
         assert await dlq.run(amqp_url, "requeue", [queue], {"dead-2"}) == 1
         await eventually(lambda: handled == ["dead-2"])
-        remaining = await drain(broker, dead_letter_queue(queue))
-        assert [message.message_id for message in remaining] == ["dead-1"]
+        capsys.readouterr()
+        # a poison message is dropped by its id, the others stay
+        assert await dlq.run(amqp_url, "discard", [queue], {"dead-1", "elsewhere"}) == 1
+        [dropped] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert dropped["discarded"]["message_id"] == "dead-1"
+        assert await drain(broker, dead_letter_queue(queue)) == []
+        assert handled == ["dead-2"]
     finally:
         await consumer.stop()
 

@@ -1,0 +1,167 @@
+"""`python -m scripts.gameday`: run the catalogue of faults (see the package docstring)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from devstack.settings import ROOT
+from scripts.gameday.faults import CATALOGUE, SHORT, Check, Evidence, Expect, Fault
+from scripts.gameday.report import FaultRecord, Outcome, render
+from scripts.gameday.stack import TIME_SCALE, GameDayStack, game_day_stack
+
+# Seconds of calm trickle before the first fault: every rate and ratio has its windows.
+WARM_UP = 30.0
+# How long a fault's page alerts may take to resolve once it is undone.
+RESOLVE_WITHIN = 120.0
+# At the end, how long the last alerts (tickets on long windows) may take to resolve.
+FINAL_RESOLVE = 480.0
+
+
+async def run_fault(stack: GameDayStack, fault: Fault) -> FaultRecord:
+    """Inject, hold until the expected alerts fire, gather evidence, restore, check."""
+    print(f"[gameday] {fault.name}: {fault.what}", flush=True)
+    record = FaultRecord(fault=fault, injected_at=time.time())
+    try:
+        await asyncio.wait_for(fault.inject(stack), timeout=fault.fire_within + 60)
+    except Exception as exc:
+        record.checks.append(Check("the fault was injected", False, repr(exc)))
+    before = [e for e in fault.expect if not e.after_restore]
+    await fired(stack, record, before, since=record.injected_at, within=fault.fire_within)
+    record.checks += await fault.during(stack, record.injected_at, time.time())
+    record.evidence = [(item.command, *await run_evidence(stack, item)) for item in fault.evidence]
+    record.restored_at = time.time()
+    try:
+        await fault.restore(stack)
+    except Exception as exc:
+        record.checks.append(Check("the fault was undone", False, repr(exc)))
+    after = [e for e in fault.expect if e.after_restore]
+    await fired(stack, record, after, since=record.injected_at, within=fault.fire_within)
+    record.checks += await fault.after(stack, record.injected_at, time.time())
+    await resolved(stack, record)
+    record.ended_at = time.time()
+    for check in record.checks:
+        print(
+            f"[gameday]   {'ok  ' if check.ok else 'FAIL'} {check.what} {check.detail}", flush=True
+        )
+    return record
+
+
+async def fired(
+    stack: GameDayStack, record: FaultRecord, expected: list[Expect], since: float, within: float
+) -> None:
+    """Wait (bounded) until each expected alert has fired since the fault; record each."""
+    deadline = time.monotonic() + within
+    while True:
+        found = {e.alert: stack.watch.first(e.alert, e.labels, since) for e in expected}
+        if all(found.values()) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    for expect in expected:
+        record.outcomes.append(Outcome(expect, found[expect.alert]))
+
+
+async def resolved(stack: GameDayStack, record: FaultRecord) -> None:
+    """Wait (bounded) until the fault's pages have resolved: the stack is back to calm."""
+    deadline = time.monotonic() + RESOLVE_WITHIN
+    while time.monotonic() < deadline:
+        pages = [
+            o.episode
+            for o in record.outcomes
+            if o.episode and o.episode.labels.get("severity") == "page"
+        ]
+        if all(episode.resolved_at for episode in pages):
+            return
+        await asyncio.sleep(1.0)
+
+
+async def run_evidence(stack: GameDayStack, item: Evidence) -> tuple[bool, str]:
+    """Run one evidence command: whether its output shows the cause, and the lines that do."""
+    argv = item.argv()
+    if argv is None:
+        result = await stack.query(item.command)
+        lines = [json.dumps({**row["metric"], "value": row["value"][1]}) for row in result]
+    else:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=ROOT,
+            env={**stack.env, "AMQP_URL": stack.config.amqp_url},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await process.communicate()
+        lines = out.decode(errors="replace").splitlines()
+    shown = [line for line in lines if item.shows in line]
+    return bool(shown), "\n".join(shown[:4])[:600]
+
+
+async def game_day(names: list[str]) -> tuple[list[FaultRecord], float]:
+    """Bring the stack up, run the chosen faults one at a time, wait for calm."""
+    chosen = [fault for fault in CATALOGUE if fault.name in names]
+    records = []
+    started = time.time()
+    async with game_day_stack() as stack:
+        print(f"[gameday] stack up at {stack.base}; trickle for {WARM_UP:.0f} s", flush=True)
+        await asyncio.sleep(WARM_UP)
+        for fault in chosen:
+            records.append(await run_fault(stack, fault))
+        await calm(stack)
+        for record in records:
+            record.still_firing = [e.describe() for e in stack.watch.open_episodes()]
+        record_all = stack.watch.episodes
+        for record in records:
+            record.also = [
+                e
+                for e in record_all
+                if record.injected_at <= e.fired_at <= record.ended_at
+                and all(o.episode is not e for o in record.outcomes)
+            ]
+    return records, time.time() - started
+
+
+async def calm(stack: GameDayStack) -> None:
+    """Wait (bounded) until no alert fires."""
+    deadline = time.monotonic() + FINAL_RESOLVE
+    while time.monotonic() < deadline:
+        if not stack.watch.open_episodes():
+            return
+        await asyncio.sleep(2.0)
+
+
+def main() -> None:
+    """Parse arguments, run the game day, write its report; non-zero if anything failed."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--faults", help=f"comma-separated (default: all; short: {','.join(SHORT)})"
+    )
+    parser.add_argument("--short", action="store_true", help="only the short game day's faults")
+    parser.add_argument("--out", type=Path, default=ROOT / "var" / "reports")
+    parser.add_argument("--publish", type=Path, help="also write the report here")
+    args = parser.parse_args()
+    known = [fault.name for fault in CATALOGUE]
+    names = list(SHORT) if args.short else (args.faults.split(",") if args.faults else known)
+    unknown = set(names) - set(known)
+    if unknown:
+        parser.error(f"unknown faults {sorted(unknown)}; known: {known}")
+    records, seconds = asyncio.run(game_day(names))
+    text = render(records, seconds, TIME_SCALE)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"gameday-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.md"
+    path.write_text(text)
+    if args.publish:
+        args.publish.parent.mkdir(parents=True, exist_ok=True)
+        args.publish.write_text(text)
+    failed = [record.fault.name for record in records if not record.passed]
+    print(f"[gameday] report: {path}")
+    if failed:
+        sys.exit(f"[gameday] failed: {', '.join(failed)}")
+    print(f"[gameday] every fault raised its alerts and the stack came back ({seconds:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
