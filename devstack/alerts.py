@@ -33,12 +33,13 @@ def notification_store(config: StackSettings) -> Path:
 
 def render_alertmanager(config: StackSettings) -> Path:
     """Alertmanager's config for this stack: the checked-in one (the default ports), its
-    receivers pointed at this stack's receiver, its grouping wait from the settings and its
-    timers on the game day's clock."""
+    receivers pointed at this stack's receiver, its grouping waits from the settings if they
+    say, and its timers on the game day's clock."""
     base = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
-    base["route"]["group_wait"] = config.alert_group_wait
     routes = [base["route"], *base["route"].get("routes", [])]
     for route in routes:
+        if config.alert_group_wait:
+            route["group_wait"] = config.alert_group_wait
         for timer in ("group_wait", "group_interval", "repeat_interval"):
             if timer in route:
                 route[timer] = scaled(route[timer], config.alert_time_scale)

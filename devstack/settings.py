@@ -128,7 +128,9 @@ class StackSettings(BaseSettings):
     alertmanager_port: int = 9093
     # The local receiver Alertmanager posts pages and tickets to (`make alerts` reads it).
     alert_receiver_port: int = 9095
-    alert_group_wait: str = Field("30s", validation_alias="ALERTMANAGER_GROUP_WAIT")
+    # Every route's wait before its first notification (default: the checked-in file's, 30 s
+    # for pages, 5 min for tickets).
+    alert_group_wait: str = Field("", validation_alias="ALERTMANAGER_GROUP_WAIT")
     # Where alerts' `runbook_url` points (default: the runbooks NGINX serves under /docs/).
     runbook_base_url: str = Field("", validation_alias="RUNBOOK_BASE_URL")
     nginx_exporter_port: int = 9113

@@ -169,9 +169,15 @@ def test_a_game_day_runs_the_shipped_rules_on_a_faster_clock(tmp_path):
     assert "SUCCESS" in run("promtool", "check", "rules", str(render_rules(fast) / RULES.name))
     routed = yaml.safe_load(render_alertmanager(fast).read_text())["route"]
     assert (routed["group_wait"], routed["group_interval"], routed["repeat_interval"]) == (
-        "500ms",
+        "5s",
         "5s",
         "240s",
+    )
+    [pages] = routed["routes"]
+    assert (pages["receiver"], pages["group_wait"], pages["repeat_interval"]) == (
+        "pager",
+        "500ms",
+        "60s",
     )
     assert "SUCCESS" in run("amtool", "check-config", str(render_alertmanager(fast)))
 

@@ -81,7 +81,9 @@ def resolve_of(episode: Episode, restored_at: float) -> str:
     """Seconds from the restore to the alert's end."""
     if episode.resolved_at is None:
         return "still firing"
-    return f"{max(0.0, episode.resolved_at - restored_at):.1f} s"
+    if episode.resolved_at < restored_at:  # a window that forgets: it ends on its own
+        return f"by itself, {episode.resolved_at - episode.fired_at:.0f} s after firing"
+    return f"{episode.resolved_at - restored_at:.1f} s"
 
 
 def rule_alerts() -> list[str]:
