@@ -21,6 +21,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
+import redis.exceptions
+
+# A database or cache that cannot be reached is a 503 to retry, not a 500 to report: in an HTTP
+# handler and in an RPC server alike.
+DEPENDENCY_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    ConnectionError,
+    TimeoutError,
+)
+
 
 class DomainError(Exception):
     """An error the client caused or may act on; rendered as problem+json with `status`."""

@@ -12,7 +12,7 @@ import pytest
 from aio_pika.exceptions import PublishError
 from opentelemetry.sdk.trace import TracerProvider
 
-from chassis.errors import GatewayTimeout
+from chassis.errors import DomainError, GatewayTimeout
 from chassis.messaging import (
     COMMANDS,
     REASON_HEADER,
@@ -301,6 +301,42 @@ async def test_rpc_answers_and_times_out(broker):
     finally:
         await client.stop()
         await server.stop()
+
+
+async def test_a_worker_whose_database_is_down_answers_503_and_a_bug_500(broker):
+    method = f"test.report.{uuid.uuid4().hex[:8]}"
+    failure: Exception = asyncpg.exceptions.CannotConnectNowError("the database is starting")
+
+    async def report(request):
+        raise failure
+
+    metrics = Metrics("test")
+    server = RpcServer(
+        broker, method, report, request=DailyReportRequest, prefetch=4, metrics=metrics
+    )
+    client = RpcClient(broker, service="test")
+    await server.start()
+    await client.start()
+    request = DailyReportRequest(day="2026-11-22")
+    try:
+        with pytest.raises(DomainError) as unavailable:
+            await client.call(method, request, DailyReport, deadline=2)
+        assert (unavailable.value.status, unavailable.value.slug) == (503, "service-unavailable")
+        assert unavailable.value.headers == {"Retry-After": "1"}
+        failure = KeyError("a bug")
+        with pytest.raises(DomainError) as bug:
+            await client.call(method, request, DailyReport, deadline=2)
+        assert (bug.value.status, bug.value.headers) == (500, {})
+    finally:
+        await client.stop()
+        await server.stop()
+
+    def served(outcome: str) -> float | None:
+        labels = {"service": "test", "method": method, "outcome": outcome}
+        return metrics.registry.get_sample_value("relais_rpc_requests_total", labels)
+
+    # the alert on failing RPCs counts bugs, not a dependency's outage
+    assert (served("unavailable"), served("error")) == (1.0, 1.0)
 
 
 def test_contracts_round_trip_and_refuse_unknown_versions():

@@ -12,7 +12,7 @@ import yaml
 
 from chassis.telemetry import Metrics
 from devstack.alerts import render_alertmanager
-from devstack.observability import RUNBOOK_BASE, render_rules
+from devstack.observability import RUNBOOK_BASE, render_prometheus, render_rules
 from devstack.settings import StackSettings
 from gateway.metrics import GatewayMetrics
 from services.ai.catalog.service import IndexMetrics
@@ -180,6 +180,18 @@ def test_a_game_day_runs_the_shipped_rules_on_a_faster_clock(tmp_path):
         "60s",
     )
     assert "SUCCESS" in run("amtool", "check-config", str(render_alertmanager(fast)))
+    # scraped every second, but PostgreSQL's exporter gets the 2 s it needs to say `pg_up 0`
+    every_second = StackSettings(
+        state_dir=tmp_path / "fast", alert_time_scale=60, scrape_interval="1s"
+    )
+    rendered_config = render_prometheus(every_second)
+    jobs = {
+        job["job_name"]: job
+        for job in yaml.safe_load(rendered_config.read_text())["scrape_configs"]
+    }
+    assert (jobs["postgres"]["scrape_interval"], jobs["postgres"]["scrape_timeout"]) == ("2s", "2s")
+    assert "scrape_timeout" not in jobs["redis"]
+    assert "SUCCESS" in run("promtool", "check", "config", "--syntax-only", str(rendered_config))
 
 
 # A Markdown link `[text](target)` or an autolink-free bare reference to a repository file.

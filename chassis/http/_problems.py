@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-import asyncpg
 import orjson
-import redis.exceptions
 from aiohttp import web
 from pydantic import ValidationError
 
-from chassis.errors import DomainError, Unprocessable
+from chassis.errors import DEPENDENCY_DOWN, DomainError, Unprocessable
 from chassis.settings import DEFAULT_PUBLIC_URL, SETTINGS
 
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -24,16 +22,6 @@ REQUEST_ID = web.RequestKey("request_id", str)
 log = logging.getLogger("relais.errors")
 
 PROBLEM_JSON = "application/problem+json"
-# A database or cache that cannot be reached is a 503 to retry, not a 500 to report.
-DEPENDENCY_DOWN = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    ConnectionError,
-    TimeoutError,
-)
 
 
 @dataclass(frozen=True)

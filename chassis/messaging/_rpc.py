@@ -27,7 +27,7 @@ from aio_pika.exceptions import PublishError
 from aiohttp import web
 from pydantic import BaseModel
 
-from chassis.errors import DomainError, GatewayTimeout, ServiceUnavailable
+from chassis.errors import DEPENDENCY_DOWN, DomainError, GatewayTimeout, ServiceUnavailable
 from chassis.messaging._amqp import BROKER, RPC, Broker, message_for
 from chassis.messaging._envelope import (
     MessageTypes,
@@ -134,7 +134,9 @@ class RemoteError(DomainError):
     slug, title = "remote-error", "The worker refused the request"
 
     def __init__(self, error: RpcError) -> None:
-        super().__init__(error.detail)
+        # a worker whose own dependency is down: the caller retries, as after any 503
+        retry = {"Retry-After": "1"} if error.status == 503 else None
+        super().__init__(error.detail, headers=retry)
         self.status, self.slug, self.title = error.status, error.slug, error.title
 
 
@@ -208,6 +210,15 @@ class RpcServer:
             )
         except (UnknownContract, ValueError) as exc:
             answer, outcome = RpcError(status=400, detail=str(exc)), "refused"
+        except DEPENDENCY_DOWN as exc:  # the worker's database or cache: retry, not a bug
+            log.warning("%s: a dependency is unavailable: %r", self.method, exc)
+            answer = RpcError(
+                status=503,
+                detail=f"{self.method}: a dependency of the worker is unavailable; retry shortly",
+                slug="service-unavailable",
+                title="Service unavailable",
+            )
+            outcome = "unavailable"
         except Exception:
             log.exception("%s failed", self.method)
             answer, outcome = RpcError(status=500, detail=f"{self.method} failed"), "error"

@@ -25,7 +25,7 @@ REAL, SYNTHETIC = "real", "synthetic"
 # The status classes a request is counted under (`2xx` …).
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 # How a server ended an RPC request.
-RPC_OUTCOMES = ("ok", "refused", "error", "expired")
+RPC_OUTCOMES = ("ok", "refused", "unavailable", "error", "expired")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # How late the event loop runs a timer: a probe every LOOP_PROBE_INTERVAL seconds.
 LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

@@ -13,7 +13,8 @@ from pathlib import Path
 from devstack.settings import ROOT
 from scripts.gameday.faults import CATALOGUE, SHORT, Check, Evidence, Expect, Fault
 from scripts.gameday.report import FaultRecord, Outcome, render
-from scripts.gameday.stack import TIME_SCALE, GameDayStack, game_day_stack
+from scripts.gameday.stack import TIME_SCALE, GameDayStack, game_day_stack, until
+from scripts.gameday.watch import Episode
 
 # Seconds of calm trickle before the first fault: every rate and ratio has its windows.
 WARM_UP = 30.0
@@ -56,28 +57,31 @@ async def fired(
     stack: GameDayStack, record: FaultRecord, expected: list[Expect], since: float, within: float
 ) -> None:
     """Wait (bounded) until each expected alert has fired since the fault; record each."""
-    deadline = time.monotonic() + within
-    while True:
-        found = {e.alert: stack.watch.first(e.alert, e.labels, since) for e in expected}
-        if all(found.values()) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.5)
-    for expect in expected:
-        record.outcomes.append(Outcome(expect, found[expect.alert]))
+
+    def found() -> list[Episode | None]:
+        return [stack.watch.first(e.alert, e.labels, since) for e in expected]
+
+    def delivered() -> bool:
+        # fired, and reached its receiver or was silenced by the alert that explains it
+        return all(e is not None and (e.notified or e.inhibited_by) for e in found())
+
+    await until(delivered, within)
+    for expect, episode in zip(expected, found(), strict=True):
+        record.outcomes.append(Outcome(expect, episode))
+        when = (
+            f"fired +{episode.fired_at - record.injected_at:.1f} s" if episode else "DID NOT FIRE"
+        )
+        print(f"[gameday]   {expect.alert}{expect.labels or ''}: {when}", flush=True)
 
 
 async def resolved(stack: GameDayStack, record: FaultRecord) -> None:
     """Wait (bounded) until the fault's pages have resolved: the stack is back to calm."""
-    deadline = time.monotonic() + RESOLVE_WITHIN
-    while time.monotonic() < deadline:
-        pages = [
-            o.episode
-            for o in record.outcomes
-            if o.episode and o.episode.labels.get("severity") == "page"
-        ]
-        if all(episode.resolved_at for episode in pages):
-            return
-        await asyncio.sleep(1.0)
+    pages = [
+        o.episode
+        for o in record.outcomes
+        if o.episode and o.episode.labels.get("severity") == "page"
+    ]
+    await until(lambda: all(episode.resolved_at for episode in pages), RESOLVE_WITHIN, every=1.0)
 
 
 async def run_evidence(stack: GameDayStack, item: Evidence) -> tuple[bool, str]:
@@ -100,7 +104,9 @@ async def run_evidence(stack: GameDayStack, item: Evidence) -> tuple[bool, str]:
     return bool(shown), "\n".join(shown[:4])[:600]
 
 
-async def game_day(names: list[str], final_wait: float) -> tuple[list[FaultRecord], float]:
+async def game_day(
+    names: list[str], final_wait: float
+) -> tuple[list[FaultRecord], float, list[Episode], dict[str, float], float]:
     """Bring the stack up, run the chosen faults one at a time, wait (up to `final_wait`) for
     the last alerts to resolve."""
     chosen = [fault for fault in CATALOGUE if fault.name in names]
@@ -114,6 +120,7 @@ async def game_day(names: list[str], final_wait: float) -> tuple[list[FaultRecor
         await calm(stack, final_wait)
         for record in records:
             record.still_firing = [e.describe() for e in stack.watch.open_episodes()]
+        health = await rule_health(stack)
         record_all = stack.watch.episodes
         for record in records:
             record.also = [
@@ -122,16 +129,27 @@ async def game_day(names: list[str], final_wait: float) -> tuple[list[FaultRecor
                 if record.injected_at <= e.fired_at <= record.ended_at
                 and all(o.episode is not e for o in record.outcomes)
             ]
-    return records, time.time() - started
+    return records, time.time() - started, record_all, health, started
+
+
+async def rule_health(stack: GameDayStack) -> dict[str, float]:
+    """Whether Prometheus kept its faster clock: its slowest rule group evaluation and the
+    evaluations it missed."""
+    queries = {
+        "slowest rule group evaluation (s)": "max(prometheus_rule_group_last_duration_seconds)",
+        "rule group evaluations missed": "sum(prometheus_rule_group_iterations_missed_total)",
+        "rule evaluation failures": "sum(prometheus_rule_evaluation_failures_total)",
+    }
+    found = {}
+    for name, expr in queries.items():
+        result = await stack.query(expr)
+        found[name] = float(result[0]["value"][1]) if result else float("nan")
+    return found
 
 
 async def calm(stack: GameDayStack, within: float) -> None:
     """Wait (bounded) until no alert fires."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if not stack.watch.open_episodes():
-            return
-        await asyncio.sleep(2.0)
+    await until(lambda: not stack.watch.open_episodes(), within, every=2.0)
 
 
 def main() -> None:
@@ -150,8 +168,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown faults {sorted(unknown)}; known: {known}")
     # the short game day does not wait for its slow-burn tickets (windows of minutes) to end
-    records, seconds = asyncio.run(game_day(names, 0.0 if args.short else FINAL_RESOLVE))
-    text = render(records, seconds, TIME_SCALE)
+    records, seconds, episodes, health, started = asyncio.run(
+        game_day(names, 0.0 if args.short else FINAL_RESOLVE)
+    )
+    text = render(records, seconds, TIME_SCALE, episodes, health, started)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"gameday-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.md"
     path.write_text(text)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import aio_pika
 
 from devstack.settings import ROOT
-from scripts.gameday.stack import GameDayStack
+from scripts.gameday.stack import GameDayStack, until
 
 # How many payments the payments worker's outage leaves waiting: past QueueBacklog's 1000.
 BACKLOG = 1100
@@ -99,12 +99,21 @@ async def unavailable_with_retry_after(
 ) -> list[Check]:
     """What failed was a 503 with `Retry-After`, never a 500 or a dropped connection."""
     assert stack.trickle is not None
-    calls = [c for c in stack.trickle.between(start, end) if c.what != "recommend"]
+    calls = stack.trickle.between(start, end)
     failed = [c for c in calls if c.status == 0 or c.status >= 500]
     proper = [c for c in failed if c.status == 503 and c.retry_after]
     statuses = sorted({c.status for c in failed})
+    kinds = sorted({c.what for c in calls})
+    by_kind = ", ".join(
+        f"{kind} {sum(c.what == kind for c in failed)}/{sum(c.what == kind for c in calls)}"
+        for kind in kinds
+    )
     return [
-        Check("requests failed while it lasted", bool(failed), f"{len(failed)} of {len(calls)}"),
+        Check(
+            "requests failed while it lasted",
+            bool(failed),
+            f"{len(failed)} of {len(calls)}: {by_kind}",
+        ),
         Check(
             "each failure a 503 with Retry-After",
             len(proper) == len(failed),
@@ -313,18 +322,16 @@ async def fast_refusals(stack: GameDayStack, start: float, end: float) -> list[C
 
 
 async def stall_ai(stack: GameDayStack) -> None:
-    """The worker stalls (SIGSTOP, SIGCONT: a starved or swapping host): 4 s of every 5 for
-    30 s, then once for 12 s, longer than an analysis's deadline."""
+    """The worker stalls (SIGSTOP, SIGCONT: a starved or swapping host) 3 s of every 3.5 for
+    40 s, past the game day's 2 s analysis deadline: requests wait, and those it took before a
+    stall are past their deadline when it wakes."""
     pid = await stack.pid("ai-1")
-    stack.trickle_extra = asyncio.create_task(analyses(stack, per_second=3.0))
-    for _ in range(6):
+    stack.trickle_extra = asyncio.create_task(analyses(stack, per_second=4.0))
+    for _ in range(12):
         os_signal(pid, signal.SIGSTOP)
-        await asyncio.sleep(4.0)
+        await asyncio.sleep(3.0)
         os_signal(pid, signal.SIGCONT)
-        await asyncio.sleep(1.0)
-    os_signal(pid, signal.SIGSTOP)
-    await asyncio.sleep(12.0)
-    os_signal(pid, signal.SIGCONT)
+        await asyncio.sleep(0.5)
 
 
 def os_signal(pid: int, sig: signal.Signals) -> None:
@@ -360,6 +367,100 @@ async def unstall_ai(stack: GameDayStack) -> None:
         stack.trickle_extra.cancel()
         stack.trickle_extra = None
     os_signal(await stack.pid("ai-1"), signal.SIGCONT)
+    await stack.ready()
+
+
+async def kill_gateway(stack: GameDayStack) -> None:
+    await stack.kill("gateway-1")
+
+
+async def start_gateway(stack: GameDayStack) -> None:
+    await stack.start("gateway-1")
+
+
+async def stop_gateways(stack: GameDayStack) -> None:
+    for number in range(1, stack.config.gateway_instances + 1):
+        await stack.ctl("stop", f"gateway-{number}")
+
+
+async def start_gateways(stack: GameDayStack) -> None:
+    for number in range(1, stack.config.gateway_instances + 1):
+        await stack.ctl("start", f"gateway-{number}")
+    await stack.ready()
+
+
+async def tabs_reconnected(stack: GameDayStack, start: float, end: float) -> list[Check]:
+    """The tabs the dead instance held came back through NGINX to the other one."""
+    assert stack.tabs is not None
+    tabs = stack.tabs.all()
+    moved = [tab for tab in tabs if any(at >= start for at in tab.reconnects)]
+    await until(lambda: all(tab.connected for tab in tabs), 15.0)
+    return [
+        Check(
+            "tabs on the killed instance reconnected", bool(moved), f"{len(moved)} of {len(tabs)}"
+        ),
+        Check(
+            "every tab connected again",
+            all(tab.connected for tab in tabs),
+            f"{sum(tab.connected for tab in tabs)} of {len(tabs)}",
+        ),
+    ]
+
+
+async def refused_while_down(stack: GameDayStack, start: float, end: float) -> list[Check]:
+    """With no gateway, NGINX refuses a socket with 503 before the upgrade."""
+    status = await stack.status_of(
+        stack.base + "/ws", headers={"Connection": "Upgrade", "Upgrade": "websocket"}
+    )
+    return [Check("a new socket is refused with 503", status == 503, f"status {status}")]
+
+
+async def caught_up(stack: GameDayStack, start: float, end: float) -> list[Check]:
+    """Back from the outage, each tab got the payments its customer made meanwhile, once and
+    in order."""
+    tabs, trickle = stack.tabs, stack.trickle
+    assert tabs is not None
+    assert trickle is not None
+    found = await tabs_reconnected(stack, start, end)
+    missed = {p: n for p, n in trickle.payers.items() if start <= trickle.payments[p] <= end}
+    await stack.settle_all(since=start)
+
+    def lacking() -> list[str]:
+        return [
+            payment
+            for payment, number in missed.items()
+            for tab in tabs.by_customer[number]
+            if payment not in tab.paid
+        ]
+
+    await until(lambda: not lacking(), 20.0)
+    wrong = tabs.disagreements()
+    return [
+        *found,
+        Check(
+            f"every tab received the {len(missed)} payments made while no gateway ran",
+            bool(missed) and not lacking(),
+            f"{len(lacking())} missing",
+        ),
+        Check("each tab saw each event once, as its other tab did", not wrong, "; ".join(wrong)),
+    ]
+
+
+async def stall_gateways(stack: GameDayStack) -> None:
+    """Every gateway stalls (SIGSTOP) 1.5 s of every 2 for 40 s: events wait to be pushed."""
+    pids = [await stack.pid(f"gateway-{n}") for n in range(1, stack.config.gateway_instances + 1)]
+    for _ in range(20):
+        for pid in pids:
+            os_signal(pid, signal.SIGSTOP)
+        await asyncio.sleep(1.5)
+        for pid in pids:
+            os_signal(pid, signal.SIGCONT)
+        await asyncio.sleep(0.5)
+
+
+async def unstall_gateways(stack: GameDayStack) -> None:
+    for n in range(1, stack.config.gateway_instances + 1):
+        os_signal(await stack.pid(f"gateway-{n}"), signal.SIGCONT)
     await stack.ready()
 
 
@@ -425,7 +526,6 @@ CATALOGUE = [
             Expect("DatastoreDown", {"job": "postgres"}),
             Expect("ApiAvailabilityBudgetBurn", {"service": "core"}),
             Expect("ApiAvailabilityBudgetBurnSlow", {"service": "core"}),
-            Expect("AiRpcFailing"),
         ],
         "datastore-down.md",
         [
@@ -519,7 +619,7 @@ CATALOGUE = [
     ),
     Fault(
         "ai-worker-stalls",
-        "ai-1 stalls (SIGSTOP): 4 s of every 5 for 30 s, then 12 s at once",
+        "ai-1 stalls (SIGSTOP) 3 s of every 3.5 for 40 s (the analysis deadline is 2 s)",
         stall_ai,
         unstall_ai,
         [
@@ -545,6 +645,48 @@ CATALOGUE = [
         "exporter-down.md",
         [Evidence('up{job=~"nginx|postgres|redis|rabbitmq.*"} == 0', "redis")],
         fire_within=60.0,
+    ),
+]
+
+CATALOGUE += [
+    Fault(
+        "gateway-instance-down",
+        "gateway-1 killed (SIGKILL) and kept down while customers hold sockets on both",
+        kill_gateway,
+        start_gateway,
+        [Expect("InstanceDown", {"job": "relais-gateway"})],
+        "gateway.md",
+        [Evidence("make status", "gateway-1")],
+        during=tabs_reconnected,
+        fire_within=60.0,
+    ),
+    Fault(
+        "gateways-down",
+        "every gateway stopped while customers keep paying",
+        stop_gateways,
+        start_gateways,
+        [Expect("GatewayDown"), Expect("InstanceDown", {"job": "relais-gateway"})],
+        "gateway.md",
+        [Evidence('sum(up{job="relais-gateway"}) == 0', "value")],
+        during=refused_while_down,
+        after=caught_up,
+        fire_within=60.0,
+    ),
+    Fault(
+        "gateways-stall",
+        "every gateway stalls (SIGSTOP) 1.5 s of every 2 for 40 s",
+        stall_gateways,
+        unstall_gateways,
+        [Expect("GatewayPushSlow")],
+        "gateway.md",
+        [
+            Evidence(
+                "histogram_quantile(0.99, sum by (le) "
+                "(rate(relais_gateway_push_latency_seconds_bucket[1m]))) > 0.5",
+                "value",
+            )
+        ],
+        fire_within=90.0,
     ),
 ]
 

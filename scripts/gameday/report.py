@@ -25,11 +25,14 @@ NOT_HERE = {
     "`ai_index_max_lag` (10 s) whatever the broker does; its lag passes 60 s only when "
     "embedding falls a minute behind the catalog (thousands of product writes), which a game "
     "day on two cores does not generate. The promtool tests cover the rule.",
+    "AiRpcFailing": "fires only when a handler raises on a request it accepted: a bug. The "
+    "game day found recommendations answering 500 while PostgreSQL was down (the worker's "
+    "database error counted as a handler failure); a worker's unreachable database or cache is "
+    "now a 503 with `Retry-After` (outcome `unavailable`), so no outage raises it, and the "
+    "game day does not plant a bug. tests/test_messaging.py and the promtool tests cover it.",
     "GatewayDroppingSlowClients": "needs over 20 clients that stop reading while megabytes of "
     "events fill their kernel buffers; tests/test_gateway.py drops a slow client for real, the "
     "promtool tests cover the rule.",
-    "GatewayPushSlow": "gateway faults are not in this catalogue yet.",
-    "GatewayDown": "gateway faults are not in this catalogue yet.",
 }
 
 
@@ -106,7 +109,14 @@ def commit() -> str:
     return result.stdout.strip() or "unknown"
 
 
-def render(records: list[FaultRecord], seconds: float, scale: int) -> str:
+def render(
+    records: list[FaultRecord],
+    seconds: float,
+    scale: int,
+    episodes: list[Episode],
+    health: dict[str, float],
+    started: float,
+) -> str:
     """The report."""
     lines = [
         f"# Game day, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -176,4 +186,22 @@ def render(records: list[FaultRecord], seconds: float, scale: int) -> str:
             lines.append(f"- {name}: not fired here. {reason}")
     if records and records[-1].still_firing:
         lines += ["", "Still firing at the end: " + ", ".join(records[-1].still_firing) + "."]
+    lines += ["", "## Prometheus on the faster clock", ""]
+    lines += [f"- {name}: {value:g}" for name, value in health.items()]
+    lines += [
+        "",
+        "## Every alert, in order",
+        "",
+        "Seconds since the game day began; faults as they were injected and restored.",
+        "",
+        "| at | event |",
+        "|---|---|",
+    ]
+    events = [(r.injected_at, f"**{r.fault.name}** injected") for r in records]
+    events += [(r.restored_at, f"**{r.fault.name}** restored") for r in records]
+    for episode in episodes:
+        events.append((episode.fired_at, f"{episode.describe()} fired: {receiver_of(episode)}"))
+        if episode.resolved_at is not None:
+            events.append((episode.resolved_at, f"{episode.describe()} resolved"))
+    lines += [f"| {at - started:.1f} | {what} |" for at, what in sorted(events)]
     return "\n".join(lines) + "\n"

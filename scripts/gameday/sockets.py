@@ -20,6 +20,8 @@ class Tab:
     url: str
     token: str
     events: list[str] = field(default_factory=list)
+    # the payments whose `payment.succeeded` this tab received
+    paid: set[str] = field(default_factory=set)
     reconnects: list[float] = field(default_factory=list)
     refusals: dict[int, int] = field(default_factory=dict)  # handshake status -> count
     connected: bool = False
@@ -35,7 +37,10 @@ class Tab:
                     self.connected = True
                     async for message in socket:
                         if message.type == aiohttp.WSMsgType.TEXT:
-                            self.events.append(json.loads(message.data)["id"])
+                            event = json.loads(message.data)
+                            self.events.append(event["id"])
+                            if event["type"] == "payment.succeeded":
+                                self.paid.add(event["data"]["payment_id"])
             except aiohttp.WSServerHandshakeError as exc:
                 self.refusals[exc.status] = self.refusals.get(exc.status, 0) + 1
             except (aiohttp.ClientError, TimeoutError):

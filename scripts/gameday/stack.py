@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import random
 import shutil
@@ -13,7 +14,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
@@ -26,6 +27,7 @@ from devstack.faults import TcpProxy
 from devstack.processes import program_pids, supervisorctl
 from devstack.scratch import INHERITED, remove_scratch, scratch_env
 from devstack.settings import ROOT, StackSettings
+from scripts.gameday.sockets import Tabs
 from scripts.gameday.watch import AlertWatch
 
 # Rule windows and `for:` run sixty times faster: an hour's window lasts a minute.
@@ -35,6 +37,21 @@ CUSTOMERS = 4
 # Seconds between two rounds of one customer (a round: a cached read, a database read, the
 # product's recommendations, an order and its payment, and an analysis for the first customer).
 ROUND = 1.0
+
+
+async def until(check: Callable[[], Any], within: float, every: float = 0.5) -> bool:
+    """Poll `check()` (a value or an awaitable) until it is truthy or `within` seconds pass:
+    whether it came true."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(every)
 
 
 @dataclass
@@ -55,8 +72,9 @@ class Trickle:
     products: list[str]
     customers: list[dict[str, str]]
     calls: list[Call] = field(default_factory=list)
-    # payment id -> when the API accepted it
+    # payment id -> when the API accepted it, and whose it is (the customer's number)
     payments: dict[str, float] = field(default_factory=dict)
+    payers: dict[str, int] = field(default_factory=dict)
     analyses: bool = True
 
     async def run(self, http: aiohttp.ClientSession) -> None:
@@ -96,6 +114,7 @@ class Trickle:
                 )
                 if payment is not None:
                     self.payments[payment["id"]] = time.time()
+                    self.payers[payment["id"]] = number
             if number == 0 and self.analyses:
                 text = {"text": f"Game day round {len(self.calls)}: the teapot pours well."}
                 await self.call(http, "analyze", "POST", "/api/ai/text/analyze", auth, json=text)
@@ -143,6 +162,7 @@ class GameDayStack:
         self.watch = AlertWatch(self.prometheus, self.alertmanager, notification_store(config))
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         self.trickle: Trickle | None = None
+        self.tabs: Tabs | None = None
         # load a fault adds for as long as it lasts
         self.trickle_extra: asyncio.Task[None] | None = None
         self.admin: dict[str, str] = {}
@@ -175,17 +195,15 @@ class GameDayStack:
             f"http://127.0.0.1:{port}/health/ready" for _, _, port, _ in self.config.processes()
         ]
         urls.append(f"{self.base}/api/products?limit=1")
-        deadline = time.monotonic() + within
-        while True:
-            statuses = [await self.status_of(url) for url in urls]
-            if all(status == 200 for status in statuses):
-                return
-            if time.monotonic() > deadline:
-                not_ready = [
-                    url for url, status in zip(urls, statuses, strict=True) if status != 200
-                ]
-                raise TimeoutError(f"not ready after {within:.0f} s: {not_ready}")
-            await asyncio.sleep(0.5)
+        statuses: dict[str, int] = {}
+
+        async def answered() -> bool:
+            statuses.update({url: await self.status_of(url) for url in urls})
+            return all(status == 200 for status in statuses.values())
+
+        if not await until(answered, within):
+            not_ready = [url for url, status in statuses.items() if status != 200]
+            raise TimeoutError(f"not ready after {within:.0f} s: {not_ready}")
 
     async def status_of(self, url: str, **kwargs: Any) -> int:
         """The status of a GET (0: no answer)."""
@@ -197,11 +215,8 @@ class GameDayStack:
 
     async def wait_for(self, alert: str, labels: dict[str, str], within: float) -> None:
         """Wait until Prometheus fires `alert` (with at least `labels`)."""
-        deadline = time.monotonic() + within
-        while not self.watch.firing(alert, labels):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{alert}{labels} did not fire within {within:.0f} s")
-            await asyncio.sleep(0.5)
+        if not await until(lambda: self.watch.firing(alert, labels), within):
+            raise TimeoutError(f"{alert}{labels} did not fire within {within:.0f} s")
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -257,14 +272,18 @@ class GameDayStack:
     async def settle_all(self, since: float = 0.0, within: float = 120.0) -> list[str]:
         """Wait until every payment the API accepted (since `since`) has settled; those that
         did not."""
-        assert self.trickle is not None
-        deadline = time.monotonic() + within
-        while True:
-            accepted = [p for p, at in self.trickle.payments.items() if at >= since]
+        trickle = self.trickle
+        assert trickle is not None
+        waiting: list[str] = []
+
+        async def settled() -> bool:
+            nonlocal waiting
+            accepted = [p for p, at in trickle.payments.items() if at >= since]
             waiting = await self.unsettled(accepted)
-            if not waiting or time.monotonic() > deadline:
-                return waiting
-            await asyncio.sleep(1.0)
+            return not waiting
+
+        await until(settled, within, every=1.0)
+        return waiting
 
     # --- customers ------------------------------------------------------------------------------
 
@@ -300,6 +319,8 @@ class GameDayStack:
                 token = (await response.json())["access_token"]
             customers.append({"Authorization": f"Bearer {token}"})
         self.trickle = Trickle(self.base, products, customers)
+        tokens = [auth["Authorization"].removeprefix("Bearer ") for auth in customers]
+        self.tabs = Tabs(self.base, tokens)
         return self.trickle
 
     async def login(self, email: str) -> dict[str, str]:
@@ -365,6 +386,8 @@ async def game_day_stack(keep: bool = False) -> AsyncIterator[GameDayStack]:
         "PROMETHEUS_SCRAPE_INTERVAL": "1s",
         # every customer comes from 127.0.0.1: the per-address limits would answer 429s
         "LOADTEST_LIMITS": "1",
+        # requests past their deadline, on the faster clock: an analysis waits 2 s, not 10
+        "AI_DEADLINE": "2",
         # a trace collector is not part of a game day
         "OTEL_SDK_DISABLED": "true",
     }
@@ -379,7 +402,9 @@ async def game_day_stack(keep: bool = False) -> AsyncIterator[GameDayStack]:
             raise RuntimeError(f"devstack up failed:\n{up.stdout}\n{up.stderr}")
         await stack.ready()
         trickle = await stack.prepare_customers()
+        assert stack.tabs is not None
         async with stack.watch:
+            stack.tabs.start(stack.http)
             task = asyncio.create_task(trickle.run(stack.http))
             try:
                 yield stack
@@ -387,6 +412,7 @@ async def game_day_stack(keep: bool = False) -> AsyncIterator[GameDayStack]:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+                await stack.tabs.stop()
     finally:
         await stack.http.close()
         await stack.devstack("down")
