@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+import time
+from collections.abc import Callable
+from typing import Any
 
 
 class TcpProxy:
@@ -72,3 +76,16 @@ class TcpProxy:
             self._writers.discard(writer)
             with contextlib.suppress(Exception):
                 writer.close()
+
+
+async def poll(check: Callable[[], Any], within: float, every: float = 0.5) -> Any:
+    """Call `check()` (a value or an awaitable) until it is truthy or `within` seconds have
+    passed: its last value (falsy if it never came true)."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(every)

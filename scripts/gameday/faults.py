@@ -8,8 +8,6 @@ import contextlib
 import os
 import signal
 import sys
-import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -171,28 +169,9 @@ async def burst(stack: GameDayStack, count: int) -> None:
     slots = asyncio.Semaphore(16)
 
     async def checkout(number: int) -> None:
-        auth = trickle.customers[number % len(trickle.customers)]
         async with slots:
-            order = await trickle.call(
-                stack.http,
-                "order",
-                "POST",
-                "/api/orders",
-                auth,
-                json={"items": [{"product_id": trickle.products[0], "quantity": 1}]},
-            )
-            if order is None:
-                return
-            payment = await trickle.call(
-                stack.http,
-                "pay",
-                "POST",
-                f"/api/orders/{order['id']}/payments",
-                {**auth, "Idempotency-Key": str(uuid.uuid4()), "Prefer": "wait=0"},
-                json={"payment_method": "tok_visa"},
-            )
-            if payment is not None:
-                trickle.payments[payment["id"]] = time.time()
+            customer = number % len(trickle.customers)
+            await trickle.checkout(stack.http, customer, trickle.products[0])
 
     await asyncio.gather(*(checkout(number) for number in range(count)))
 

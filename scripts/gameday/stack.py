@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import random
 import shutil
@@ -23,7 +22,7 @@ import aiohttp
 import asyncpg
 
 from devstack.alerts import notification_store
-from devstack.faults import TcpProxy
+from devstack.faults import TcpProxy, poll
 from devstack.processes import program_pids, supervisorctl
 from devstack.scratch import INHERITED, remove_scratch, scratch_env
 from devstack.settings import ROOT, StackSettings
@@ -40,18 +39,8 @@ ROUND = 1.0
 
 
 async def until(check: Callable[[], Any], within: float, every: float = 0.5) -> bool:
-    """Poll `check()` (a value or an awaitable) until it is truthy or `within` seconds pass:
-    whether it came true."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(every)
+    """Whether `check()` came true within `within` seconds (polled every `every`)."""
+    return bool(await poll(check, within, every))
 
 
 @dataclass
@@ -95,30 +84,36 @@ class Trickle:
             await self.call(
                 http, "recommend", "GET", f"/api/products/{product}/recommendations?limit=3", auth
             )
-            order = await self.call(
-                http,
-                "order",
-                "POST",
-                "/api/orders",
-                auth,
-                json={"items": [{"product_id": product, "quantity": 1}]},
-            )
-            if order is not None:
-                payment = await self.call(
-                    http,
-                    "pay",
-                    "POST",
-                    f"/api/orders/{order['id']}/payments",
-                    {**auth, "Idempotency-Key": str(uuid.uuid4()), "Prefer": "wait=0"},
-                    json={"payment_method": "tok_visa"},
-                )
-                if payment is not None:
-                    self.payments[payment["id"]] = time.time()
-                    self.payers[payment["id"]] = number
+            await self.checkout(http, number, product)
             if number == 0 and self.analyses:
                 text = {"text": f"Game day round {len(self.calls)}: the teapot pours well."}
                 await self.call(http, "analyze", "POST", "/api/ai/text/analyze", auth, json=text)
             await asyncio.sleep(max(0.0, ROUND - (time.monotonic() - started)))
+
+    async def checkout(self, http: aiohttp.ClientSession, number: int, product: str) -> None:
+        """Customer `number` orders one `product` and pays for it without waiting."""
+        auth = self.customers[number]
+        order = await self.call(
+            http,
+            "order",
+            "POST",
+            "/api/orders",
+            auth,
+            json={"items": [{"product_id": product, "quantity": 1}]},
+        )
+        if order is None:
+            return
+        payment = await self.call(
+            http,
+            "pay",
+            "POST",
+            f"/api/orders/{order['id']}/payments",
+            {**auth, "Idempotency-Key": str(uuid.uuid4()), "Prefer": "wait=0"},
+            json={"payment_method": "tok_visa"},
+        )
+        if payment is not None:
+            self.payments[payment["id"]] = time.time()
+            self.payers[payment["id"]] = number
 
     async def call(
         self,
