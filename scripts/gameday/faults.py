@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -117,7 +118,25 @@ async def unavailable_with_retry_after(
             len(proper) == len(failed),
             f"{len(proper)} of {len(failed)} (statuses {statuses})",
         ),
+        await counted_by_core(stack, start, end, len(failed)),
     ]
+
+
+async def counted_by_core(stack: GameDayStack, start: float, end: float, seen: int) -> Check:
+    """Core counted the errors the customers saw: its availability SLI is not blind to them
+    (NGINX answering 503s itself, with every instance out of rotation, would be)."""
+    await asyncio.sleep(3.0)  # the last scrape of the window
+    window = max(2, round(time.time() - start))
+    result = await stack.query(
+        "sum(increase(relais_http_requests_total"
+        f'{{service="core",status="5xx",route!~"/health/.*"}}[{window}s]))'
+    )
+    counted = float(result[0]["value"][1]) if result else 0.0
+    return Check(
+        "core's metrics counted the failures customers saw (its SLI sees the outage)",
+        counted >= 0.8 * seen,
+        f"{counted:.0f} counted, {seen} seen",
+    )
 
 
 async def books_balance(stack: GameDayStack, start: float, end: float) -> list[Check]:
@@ -510,6 +529,7 @@ CATALOGUE = [
         [
             Evidence("pg_up == 0", "postgres"),
             Evidence("make status", "PostgreSQL"),
+            Evidence("make logs SERVICE=core-1", "dependency unavailable"),
         ],
         during=unavailable_with_retry_after,
         after=books_balance,
@@ -541,7 +561,10 @@ CATALOGUE = [
             Expect("DeadLettersWaiting", {"queue": "payments.commands.dlq"}),
         ],
         "dead-letters.md",
-        [Evidence("make dlq", POISON_ID)],
+        [
+            Evidence("make dlq", POISON_ID),
+            Evidence("make logs SERVICE=payments-1", "dead-lettering"),
+        ],
         fire_within=90.0,
     ),
     Fault(
