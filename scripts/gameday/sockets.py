@@ -8,8 +8,12 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
+
+if TYPE_CHECKING:
+    from scripts.gameday.stack import Customer
 
 
 @dataclass
@@ -18,7 +22,7 @@ class Tab:
     reconnection."""
 
     url: str
-    token: str
+    customer: Customer
     events: list[str] = field(default_factory=list)
     # the payments whose `payment.succeeded` this tab received
     paid: set[str] = field(default_factory=set)
@@ -29,7 +33,8 @@ class Tab:
     async def run(self, http: aiohttp.ClientSession) -> None:
         """Hold the socket open, reconnecting (from the last event) whenever it closes."""
         while True:
-            params = {"access_token": self.token}
+            token = self.customer.access
+            params = {"access_token": token}
             if self.events:
                 params["last_event_id"] = self.events[-1]
             try:
@@ -43,6 +48,9 @@ class Tab:
                                 self.paid.add(event["data"]["payment_id"])
             except aiohttp.WSServerHandshakeError as exc:
                 self.refusals[exc.status] = self.refusals.get(exc.status, 0) + 1
+                if exc.status == 401:  # the access token expired: renew it, as a client does
+                    await self.customer.renew(http, token)
+                    continue
             except (aiohttp.ClientError, TimeoutError):
                 pass
             if self.connected:
@@ -54,9 +62,9 @@ class Tab:
 class Tabs:
     """Two tabs per customer, held open for the whole game day."""
 
-    def __init__(self, base: str, tokens: list[str]) -> None:
+    def __init__(self, base: str, customers: list[Customer]) -> None:
         url = base.replace("http://", "ws://") + "/ws"
-        self.by_customer = [[Tab(url, token), Tab(url, token)] for token in tokens]
+        self.by_customer = [[Tab(url, customer), Tab(url, customer)] for customer in customers]
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self, http: aiohttp.ClientSession) -> None:

@@ -43,6 +43,34 @@ async def until(check: Callable[[], Any], within: float, every: float = 0.5) -> 
     return bool(await poll(check, within, every))
 
 
+class Customer:
+    """A registered customer's tokens: the access token renewed with the refresh token when it
+    expires (fifteen minutes), as a client does; one renewal at a time, since a refresh token
+    spent twice revokes the whole family."""
+
+    def __init__(self, base: str, tokens: dict[str, str]) -> None:
+        self.base = base
+        self.access, self.refresh = tokens["access_token"], tokens["refresh_token"]
+        self._lock = asyncio.Lock()
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The Authorization header."""
+        return {"Authorization": f"Bearer {self.access}"}
+
+    async def renew(self, http: aiohttp.ClientSession, refused: str) -> None:
+        """Trade the refresh token for a new pair, unless another caller already replaced the
+        access token that was `refused`."""
+        async with self._lock:
+            if self.access != refused:
+                return
+            body = {"refresh_token": self.refresh}
+            async with http.post(f"{self.base}/api/auth/refresh", json=body) as response:
+                if response.status == 200:
+                    tokens = await response.json()
+                    self.access, self.refresh = tokens["access_token"], tokens["refresh_token"]
+
+
 @dataclass
 class Call:
     """One request of the trickle: when, what, and what came back."""
@@ -59,7 +87,7 @@ class Trickle:
 
     base: str
     products: list[str]
-    customers: list[dict[str, str]]
+    customers: list[Customer]
     calls: list[Call] = field(default_factory=list)
     # payment id -> when the API accepted it, and whose it is (the customer's number)
     payments: dict[str, float] = field(default_factory=dict)
@@ -69,36 +97,40 @@ class Trickle:
     async def run(self, http: aiohttp.ClientSession) -> None:
         """Every customer's rounds, until cancelled."""
         await asyncio.gather(
-            *(self._customer(http, i, auth) for i, auth in enumerate(self.customers))
+            *(self._customer(http, i, customer) for i, customer in enumerate(self.customers))
         )
 
-    async def _customer(
-        self, http: aiohttp.ClientSession, number: int, auth: dict[str, str]
-    ) -> None:
+    async def _customer(self, http: aiohttp.ClientSession, number: int, customer: Customer) -> None:
         await asyncio.sleep(number * ROUND / len(self.customers))
         while True:
             started = time.monotonic()
             product = random.choice(self.products)  # noqa: S311 - not a secret
             await self.call(http, "browse", "GET", f"/api/products/{product}")
-            await self.call(http, "orders", "GET", "/api/orders?limit=5", auth)
+            await self.call(http, "orders", "GET", "/api/orders?limit=5", customer)
             await self.call(
-                http, "recommend", "GET", f"/api/products/{product}/recommendations?limit=3", auth
+                http,
+                "recommend",
+                "GET",
+                f"/api/products/{product}/recommendations?limit=3",
+                customer,
             )
             await self.checkout(http, number, product)
             if number == 0 and self.analyses:
                 text = {"text": f"Game day round {len(self.calls)}: the teapot pours well."}
-                await self.call(http, "analyze", "POST", "/api/ai/text/analyze", auth, json=text)
+                await self.call(
+                    http, "analyze", "POST", "/api/ai/text/analyze", customer, json=text
+                )
             await asyncio.sleep(max(0.0, ROUND - (time.monotonic() - started)))
 
     async def checkout(self, http: aiohttp.ClientSession, number: int, product: str) -> None:
         """Customer `number` orders one `product` and pays for it without waiting."""
-        auth = self.customers[number]
+        customer = self.customers[number]
         order = await self.call(
             http,
             "order",
             "POST",
             "/api/orders",
-            auth,
+            customer,
             json={"items": [{"product_id": product, "quantity": 1}]},
         )
         if order is None:
@@ -108,7 +140,8 @@ class Trickle:
             "pay",
             "POST",
             f"/api/orders/{order['id']}/payments",
-            {**auth, "Idempotency-Key": str(uuid.uuid4()), "Prefer": "wait=0"},
+            customer,
+            {"Idempotency-Key": str(uuid.uuid4()), "Prefer": "wait=0"},
             json={"payment_method": "tok_visa"},
         )
         if payment is not None:
@@ -121,23 +154,31 @@ class Trickle:
         what: str,
         method: str,
         path: str,
+        customer: Customer | None = None,
         headers: dict[str, str] | None = None,
         json: Any = None,
     ) -> Any:
-        """One request; its JSON body when it succeeded (2xx), else None."""
-        at = time.time()
-        try:
-            async with http.request(
-                method, self.base + path, headers=headers, json=json
-            ) as response:
-                body = await response.json(content_type=None) if response.ok else None
-                self.calls.append(
-                    Call(at, what, response.status, response.headers.get("Retry-After"))
-                )
-                return body
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            self.calls.append(Call(at, what, 0, None))
-            return None
+        """One request (as `customer`, renewing an expired token once); its JSON body when it
+        succeeded (2xx), else None."""
+        for _ in range(2):
+            at = time.time()
+            auth = customer.auth if customer else {}
+            try:
+                async with http.request(
+                    method, self.base + path, headers={**auth, **(headers or {})}, json=json
+                ) as response:
+                    if response.status == 401 and customer is not None:
+                        await customer.renew(http, auth["Authorization"].removeprefix("Bearer "))
+                        continue
+                    body = await response.json(content_type=None) if response.ok else None
+                    retry_after = response.headers.get("Retry-After")
+                    self.calls.append(Call(at, what, response.status, retry_after))
+                    return body
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                self.calls.append(Call(at, what, 0, None))
+                return None
+        self.calls.append(Call(at, what, 401, None))
+        return None
 
     def between(self, start: float, end: float) -> list[Call]:
         """The calls made from `start` to `end`."""
@@ -311,11 +352,9 @@ class GameDayStack:
             body = {"email": email, "password": PASSWORD, "name": "Game Day"}
             async with self.http.post(f"{self.base}/api/auth/register", json=body) as response:
                 assert response.status == 201, await response.text()
-                token = (await response.json())["access_token"]
-            customers.append({"Authorization": f"Bearer {token}"})
+                customers.append(Customer(self.base, await response.json()))
         self.trickle = Trickle(self.base, products, customers)
-        tokens = [auth["Authorization"].removeprefix("Bearer ") for auth in customers]
-        self.tabs = Tabs(self.base, tokens)
+        self.tabs = Tabs(self.base, customers)
         return self.trickle
 
     async def login(self, email: str) -> dict[str, str]:
