@@ -164,8 +164,8 @@ compose-nginx: deps
 gameday: deps system-deps
 	$(PY) -m scripts.gameday $(if $(FAULTS),--faults '$(FAULTS)',--publish docs/gamedays/latest.md)
 
-# Everything CI runs: the tests, then the slow end-to-end suites.
-test-all: test test-images test-ansible
+# Everything CI runs: the tests, then the slow end-to-end suites and the full game day.
+test-all: test test-images test-ansible gameday
 
 bench: deps system-deps
 	$(PY) -m scripts.bench

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -173,6 +174,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown faults {sorted(unknown)}; known: {known}")
     # the short game day does not wait for its slow-burn tickets (windows of minutes) to end
+    # Stopped (SIGTERM, as by a timeout) the game day still takes its stack down and drops its
+    # database, vhost and keys: the signal becomes the KeyboardInterrupt asyncio.run unwinds.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     records, seconds, episodes, health, started = asyncio.run(
         game_day(names, *((SHORT_WARM_UP, 0.0) if args.short else (WARM_UP, FINAL_RESOLVE)))
     )
