@@ -21,6 +21,9 @@ from scripts.gameday.watch import Episode
 # short game day needs only its availability page's hundred requests a minute).
 WARM_UP = 30.0
 SHORT_WARM_UP = 15.0
+# How long the pages of the last fault may take to end before the next is injected (a burn
+# rate's page ends once its shorter window, 30 s on the game day's clock, is clean).
+CALM_WITHIN = 150.0
 # How long a fault's page alerts may take to resolve once it is undone.
 RESOLVE_WITHIN = 120.0
 # At the end, how long the last alerts (tickets on long windows) may take to resolve.
@@ -29,8 +32,13 @@ FINAL_RESOLVE = 480.0
 
 async def run_fault(stack: GameDayStack, fault: Fault) -> FaultRecord:
     """Inject, hold until the expected alerts fire, gather evidence, restore, check."""
+    # One fault at a time: a page still firing from the last one would hide this one's.
+    calm_pages = await until(lambda: not open_pages(stack), CALM_WITHIN, every=1.0)
     print(f"[gameday] {fault.name}: {fault.what}", flush=True)
     record = FaultRecord(fault=fault, injected_at=time.time())
+    if not calm_pages:
+        still = ", ".join(e.describe() for e in open_pages(stack))
+        record.checks.append(Check("no page fired before the fault", False, still))
     try:
         await asyncio.wait_for(fault.inject(stack), timeout=fault.fire_within + 60)
     except Exception as exc:
@@ -54,6 +62,11 @@ async def run_fault(stack: GameDayStack, fault: Fault) -> FaultRecord:
             f"[gameday]   {'ok  ' if check.ok else 'FAIL'} {check.what} {check.detail}", flush=True
         )
     return record
+
+
+def open_pages(stack: GameDayStack) -> list[Episode]:
+    """The pages firing now."""
+    return [e for e in stack.watch.open_episodes() if e.labels.get("severity") == "page"]
 
 
 async def fired(
