@@ -125,9 +125,18 @@ class TooManyRequests(DomainError):
 
 
 class ServiceUnavailable(DomainError):
-    """A dependency is down."""
+    """A dependency is down: the client is told when to retry (`Retry-After`)."""
 
     status, slug, title = 503, "service-unavailable", "Service unavailable"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail, headers={"Retry-After": "1", **(headers or {})}, extra=extra)
 
 
 class GatewayTimeout(DomainError):

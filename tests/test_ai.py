@@ -90,6 +90,7 @@ async def test_without_a_worker_the_answer_is_503_at_once(client):
     assert response.status == 503
     assert time.monotonic() - started < 1.0
     assert response.content_type == "application/problem+json"
+    assert response.headers["Retry-After"] == "1"  # NGINX passes it on as it is
 
 
 async def test_a_worker_slower_than_the_deadline_is_504_at_the_deadline(

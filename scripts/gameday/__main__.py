@@ -21,9 +21,10 @@ from scripts.gameday.watch import Episode
 # short game day needs only its availability page's hundred requests a minute).
 WARM_UP = 30.0
 SHORT_WARM_UP = 15.0
-# How long the pages of the last fault may take to end before the next is injected (a burn
-# rate's page ends once its shorter window, 30 s on the game day's clock, is clean).
-CALM_WITHIN = 150.0
+# How long the alerts of the last fault may take to end before the next is injected (a burn
+# rate's page ends once its shorter window, 30 s on the game day's clock, is clean; its ticket
+# once its 6 h window is: 6 min).
+CALM_WITHIN = 420.0
 # How long a fault's page alerts may take to resolve once it is undone.
 RESOLVE_WITHIN = 120.0
 # At the end, how long the last alerts (tickets on long windows) may take to resolve.
@@ -32,13 +33,20 @@ FINAL_RESOLVE = 480.0
 
 async def run_fault(stack: GameDayStack, fault: Fault) -> FaultRecord:
     """Inject, hold until the expected alerts fire, gather evidence, restore, check."""
-    # One fault at a time: a page still firing from the last one would hide this one's.
-    calm_pages = await until(lambda: not open_pages(stack), CALM_WITHIN, every=1.0)
+
+    # One fault at a time: a page, or an alert this fault must raise, still firing from the
+    # last one would hide this one's.
+    def in_the_way() -> list[Episode]:
+        return open_pages(stack) + [
+            episode for e in fault.expect for episode in stack.watch.firing(e.alert, e.labels)
+        ]
+
+    calm = await until(lambda: not in_the_way(), CALM_WITHIN, every=1.0)
     print(f"[gameday] {fault.name}: {fault.what}", flush=True)
     record = FaultRecord(fault=fault, injected_at=time.time())
-    if not calm_pages:
-        still = ", ".join(e.describe() for e in open_pages(stack))
-        record.checks.append(Check("no page fired before the fault", False, still))
+    if not calm:
+        still = ", ".join(sorted({e.describe() for e in in_the_way()}))
+        record.checks.append(Check("nothing it must raise fired before the fault", False, still))
     try:
         await asyncio.wait_for(fault.inject(stack), timeout=fault.fire_within + 60)
     except Exception as exc:

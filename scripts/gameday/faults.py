@@ -462,6 +462,9 @@ async def unstall_gateways(stack: GameDayStack) -> None:
     await stack.ready()
 
 
+# In an order where no fault's slow-burn ticket is still firing from an earlier one's: the
+# datastores' errors before the latency fault, the latency fault before the burst of checkouts
+# that slows requests, the worker's outage before the broker's (which delays settlements too).
 CATALOGUE = [
     Fault(
         "core-instance-down",
@@ -476,6 +479,64 @@ CATALOGUE = [
         ],
         during=nothing_failed,
         fire_within=60.0,
+    ),
+    Fault(
+        "postgres-down",
+        "PostgreSQL unreachable: every connection closed, new ones refused",
+        cut("postgres"),
+        reopen("postgres"),
+        [
+            Expect("DatastoreDown", {"job": "postgres"}),
+            Expect("ApiAvailabilityBudgetBurn", {"service": "core"}),
+            Expect("ApiAvailabilityBudgetBurnSlow", {"service": "core"}),
+        ],
+        "datastore-down.md",
+        [
+            Evidence("pg_up == 0", "postgres"),
+            Evidence("make status", "PostgreSQL"),
+            Evidence("make logs SERVICE=core-1", "dependency unavailable"),
+        ],
+        during=unavailable_with_retry_after,
+        after=books_balance,
+    ),
+    Fault(
+        "redis-down",
+        "Redis unreachable: every connection closed, new ones refused",
+        cut("redis"),
+        reopen("redis"),
+        [
+            Expect("DatastoreDown", {"job": "redis"}),
+            Expect("ApiAvailabilityBudgetBurn", {"service": "core"}),
+        ],
+        "datastore-down.md",
+        [
+            Evidence("redis_up == 0", "redis"),
+            Evidence("make status", "Redis"),
+        ],
+        during=unavailable_with_retry_after,
+        after=books_balance,
+    ),
+    Fault(
+        "postgres-latency",
+        "150 ms added each way in front of PostgreSQL; then core-2 dies while it burns",
+        slow_postgres,
+        fast_postgres,
+        [
+            Expect("ApiLatencyBudgetBurn", {"service": "core"}),
+            Expect("ApiLatencyBudgetBurnSlow", {"service": "core"}),
+            Expect("InstanceDown", {"job": "relais-core"}),
+        ],
+        "api-latency.md",
+        [
+            Evidence(
+                "histogram_quantile(0.9, sum by (le) (rate("
+                'relais_http_request_duration_seconds_bucket{service="core"}[1m]))) > 0.25',
+                "value",
+            ),
+        ],
+        during=latency_page_inhibited,
+        after=books_balance,
+        fire_within=180.0,
     ),
     Fault(
         "payments-worker-down",
@@ -516,42 +577,6 @@ CATALOGUE = [
         fire_within=120.0,
     ),
     Fault(
-        "postgres-down",
-        "PostgreSQL unreachable: every connection closed, new ones refused",
-        cut("postgres"),
-        reopen("postgres"),
-        [
-            Expect("DatastoreDown", {"job": "postgres"}),
-            Expect("ApiAvailabilityBudgetBurn", {"service": "core"}),
-            Expect("ApiAvailabilityBudgetBurnSlow", {"service": "core"}),
-        ],
-        "datastore-down.md",
-        [
-            Evidence("pg_up == 0", "postgres"),
-            Evidence("make status", "PostgreSQL"),
-            Evidence("make logs SERVICE=core-1", "dependency unavailable"),
-        ],
-        during=unavailable_with_retry_after,
-        after=books_balance,
-    ),
-    Fault(
-        "redis-down",
-        "Redis unreachable: every connection closed, new ones refused",
-        cut("redis"),
-        reopen("redis"),
-        [
-            Expect("DatastoreDown", {"job": "redis"}),
-            Expect("ApiAvailabilityBudgetBurn", {"service": "core"}),
-        ],
-        "datastore-down.md",
-        [
-            Evidence("redis_up == 0", "redis"),
-            Evidence("make status", "Redis"),
-        ],
-        during=unavailable_with_retry_after,
-        after=books_balance,
-    ),
-    Fault(
         "poison-message",
         "a message no contract describes, published on payments.commands",
         publish_poison,
@@ -581,28 +606,6 @@ CATALOGUE = [
             Evidence("sum by (outcome) (rate(relais_payments_settled_total[1m])) > 0", "failed"),
         ],
         after=books_balance,
-    ),
-    Fault(
-        "postgres-latency",
-        "150 ms added each way in front of PostgreSQL; then core-2 dies while it burns",
-        slow_postgres,
-        fast_postgres,
-        [
-            Expect("ApiLatencyBudgetBurn", {"service": "core"}),
-            Expect("ApiLatencyBudgetBurnSlow", {"service": "core"}),
-            Expect("InstanceDown", {"job": "relais-core"}),
-        ],
-        "api-latency.md",
-        [
-            Evidence(
-                "histogram_quantile(0.9, sum by (le) (rate("
-                'relais_http_request_duration_seconds_bucket{service="core"}[1m]))) > 0.25',
-                "value",
-            ),
-        ],
-        during=latency_page_inhibited,
-        after=books_balance,
-        fire_within=180.0,
     ),
     Fault(
         "ai-worker-down",
