@@ -86,8 +86,11 @@ async def fired(
         return [stack.watch.first(e.alert, e.labels, since) for e in expected]
 
     def delivered() -> bool:
-        # fired, and reached its receiver or was silenced by the alert that explains it
-        return all(e is not None and (e.notified or e.inhibited_by) for e in found())
+        # fired, and reached its receiver or was silenced by the alert that explains it (or
+        # already ended: an episode shorter than its route's grouping wait is never sent)
+        return all(
+            e is not None and (e.notified or e.inhibited_by or e.resolved_at) for e in found()
+        )
 
     await until(delivered, within)
     for expect, episode in zip(expected, found(), strict=True):

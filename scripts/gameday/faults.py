@@ -570,7 +570,9 @@ CATALOGUE = [
         ],
         "outbox-lag.md",
         [
-            Evidence("max by (service) (relais_outbox_lag_seconds) > 30", "core"),
+            Evidence(
+                "max by (service) (max_over_time(relais_outbox_lag_seconds[1m])) > 30", "core"
+            ),
             Evidence("make status", "RabbitMQ"),
         ],
         after=books_balance,
