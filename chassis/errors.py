@@ -43,6 +43,8 @@ class DomainError(Exception):
     status = 400
     slug = "bad-request"
     title = "Bad request"
+    # headers every error of the class answers with (the caller's own are added)
+    default_headers: Mapping[str, str] = {}
 
     def __init__(
         self,
@@ -53,7 +55,7 @@ class DomainError(Exception):
     ) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.headers = dict(headers or {})
+        self.headers = {**self.default_headers, **(headers or {})}
         self.extra = dict(extra or {})
 
 
@@ -128,15 +130,7 @@ class ServiceUnavailable(DomainError):
     """A dependency is down: the client is told when to retry (`Retry-After`)."""
 
     status, slug, title = 503, "service-unavailable", "Service unavailable"
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(detail, headers={"Retry-After": "1", **(headers or {})}, extra=extra)
+    default_headers = {"Retry-After": "1"}
 
 
 class GatewayTimeout(DomainError):
