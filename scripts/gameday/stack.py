@@ -364,9 +364,7 @@ class GameDayStack:
             assert response.status == 200, await response.text()
             return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
 
-    async def devstack(
-        self, *args: str, extra: dict[str, str] | None = None
-    ) -> asyncio.subprocess.Process | Any:
+    async def devstack(self, *args: str, extra: dict[str, str] | None = None) -> Completed:
         """`python -m devstack ARGS` with the stack's settings."""
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -379,7 +377,7 @@ class GameDayStack:
             stderr=asyncio.subprocess.PIPE,
         )
         out, err = await process.communicate()
-        return _Completed(process.returncode or 0, out.decode(), err.decode())
+        return Completed(process.returncode or 0, out.decode(), err.decode())
 
     async def query(self, expr: str) -> list[dict[str, Any]]:
         """An instant PromQL query's result."""
@@ -391,7 +389,9 @@ class GameDayStack:
 
 
 @dataclass
-class _Completed:
+class Completed:
+    """What a finished command returned and printed."""
+
     returncode: int
     stdout: str
     stderr: str
