@@ -145,8 +145,6 @@ async def game_day(
         for fault in chosen:
             records.append(await run_fault(stack, fault))
         await calm(stack, final_wait)
-        for record in records:
-            record.still_firing = [e.describe() for e in stack.watch.open_episodes()]
         health = await rule_health(stack)
         record_all = stack.watch.episodes
         for record in records:

@@ -56,7 +56,6 @@ class FaultRecord:
     checks: list[Check] = field(default_factory=list)
     evidence: list[tuple[str, bool, str]] = field(default_factory=list)
     also: list[Episode] = field(default_factory=list)
-    still_firing: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -184,8 +183,9 @@ def render(
         else:
             reason = NOT_HERE.get(name, "not in the faults of this run")
             lines.append(f"- {name}: not fired here. {reason}")
-    if records and records[-1].still_firing:
-        lines += ["", "Still firing at the end: " + ", ".join(records[-1].still_firing) + "."]
+    still_firing = sorted({e.describe() for e in episodes if e.resolved_at is None})
+    if still_firing:
+        lines += ["", "Still firing at the end: " + ", ".join(still_firing) + "."]
     lines += ["", "## Prometheus on the faster clock", ""]
     lines += [f"- {name}: {value:g}" for name, value in health.items()]
     lines += [

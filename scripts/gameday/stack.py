@@ -24,6 +24,7 @@ import asyncpg
 from devstack.alerts import notification_store
 from devstack.faults import TcpProxy, poll
 from devstack.processes import program_pids, supervisorctl
+from devstack.readiness import readiness
 from devstack.scratch import INHERITED, remove_scratch, scratch_env
 from devstack.settings import ROOT, StackSettings
 from scripts.gameday.sockets import Tabs
@@ -92,7 +93,6 @@ class Trickle:
     # payment id -> when the API accepted it, and whose it is (the customer's number)
     payments: dict[str, float] = field(default_factory=dict)
     payers: dict[str, int] = field(default_factory=dict)
-    analyses: bool = True
 
     async def run(self, http: aiohttp.ClientSession) -> None:
         """Every customer's rounds, until cancelled."""
@@ -115,7 +115,7 @@ class Trickle:
                 customer,
             )
             await self.checkout(http, number, product)
-            if number == 0 and self.analyses:
+            if number == 0:
                 text = {"text": f"Game day round {len(self.calls)}: the teapot pours well."}
                 await self.call(
                     http, "analyze", "POST", "/api/ai/text/analyze", customer, json=text
@@ -226,19 +226,16 @@ class GameDayStack:
         await self.ready()
 
     async def ready(self, within: float = 60.0) -> None:
-        """Wait until every service process answers ready and NGINX serves the API."""
-        urls = [
-            f"http://127.0.0.1:{port}/health/ready" for _, _, port, _ in self.config.processes()
-        ]
-        urls.append(f"{self.base}/api/products?limit=1")
-        statuses: dict[str, int] = {}
+        """Wait until every process answers ready and NGINX serves the API (`make status`'s
+        checks)."""
+        checks: dict[str, int | None] = {}
 
         async def answered() -> bool:
-            statuses.update({url: await self.status_of(url) for url in urls})
-            return all(status == 200 for status in statuses.values())
+            checks.update(await asyncio.to_thread(readiness, self.config))
+            return all(status == 200 for status in checks.values())
 
         if not await until(answered, within):
-            not_ready = [url for url, status in statuses.items() if status != 200]
+            not_ready = [url for url, status in checks.items() if status != 200]
             raise TimeoutError(f"not ready after {within:.0f} s: {not_ready}")
 
     async def status_of(self, url: str, **kwargs: Any) -> int:
