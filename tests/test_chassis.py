@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -39,8 +40,10 @@ from chassis.telemetry import (
     METRICS,
     TRACER,
     AccessLog,
+    EdgeIds,
     FastOTLPSpanExporter,
     Metrics,
+    ServerTracer,
     Tracing,
     encode_spans,
     start_tracing,
@@ -202,7 +205,7 @@ async def test_server_spans_name_the_request_and_the_response_names_its_trace(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exported))
     app = create_app(settings)
-    app[TRACER] = provider.get_tracer("test")  # what `serve` installs in a traced process
+    app[TRACER] = ServerTracer(provider.get_tracer("test"), 1.0)  # what a traced process has
     lines = io.StringIO()
     app[ACCESS_LOG] = AccessLog("core", lines)
     client = await aiohttp_client(app)
@@ -235,12 +238,56 @@ async def test_server_spans_name_the_request_and_the_response_names_its_trace(
     assert (entry["trace_id"], entry["span_id"]) == (trace_id, span_id)
 
 
+def test_the_edge_samples_the_ratio_and_the_sdk_records_every_request_it_chose():
+    exported = InMemorySpanExporter()
+    ids = EdgeIds()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.1)), id_generator=ids)
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    tracer = ServerTracer(provider.get_tracer("test"), 0.1, ids)
+    spans = [tracer.start("GET /api/things", None) for _ in range(4000)]
+    chosen = [span for span in spans if span.is_recording()]
+    for span in spans:
+        span.end()
+    # 400 expected; a second draw by the SDK would keep about 40 (0.1 of 0.1).
+    assert 300 < len(chosen) < 500
+    assert len(exported.get_finished_spans()) == len(chosen)
+    trace_ids = {span.get_span_context().trace_id for span in spans}
+    assert len(trace_ids) == 4000  # every request keeps a trace id of its own, for its logs
+    for span in spans:
+        span_context, recorded = span.get_span_context(), span in chosen
+        assert span_context.is_valid and span_context.trace_flags.sampled == recorded
+        assert (span_context.trace_id & (2**64 - 1) < tracer.bound) == recorded
+
+
+def test_the_edge_follows_the_caller_s_sampling_decision():
+    exported = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)), id_generator=EdgeIds())
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    tracer = ServerTracer(provider.get_tracer("test"), 0.0)
+    caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    for flags in ("01", "00"):
+        parent = propagate.extract(
+            {"traceparent": f"00-{caller_trace}-{caller_span}-{flags}", "tracestate": "k=v"}
+        )
+        span = tracer.start("GET /api/things", parent)
+        recorded = span.is_recording()
+        span.end()
+        span_context = span.get_span_context()
+        assert f"{span_context.trace_id:032x}" == caller_trace
+        assert f"{span_context.span_id:016x}" != caller_span
+        assert recorded == span_context.trace_flags.sampled == (flags == "01")
+        assert span_context.trace_state.get("k") == "v"
+    (recorded,) = exported.get_finished_spans()
+    assert recorded.parent is not None and f"{recorded.parent.span_id:016x}" == caller_span
+    assert not tracer.start("GET /api/things", None).is_recording()  # ratio 0: roots never
+
+
 async def test_a_synthetic_request_s_span_says_so_for_jaeger_s_search(aiohttp_client, settings):
     exported = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exported))
     app = create_app(settings)
-    app[TRACER] = provider.get_tracer("test")
+    app[TRACER] = ServerTracer(provider.get_tracer("test"), 1.0)
     client = await aiohttp_client(app)
     path = "/api/products/0b7f3a52-4d0a-4a55-9f6d-6a1e8a6f0e11"
     await client.get(path, headers={"baggage": "synthetic=true"})  # a load test's, no parent

@@ -41,7 +41,7 @@ def create_service_app(settings: ServiceSettings) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
-    app[TRACER] = server_tracer()
+    app[TRACER] = server_tracer(settings.otel_traces_sampler_arg)
     app[BACKGROUND] = BackgroundTasks()
     metrics = setup_metrics(app, settings.service_name)
     app[ACCESS_LOG] = AccessLog(settings.service_name, dropped=metrics.access_log_dropped)

@@ -3,7 +3,7 @@
 JSON logs and the access log (`configure_logging`, `AccessLog`), Prometheus metrics with
 exemplars on a port of their own (`Metrics`, `setup_metrics`, `METRICS`), and OpenTelemetry
 traces exported as OTLP/HTTP in batches (`start_tracing`, `Tracing`, `untraced`,
-`context_headers`, `attached`).
+`context_headers`, `attached`), server spans decided at the edge (`ServerTracer`).
 """
 
 from chassis.telemetry._logs import ACCESS_LOG, AccessLog, JsonFormatter, configure_logging
@@ -11,6 +11,8 @@ from chassis.telemetry._metrics import METRICS, Metrics, exemplar, setup_metrics
 from chassis.telemetry._otlp_encoding import FastOTLPSpanExporter, encode_spans
 from chassis.telemetry._tracing import (
     TRACER,
+    EdgeIds,
+    ServerTracer,
     Tracing,
     attached,
     context_headers,
@@ -30,9 +32,11 @@ __all__ = [
     "METRICS",
     "TRACER",
     "AccessLog",
+    "EdgeIds",
     "FastOTLPSpanExporter",
     "JsonFormatter",
     "Metrics",
+    "ServerTracer",
     "Tracing",
     "attached",
     "configure_logging",

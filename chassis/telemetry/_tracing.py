@@ -9,8 +9,10 @@ message published later still belongs to the request that caused it.
 Server spans are opened by the chassis' edge middleware (`start_server_span`), not by the
 aiohttp server instrumentation: that one builds its attributes, span name and metric
 attributes on every request, sampled or not (its cost is in the README's Observability
-section). Here an unsampled request pays for the sampling decision only, and a sampled one gets
-the stable HTTP semantic conventions.
+section). Here the edge decides first (`ServerTracer`: the parent's flag, or the ratio on a trace
+id it draws itself), and an unsampled request gets no SDK span at all, only a non-recording
+span carrying its W3C trace id (for the logs and what it calls); a sampled one gets the SDK's
+span, built on that same trace id (`EdgeIds`), with the stable HTTP semantic conventions.
 Spans leave through the SDK's OTLP/HTTP exporter with a faster encoder (`chassis.otlp_encoding`).
 
 Configuration is OpenTelemetry's own environment: `OTEL_SDK_DISABLED`, `OTEL_SERVICE_NAME`,
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import threading
 from collections.abc import Iterator, Mapping
 from contextvars import Token
@@ -42,17 +45,24 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.semconv.attributes import http_attributes, url_attributes
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 from chassis.settings import ServiceSettings
 from chassis.telemetry._otlp_encoding import FastOTLPSpanExporter
 
-# The tracer of server spans; None when the process does not trace.
-TRACER = web.AppKey["trace.Tracer | None"]("tracer")
-
 __all__ = [
+    "EdgeIds",
+    "ServerTracer",
     "TraceIds",
     "Tracing",
     "attached",
@@ -90,6 +100,68 @@ _BAGGAGE = W3CBaggagePropagator()
 UNTRACED_PATHS = frozenset({"/health/live", "/health/ready"})
 
 
+class EdgeIds(RandomIdGenerator):
+    """The tracer provider's ids. The edge draws a root request's trace id itself, to decide
+    on it whether the request is sampled; for a sampled one it hands that id to the SDK, whose
+    ratio sampler then agrees on the same id. Per thread: the event loop's, in practice."""
+
+    def __init__(self) -> None:
+        self._drawn = threading.local()
+
+    def preset(self, trace_id: int) -> None:
+        """The next trace id this thread's next root span gets."""
+        self._drawn.trace_id = trace_id
+
+    def generate_trace_id(self) -> int:
+        drawn: int = getattr(self._drawn, "trace_id", 0)
+        if drawn:
+            self._drawn.trace_id = 0
+            return drawn
+        return super().generate_trace_id()
+
+
+_RANDOM_ROOT = TraceFlags(TraceFlags.RANDOM_TRACE_ID)  # what the SDK flags a root it drew
+_ID_BITS = (1 << 64) - 1  # TraceIdRatioBased decides on the low 64 bits of a trace id
+
+
+class ServerTracer:
+    """Opens server spans, deciding at the edge as `ParentBased(TraceIdRatioBased(ratio))`
+    would: a sampled request gets the SDK's span, an unsampled one only a non-recording span
+    with its ids (no SDK work: the decision is most requests' only cost)."""
+
+    def __init__(self, tracer: trace.Tracer, ratio: float, ids: EdgeIds | None = None) -> None:
+        self.tracer = tracer
+        self.ratio = ratio
+        # A root trace id below it (in its low 64 bits) is sampled, as the SDK's sampler has it.
+        self.bound = TraceIdRatioBased.get_bound_for_rate(ratio)
+        self.ids = ids  # the provider's, when it takes the edge's trace ids
+
+    def start(self, name: str, parent: Context | None) -> trace.Span:
+        """A server span named `name`, child of the remote span in `parent` if any."""
+        caller = trace.get_current_span(parent).get_span_context() if parent else None
+        if caller is not None and caller.is_valid:
+            if caller.trace_flags.sampled:
+                return self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
+            flags = TraceFlags(caller.trace_flags & TraceFlags.RANDOM_TRACE_ID)
+            return NonRecordingSpan(
+                SpanContext(caller.trace_id, _span_id(), False, flags, caller.trace_state)
+            )
+        trace_id = random.getrandbits(128) or 1
+        if trace_id & _ID_BITS < self.bound:
+            if self.ids is not None:
+                self.ids.preset(trace_id)
+            return self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
+        return NonRecordingSpan(SpanContext(trace_id, _span_id(), False, _RANDOM_ROOT))
+
+
+def _span_id() -> int:
+    return random.getrandbits(64) or 1
+
+
+# The tracer of server spans; None when the process does not trace.
+TRACER = web.AppKey["ServerTracer | None"]("tracer")
+
+
 @dataclass(frozen=True)
 class Tracing:
     """The process's tracer provider and the exporter behind its batch processor."""
@@ -112,6 +184,7 @@ def start_tracing(settings: ServiceSettings) -> Tracing | None:
     provider = TracerProvider(
         sampler=ParentBased(TraceIdRatioBased(settings.otel_traces_sampler_arg)),
         resource=resource,
+        id_generator=EdgeIds(),
         shutdown_on_exit=False,  # `stop_tracing` does it, within a bounded time
     )
     endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/")
@@ -135,11 +208,14 @@ def start_tracing(settings: ServiceSettings) -> Tracing | None:
     return Tracing(provider, exporter)
 
 
-def server_tracer() -> trace.Tracer | None:
-    """The tracer of server spans, or None when this process does not trace."""
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+def server_tracer(ratio: float) -> ServerTracer | None:
+    """The tracer of server spans sampling `ratio` of the root requests (the provider's
+    sampler's ratio), or None when this process does not trace."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
         return None
-    return trace.get_tracer("relais.http")
+    ids = provider.id_generator if isinstance(provider.id_generator, EdgeIds) else None
+    return ServerTracer(provider.get_tracer("relais.http"), ratio, ids)
 
 
 def is_synthetic(headers: Mapping[str, str]) -> bool:
@@ -156,7 +232,7 @@ def is_synthetic(headers: Mapping[str, str]) -> bool:
 
 
 def start_server_span(
-    tracer: trace.Tracer,
+    tracer: ServerTracer,
     request: web.Request,
     route: str,
     request_id: str,
@@ -170,7 +246,7 @@ def start_server_span(
         return None
     headers = request.headers
     parent = propagate.extract(headers) if TRACEPARENT in headers or BAGGAGE in headers else None
-    span = tracer.start_span(f"{request.method} {route}", context=parent, kind=SpanKind.SERVER)
+    span = tracer.start(f"{request.method} {route}", parent)
     if span.is_recording():
         span.set_attributes(
             {
