@@ -490,7 +490,7 @@ def main() -> None:
         (
             "product via nginx / hello via nginx",
             product_nginx / results["hello via nginx, 2 instances"].rps,
-            0.6,
+            0.9,
         ),
         (
             "product via nginx / product direct",

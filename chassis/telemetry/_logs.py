@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 import time
@@ -24,7 +25,13 @@ def timestamp(created: float) -> str:
     """RFC 3339 UTC with milliseconds, as every log line carries it."""
     second = int(created)
     millis = int((created - second) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + f".{millis:03d}Z"
+    return f"{_second(second)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(second: int) -> str:
+    """A second's RFC 3339 prefix: formatted once for the many lines written in it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 class JsonFormatter(logging.Formatter):
