@@ -8,9 +8,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
+from chassis.errors import DATABASE_FAILURES
 from chassis.telemetry import untraced
 
 BACKGROUND = web.AppKey["BackgroundTasks"]("background")
@@ -75,7 +75,7 @@ async def repeat(
     while True:
         try:
             count = await job()
-        except (asyncpg.PostgresError, OSError) as exc:
+        except DATABASE_FAILURES as exc:
             log.warning("%s failed: %r", what, exc)
         except Exception:
             log.exception("%s failed", what)

@@ -445,3 +445,36 @@ async def test_the_outbox_carries_the_trace_context_of_the_writer(broker, databa
     assert isinstance(traceparent, str)
     assert traceparent.startswith(f"00-{ids.trace_id:032x}-{ids.span_id:016x}-")
     assert "traceparent" not in received[untraced_id].headers
+
+
+async def test_a_relay_whose_connection_closes_under_its_transaction_keeps_relaying(
+    broker, database_url
+):
+    queue = await work_queue(broker)
+    pool = await asyncpg.create_pool(database_url, server_settings={"search_path": "core"})
+    relay = OutboxRelay(
+        pool, broker, Metrics("relay"), batch=10, poll_interval=0.05, retention_hours=24
+    )
+    claim = relay.relay_once
+    failures = ["cannot call Transaction.__aexit__(): the underlying connection is closed"]
+
+    async def closing_once() -> int:  # what a game day saw when PostgreSQL went away
+        if failures:
+            raise asyncpg.InterfaceError(failures.pop())
+        return await claim()
+
+    relay.relay_once = closing_once  # type: ignore[method-assign]
+    running = asyncio.create_task(relay.run())
+    message_id = str(uuid.uuid4())
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await enqueue(
+                conn, refund_command(), exchange=COMMANDS, routing_key=queue, message_id=message_id
+            )
+        received = await eventually(lambda: drain(broker, queue), within=10)
+        assert [message.message_id for message in received] == [message_id]
+        assert not failures and not running.done()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await pool.close()

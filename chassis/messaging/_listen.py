@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 from aiohttp import web
 
+from chassis.errors import DATABASE_FAILURES
 from chassis.settings import SETTINGS
 from chassis.tasks import background
 
@@ -50,7 +51,7 @@ class PgListener:
             lost = asyncio.Event()
             try:
                 conn = await asyncpg.connect(self.dsn)
-            except (OSError, asyncpg.PostgresError) as exc:
+            except DATABASE_FAILURES as exc:
                 log.warning("LISTEN connection failed: %r", exc)
                 await asyncio.sleep(RECONNECT_DELAY)
                 continue
@@ -63,7 +64,7 @@ class PgListener:
                     self._dispatch(conn, 0, channel, "")
                 await lost.wait()
                 log.warning("LISTEN connection lost; reconnecting")
-            except (OSError, asyncpg.PostgresError) as exc:
+            except DATABASE_FAILURES as exc:
                 log.warning("LISTEN connection failed: %r", exc)
             finally:
                 self.connected.clear()

@@ -24,6 +24,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from chassis.data import DB_POOL, Conn
+from chassis.errors import DATABASE_FAILURES
 from chassis.messaging._amqp import BROKER, EVENTS, Broker, announcement_headers
 from chassis.messaging._envelope import encode, message_type
 from chassis.messaging._listen import PG_LISTENER
@@ -141,7 +142,7 @@ class OutboxRelay:
             self.wake.clear()
             try:
                 published = await self.relay_once()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except DATABASE_FAILURES as exc:
                 log.warning("outbox relay: database unavailable (%r)", exc)
                 published = 0
             if published < self.batch:  # drained (or failing): wait for news

@@ -30,6 +30,7 @@ import asyncpg
 import numpy as np
 from prometheus_client import Gauge, Histogram
 
+from chassis.errors import DATABASE_FAILURES
 from chassis.telemetry import Metrics
 from contracts import ProductDeleted, ProductFacts, SearchHit, SearchRequest, SearchResults
 from services.ai.catalog import repository
@@ -205,7 +206,7 @@ class LiveIndex:
             pending, reload = set(self._pending), self._reload
             try:
                 await self.refresh()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except DATABASE_FAILURES as exc:
                 log.warning("refreshing the index failed (%r); retrying", exc)
                 self._pending |= pending
                 self._reload |= reload

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import asyncpg
 from prometheus_client import Gauge, Histogram
 
+from chassis.errors import DATABASE_FAILURES
 from chassis.telemetry import Metrics
 from contracts import OrderPaid, Recommendation, Recommendations, RecommendationsRequest
 from services.ai.catalog.service import LiveIndex
@@ -126,7 +127,7 @@ class Trainer:
                 if count:
                     log.info("co-purchase model trained on %d baskets", count)
                 self.metrics.trained_at = await repository.trained_at(self.pool)
-            except (OSError, asyncpg.PostgresError) as exc:
+            except DATABASE_FAILURES as exc:
                 log.warning("training the co-purchase model failed (%r)", exc)
                 await asyncio.sleep(1)
 
