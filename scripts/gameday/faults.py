@@ -96,11 +96,12 @@ async def nothing_failed(stack: GameDayStack, start: float, end: float) -> list[
     assert stack.trickle is not None
     calls = stack.trickle.between(start + IN_FLIGHT_AT_KILL, end)
     failed = [c for c in calls if c.status == 0 or c.status >= 500]
+    detail = ", ".join(f"{c.what} {c.status} at +{c.at - start:.1f} s" for c in failed)
     return [
         Check(
             f"none of {len(calls)} requests sent after the kill failed",
             not failed,
-            f"{len(failed)} failed",
+            f"{len(failed)} failed" + (f": {detail}" if detail else ""),
         )
     ]
 
