@@ -26,12 +26,6 @@ import redis.exceptions
 
 # A database or cache that cannot be reached is a 503 to retry, not a 500 to report: in an HTTP
 # handler and in an RPC server alike.
-# What a loop that reads or writes PostgreSQL survives, and retries: the server unreachable or
-# failing a statement, or a connection closed under a transaction (asyncpg's InterfaceError:
-# "cannot call Transaction.__aexit__(): the underlying connection is closed", which killed the
-# payments worker's outbox relay on a game day).
-DATABASE_FAILURES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
 DEPENDENCY_DOWN = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -41,6 +35,12 @@ DEPENDENCY_DOWN = (
     ConnectionError,
     TimeoutError,
 )
+
+# What a loop that reads or writes PostgreSQL survives, and retries: the server unreachable or
+# failing a statement, or a connection closed under a transaction (asyncpg's InterfaceError:
+# "cannot call Transaction.__aexit__(): the underlying connection is closed", which killed the
+# payments worker's outbox relay on a game day).
+DATABASE_FAILURES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class DomainError(Exception):

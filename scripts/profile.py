@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from devstack import ROOT, down, drop_broker, drop_database, program_pids, up
@@ -74,12 +75,12 @@ def record(path: str, pids: dict[str, int], seconds: int) -> list[subprocess.Pop
     ]
 
 
-def profiled(path: str, pids: dict[str, int], load: object) -> dict[str, float]:
+def profiled(path: str, pids: dict[str, int], load: Callable[[], object]) -> dict[str, float]:
     """Run `load()` while py-spy records `pids`; CPU seconds each process spent meanwhile."""
     before = {name: cpu_seconds([pid]) for name, pid in pids.items()}
     recorders = record(path, pids, SECONDS)
     time.sleep(1)  # py-spy attaches
-    load()  # type: ignore[operator]
+    load()
     for recorder in recorders:
         recorder.wait(timeout=SECONDS + 30)
     return {name: cpu_seconds([pid]) - before[name] for name, pid in pids.items()}
@@ -117,13 +118,10 @@ def main() -> None:
         ]
         base = f"http://127.0.0.1:{core.nginx_port}"
         asyncio.run(checkouts(base, products, 2, CHECKOUT_CONCURRENCY))  # warm-up
-        checkout_pids = {
-            name: pid for name, pid in pids.items() if name in ("core-1", "payments-1")
-        }
         paid = []
         spent = profiled(
             "checkout",
-            {**checkout_pids, "core-2": pids["core-2"]},
+            {name: pids[name] for name in ("core-1", "payments-1", "core-2")},
             lambda: paid.append(
                 asyncio.run(checkouts(base, products, SECONDS - 2, CHECKOUT_CONCURRENCY))
             ),
