@@ -36,15 +36,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from redis.asyncio import Redis
 
 from chassis.telemetry import encode_spans
 from devstack import (
     ROOT,
     StackSettings,
     down,
-    drop_broker,
-    drop_database,
     http_status,
     prepare_dirs,
     program_pids,
@@ -53,6 +50,7 @@ from devstack import (
     start_process,
     up,
 )
+from devstack.scratch import remove_scratch
 from scripts.otlp import OtlpReceiver
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
@@ -135,14 +133,6 @@ async def seed_products(config: StackSettings, count: int) -> list[str]:
     finally:
         await conn.close()
     return [str(row["id"]) for row in rows]
-
-
-async def clean_redis(prefix: str) -> None:
-    """Delete the bench's keys."""
-    client = Redis.from_url(StackSettings().redis_url)
-    async for key in client.scan_iter(match=prefix + "*"):
-        await client.delete(key)
-    await client.aclose()
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -476,9 +466,7 @@ def main() -> None:
             down(pair)
         down(core)
         down(hello)
-        asyncio.run(drop_database(core))
-        drop_broker(core)
-        asyncio.run(clean_redis(core.redis_key_prefix))
+        remove_scratch(core)
 
     load = f"median of {ROUNDS} interleaved runs of wrk -t{THREADS} -c{CONNECTIONS} -d{SECONDS}s"
     print(f"\n{load} on {os.cpu_count()} cores, everything on 127.0.0.1")

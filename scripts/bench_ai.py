@@ -27,8 +27,9 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import uvloop
 
-from devstack import ROOT, down, drop_broker, drop_database, up
-from scripts.bench import Result, _median, clean_redis, new_customer, rate, throwaway_stack
+from devstack import ROOT, down, up
+from devstack.scratch import remove_scratch
+from scripts.bench import Result, _median, new_customer, rate, throwaway_stack
 
 SECONDS = float(os.environ.get("BENCH_AI_SECONDS", "6"))
 ROUNDS = int(os.environ.get("BENCH_AI_ROUNDS", "5"))
@@ -113,9 +114,7 @@ def main() -> None:
             runs["local"].append(local)
     finally:
         down(config)
-        asyncio.run(drop_database(config))
-        drop_broker(config)
-        asyncio.run(clean_redis(config.redis_key_prefix))
+        remove_scratch(config)
 
     rpc, local = _median(runs["rpc"]), _median(runs["local"])
     print(

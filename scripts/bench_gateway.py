@@ -43,9 +43,10 @@ from chassis.messaging import (
 )
 from chassis.settings import ServiceSettings
 from contracts import PaymentSucceeded
-from devstack import ROOT, StackSettings, down, drop_broker, drop_database, program_pids, up
+from devstack import ROOT, StackSettings, down, program_pids, up
 from devstack import start_process as start_program
-from scripts.bench import clean_redis, percentile, throwaway_stack, wait_for
+from devstack.scratch import remove_scratch
+from scripts.bench import percentile, throwaway_stack, wait_for
 
 SOCKETS = int(os.environ.get("BENCH_WS_SOCKETS", "5000"))
 RATE = float(os.environ.get("BENCH_WS_RATE", "200"))
@@ -226,9 +227,7 @@ def main() -> None:
     finally:
         with contextlib.suppress(Exception):
             down(config)
-        asyncio.run(drop_database(config))
-        drop_broker(config)
-        asyncio.run(clean_redis(config.redis_key_prefix))
+        remove_scratch(config)
 
     ms = 1000
     print(f"\nrealtime gateway: {SOCKETS} sockets through NGINX to 2 instances, one user each")

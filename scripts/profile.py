@@ -22,13 +22,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from devstack import ROOT, down, drop_broker, drop_database, program_pids, up
+from devstack import ROOT, down, program_pids, up
+from devstack.scratch import remove_scratch
 from scripts.bench import (
     CHECKOUT_CONCURRENCY,
     CONNECTIONS,
     THREADS,
     checkouts,
-    clean_redis,
     cpu_seconds,
     seed_products,
     throwaway_stack,
@@ -140,9 +140,7 @@ def main() -> None:
         ]
     finally:
         down(core)
-        asyncio.run(drop_database(core))
-        drop_broker(core)
-        asyncio.run(clean_redis(core.redis_key_prefix))
+        remove_scratch(core)
     header = [
         "# Flame graphs",
         "",
