@@ -1349,11 +1349,12 @@ async def test_a_distributed_smoke_load_passes_its_slo_gates_and_a_broken_gate_f
         "default: {p95: 100000, p99: 100000, errors: 1}\n"
         'gates:\n  "browse: product": {p95: 0, p99: 0, errors: 1}\n'
     )
-    browsers = ["--load-shape", "soak", "--step-users", "6", "--max-users", "6"]
+    # 8 browsers for 16 s view about 50 products (6 for 12 s viewed 20, the least judged)
+    browsers = ["--load-shape", "soak", "--step-users", "8", "--max-users", "8"]
     run = locust(
         stack,
         *browsers,
-        *["--shape-seconds", "12", "--csv", str(tmp_path / "strict"), "Browser"],
+        *["--shape-seconds", "16", "--csv", str(tmp_path / "strict"), "Browser"],
         env={**env, "LOADTEST_GATES": str(strict)},
     )
     assert run.returncode == 1, run.stderr[-3000:]
