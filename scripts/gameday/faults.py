@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import aio_pika
 
 from devstack.settings import ROOT
-from scripts.gameday.stack import GameDayStack, until
+from scripts.gameday.stack import ANALYSTS, GameDayStack, until
 
 # How many payments the payments worker's outage leaves waiting: past QueueBacklog's 1000.
 BACKLOG = 1100
@@ -352,7 +352,8 @@ def os_signal(pid: int, sig: signal.Signals) -> None:
 
 
 async def analyses(stack: GameDayStack, per_second: float) -> None:
-    """More analyses than the trickle's, until cancelled."""
+    """More analyses than the trickle's, until cancelled: from a customer who makes none in the
+    trickle (past its AI limit, it gets 429s for a minute after)."""
     assert stack.trickle is not None
     trickle = stack.trickle
     pending: set[asyncio.Task[object]] = set()
@@ -364,7 +365,7 @@ async def analyses(stack: GameDayStack, per_second: float) -> None:
                 "analyze",
                 "POST",
                 "/api/ai/text/analyze",
-                trickle.customers[1],
+                trickle.customers[ANALYSTS],
                 json=body,
             )
         )

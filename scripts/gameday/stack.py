@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import shutil
@@ -35,8 +36,12 @@ TIME_SCALE = 60
 PASSWORD = "game day password"  # noqa: S105 - a throwaway stack's accounts
 CUSTOMERS = 4
 # Seconds between two rounds of one customer (a round: a cached read, a database read, the
-# product's recommendations, an order and its payment, and an analysis for the first customer).
+# product's recommendations, an order and its payment, and for the first two customers, taking
+# turns, an analysis).
 ROUND = 1.0
+# Customers who take turns at analyses: one analysis a round in all, each account at half the
+# AI limit (60 a minute); one customer a second stood at the limit and got a 429 now and then.
+ANALYSTS = 2
 
 
 async def until(check: Callable[[], Any], within: float, every: float = 0.5) -> bool:
@@ -102,7 +107,7 @@ class Trickle:
 
     async def _customer(self, http: aiohttp.ClientSession, number: int, customer: Customer) -> None:
         await asyncio.sleep(number * ROUND / len(self.customers))
-        while True:
+        for round_number in itertools.count():
             started = time.monotonic()
             product = random.choice(self.products)  # noqa: S311 - not a secret
             await self.call(http, "browse", "GET", f"/api/products/{product}")
@@ -115,7 +120,7 @@ class Trickle:
                 customer,
             )
             await self.checkout(http, number, product)
-            if number == 0:
+            if number < ANALYSTS and round_number % ANALYSTS == number:
                 text = {"text": f"Game day round {len(self.calls)}: the teapot pours well."}
                 await self.call(
                     http, "analyze", "POST", "/api/ai/text/analyze", customer, json=text
