@@ -73,8 +73,10 @@ UNLIMITED_EDGE: dict[str, Any] = {
 }
 
 
-# Tracing off, at a 10% parent-based ratio, and on every request, with their targets against off.
-TRACING = {"off": None, "10%": 0.1, "100%": 1.0, "100% SDK encoder": 1.0}
+# Tracing off, at a 0% and a 10% parent-based ratio, and on every request, with their targets
+# against off.
+# At 0% no root request is sampled: what the unsampled path costs on its own.
+TRACING = {"off": None, "0%": 0.0, "10%": 0.1, "100%": 1.0, "100% SDK encoder": 1.0}
 TRACING_TARGETS = {"10%": 0.9, "100%": 0.75, "100% SDK encoder": 0.75}
 
 
@@ -507,6 +509,8 @@ def main() -> None:
     for name, ratio, target in ratios:
         verdict = "meets" if ratio >= target else "MISSES"
         print(f"{name:<40}{ratio:>6.2f}   target >= {target}  ({verdict})")
+    unsampled = results["product via nginx, tracing 0%"].rps / off
+    print(f"{'tracing 0% / tracing off':<40}{unsampled:>6.2f}   (the unsampled path alone)")
     print(
         f"the OTLP receiver took {collector.exports} exports ({collector.bytes / 1e6:.1f} MB); "
         "a traced read is one server span (the product comes from the near cache)"

@@ -40,7 +40,6 @@ from chassis.telemetry import (
     METRICS,
     TRACER,
     AccessLog,
-    EdgeIds,
     FastOTLPSpanExporter,
     Metrics,
     ServerTracer,
@@ -238,12 +237,11 @@ async def test_server_spans_name_the_request_and_the_response_names_its_trace(
     assert (entry["trace_id"], entry["span_id"]) == (trace_id, span_id)
 
 
-def test_the_edge_samples_the_ratio_and_the_sdk_records_every_request_it_chose():
+def test_the_edge_samples_the_ratio_and_exports_every_request_it_chose():
     exported = InMemorySpanExporter()
-    ids = EdgeIds()
-    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.1)), id_generator=ids)
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.1)))
     provider.add_span_processor(SimpleSpanProcessor(exported))
-    tracer = ServerTracer(provider.get_tracer("test"), 0.1, ids)
+    tracer = ServerTracer(provider.get_tracer("test"), 0.1)
     spans = [tracer.start("GET /api/things", None) for _ in range(4000)]
     chosen = [span for span in spans if span.is_recording()]
     for span in spans:
@@ -261,7 +259,7 @@ def test_the_edge_samples_the_ratio_and_the_sdk_records_every_request_it_chose()
 
 def test_the_edge_follows_the_caller_s_sampling_decision():
     exported = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)), id_generator=EdgeIds())
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)))
     provider.add_span_processor(SimpleSpanProcessor(exported))
     tracer = ServerTracer(provider.get_tracer("test"), 0.0)
     caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
@@ -280,6 +278,53 @@ def test_the_edge_follows_the_caller_s_sampling_decision():
     (recorded,) = exported.get_finished_spans()
     assert recorded.parent is not None and f"{recorded.parent.span_id:016x}" == caller_span
     assert not tracer.start("GET /api/things", None).is_recording()  # ratio 0: roots never
+
+
+def test_an_edge_span_exports_what_the_sdk_s_span_would_and_parents_the_sdk_s_spans():
+    exported = InMemorySpanExporter()
+    resource = Resource.create({"k": "v"})
+    # Ratio 0 for the SDK: a child is sampled only because its edge parent is.
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)), resource=resource)
+    reference = TracerProvider(resource=resource)  # the SDK's span to compare with
+    for each in (provider, reference):
+        each.add_span_processor(SimpleSpanProcessor(exported))
+    sdk_tracer = provider.get_tracer("relais.http")
+    edge = ServerTracer(sdk_tracer, 1.0).start("GET /api/things", None)
+    sdk = reference.get_tracer("relais.http").start_span("GET /api/things", kind=SpanKind.SERVER)
+    for span in (edge, sdk):
+        assert span.is_recording()
+        span.set_attributes({"http.route": "/api/things", "url.scheme": "http"})
+        span.set_attribute("http.response.status_code", 500)
+        span.set_attribute("relais.tags", ["a", "b"])
+        span.record_exception(ValueError("boom"), {"k": 1}, timestamp=7)
+        span.add_event("retry", {"attempt": 2}, timestamp=8)
+        span.set_status(StatusCode.ERROR, "failed")
+        span.set_status(Status(StatusCode.UNSET))  # ignored, as ever
+        span.update_name("GET /api/things/{id}")
+    with trace.use_span(edge, end_on_exit=False):
+        child = sdk_tracer.start_span("SELECT")
+        child.end()
+    edge.end()
+    edge.set_attribute("late", True)  # an ended span takes nothing
+    sdk.end()
+    child_span, edge_span, sdk_span = exported.get_finished_spans()
+    assert not edge.is_recording() and "late" not in (edge_span.attributes or {})
+    assert child_span.parent is not None and child_span.context.trace_flags.sampled
+    assert child_span.parent.span_id == edge_span.context.span_id
+    assert child_span.context.trace_id == edge_span.context.trace_id
+    assert edge_span.context.trace_flags == sdk_span.context.trace_flags
+
+    def comparable(span: ReadableSpan) -> dict[str, Any]:
+        shown = json.loads(span.to_json())
+        for field in ("context", "start_time", "end_time"):
+            del shown[field]
+        for event in shown["events"]:
+            event["attributes"].pop("exception.stacktrace", None)
+        return shown
+
+    assert comparable(edge_span) == comparable(sdk_span)
+    assert edge_span.instrumentation_scope == sdk_span.instrumentation_scope
+    assert encode_spans([edge_span]) == sdk_encode_spans([edge_span]).SerializePartialToString()
 
 
 async def test_a_synthetic_request_s_span_says_so_for_jaeger_s_search(aiohttp_client, settings):

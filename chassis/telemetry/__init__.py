@@ -11,7 +11,7 @@ from chassis.telemetry._metrics import METRICS, Metrics, exemplar, setup_metrics
 from chassis.telemetry._otlp_encoding import FastOTLPSpanExporter, encode_spans
 from chassis.telemetry._tracing import (
     TRACER,
-    EdgeIds,
+    EdgeSpan,
     ServerTracer,
     Tracing,
     attached,
@@ -32,7 +32,7 @@ __all__ = [
     "METRICS",
     "TRACER",
     "AccessLog",
-    "EdgeIds",
+    "EdgeSpan",
     "FastOTLPSpanExporter",
     "JsonFormatter",
     "Metrics",
