@@ -333,6 +333,36 @@ def wait_for(url: str, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
+def hello_stack(state_dir: Path) -> StackSettings:
+    """Where the bare aiohttp hello runs: two instances behind an NGINX of their own."""
+    return StackSettings(
+        state_dir=state_dir,
+        core_base_port=18101,
+        nginx_port=18180,
+        nginx_tls_port=18543,
+        **UNLIMITED_EDGE,
+    )
+
+
+def start_hello(hello: StackSettings, core: StackSettings) -> None:
+    """Start the hello instances and their NGINX (with `core`'s TLS pair), once they answer."""
+    prepare_dirs(hello)
+    hello.key_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("tls.crt", "tls.key"):
+        shutil.copy(core.key_dir / name, hello.key_dir / name)
+    upstreams = []
+    for index, (port, _) in enumerate(hello.core_ports(), start=1):
+        name = f"hello-{index}"
+        argv = [sys.executable, "-m", "scripts.hello", "--port", str(port)]
+        if hello.nginx_upstream == "unix":
+            argv += ["--unix", str(hello.unix_socket(name))]
+        start_process(name, argv, dict(os.environ), hello)
+        upstreams.append(hello.upstream(name, port))
+    start_nginx(hello, upstreams)
+    for port, _ in hello.core_ports():
+        wait_for(f"http://127.0.0.1:{port}/api/hello")
+
+
 def throwaway_stack(run: str, state_dir: Path, **settings: Any) -> StackSettings:
     """A stack of the bench's own: its ports, and a database, broker users, vhost and key
     prefix named after `run` (dropped at the end)."""
@@ -377,13 +407,7 @@ def main() -> None:
     state = ROOT / "var" / "bench"
     # The reads measured here do not reach the AI worker (its models take 0.7 GB).
     core = throwaway_stack(run, state / "core", ai_instances=0, gateway_instances=0)
-    hello = StackSettings(
-        state_dir=state / "hello",
-        core_base_port=18101,
-        nginx_port=18180,
-        nginx_tls_port=18543,
-        **UNLIMITED_EDGE,
-    )
+    hello = hello_stack(state / "hello")
     hello_ports = [port for port, _ in hello.core_ports()]
     collector = OtlpReceiver(keep=False)
     traced: dict[str, StackSettings] = {}
@@ -392,21 +416,7 @@ def main() -> None:
         collector.start_thread()
         for index, (mode, ratio) in enumerate(TRACING.items()):
             traced[mode] = start_traced_pair(core, index, mode, ratio, collector.port)
-        prepare_dirs(hello)
-        hello.key_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("tls.crt", "tls.key"):
-            shutil.copy(core.key_dir / name, hello.key_dir / name)
-        upstreams = []
-        for index, port in enumerate(hello_ports, start=1):
-            name = f"hello-{index}"
-            argv = [sys.executable, "-m", "scripts.hello", "--port", str(port)]
-            if hello.nginx_upstream == "unix":
-                argv += ["--unix", str(hello.unix_socket(name))]
-            start_process(name, argv, dict(os.environ), hello)
-            upstreams.append(hello.upstream(name, port))
-        start_nginx(hello, upstreams)
-        for port in hello_ports:
-            wait_for(f"http://127.0.0.1:{port}/api/hello")
+        start_hello(hello, core)
         products = asyncio.run(seed_products(core, CHECKOUT_CONCURRENCY))
         product_id = products[0]
         product_path = f"/api/products/{product_id}"
@@ -448,6 +458,11 @@ def main() -> None:
         cpu_per_read = {
             name: sorted(result.cpu_us for result in runs[name])[ROUNDS // 2] for name in pids
         }
+        # The traced pairs are core instances too: left running, they would consume the
+        # checkouts' events beside the stack's own instances (tracing them) and take its CPU.
+        for pair in traced.values():
+            down(pair)
+        down(hello)
         base = f"http://127.0.0.1:{core.nginx_port}"
         uvloop.install()
         asyncio.run(checkouts(base, products, 2, CHECKOUT_CONCURRENCY))  # warm-up

@@ -3,8 +3,11 @@
 Starts the benchmark's throwaway stack (tracing off, as `make bench` measures it), then:
 
 - the cached product read: wrk through NGINX, py-spy recording both core instances;
+- the same read straight at one core instance, and the bare aiohttp hello of `make bench` straight
+  at one of its instances: what the read costs beyond aiohttp's own request cycle;
 - the paid checkout: the benchmark's customers (order, then pay with `Prefer: wait`) through
-  NGINX, py-spy recording a core instance and the payments worker.
+  NGINX, py-spy recording both core instances and the payments worker, and the CPU that
+  PostgreSQL, RabbitMQ, NGINX and the load generator spend per checkout beside them.
 
 Writes one SVG per process and path, and a README with the commands and what each process
 spent, to docs/perf/ (PROFILE_OUT elsewhere), then tears everything down.
@@ -30,7 +33,9 @@ from scripts.bench import (
     THREADS,
     checkouts,
     cpu_seconds,
+    hello_stack,
     seed_products,
+    start_hello,
     throwaway_stack,
     wait_for,
     wrk,
@@ -86,11 +91,64 @@ def profiled(path: str, pids: dict[str, int], load: Callable[[], object]) -> dic
     return {name: cpu_seconds([pid]) - before[name] for name, pid in pids.items()}
 
 
+# The programs beside the services, by their process names: every process of each (PostgreSQL's
+# backends and workers, RabbitMQ's Erlang VM, NGINX's master and workers).
+NEIGHBOURS = {"PostgreSQL": ("postgres",), "RabbitMQ": ("beam.smp",), "NGINX": ("nginx",)}
+
+
+def processes_named(names: tuple[str, ...]) -> list[int]:
+    """The ids of the running processes whose name is one of `names`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if stat.read_text().strip() in names:
+                found.append(int(stat.parent.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
+def cpu_by_process(pids: list[int]) -> dict[int, float]:
+    """CPU seconds of each process still running."""
+    spent = {}
+    for pid in pids:
+        try:
+            spent[pid] = cpu_seconds([pid])
+        except OSError:
+            continue
+    return spent
+
+
+def neighbours_spent(load: Callable[[], object]) -> dict[str, float]:
+    """Run `load()`; CPU seconds PostgreSQL, RabbitMQ and NGINX spent meanwhile (processes
+    that ran throughout), and this process (the load generator)."""
+    pids = {name: processes_named(names) for name, names in NEIGHBOURS.items()}
+    pids["the load generator"] = [os.getpid()]
+    before = {name: cpu_by_process(found) for name, found in pids.items()}
+    load()
+    spent = {}
+    for name, found in pids.items():
+        after = cpu_by_process(found)
+        spent[name] = sum(after[pid] - before[name][pid] for pid in after if pid in before[name])
+    return spent
+
+
+def direct_reads(name: str, pid: int, url: str) -> tuple[float, float]:
+    """wrk straight at one process (no NGINX) while py-spy records it: (reads/s, µs of its CPU
+    per read)."""
+    reads: list[float] = []
+    spent = profiled(
+        "read-direct", {name: pid}, lambda: reads.append(wrk(name, url, SECONDS - 2).rps)
+    )
+    return reads[0], spent[name] / (reads[0] * (SECONDS - 2)) * 1e6
+
+
 def main() -> None:
     """Profile the read and the checkout, and write the flame graphs and their README."""
     OUT.mkdir(parents=True, exist_ok=True)
     run = uuid.uuid4().hex[:8]
     core = throwaway_stack(run, ROOT / "var" / "profile", ai_instances=0, gateway_instances=0)
+    hello = hello_stack(ROOT / "var" / "profile" / "hello")
     lines: list[str] = []
     try:
         up(core)
@@ -116,29 +174,60 @@ def main() -> None:
             *(f"- [{name}](read-{name}.svg)" for name in cores),
             "",
         ]
+        start_hello(hello, core)
+        hello_url = f"http://127.0.0.1:{hello.core_base_port}/api/hello"
+        wrk("warm-up", hello_url, seconds=2)
+        direct_url = f"http://127.0.0.1:{core.core_base_port}/api/products/{products[0]}"
+        core_rate, core_cpu = direct_reads("core-1", cores["core-1"], direct_url)
+        hello_pid = program_pids(hello)["hello-1"]
+        hello_rate, hello_cpu = direct_reads("hello-1", hello_pid, hello_url)
+        down(hello)
+        lines += [
+            "## The read against bare aiohttp, without NGINX",
+            "",
+            f"`wrk -t{THREADS} -c{CONNECTIONS} -d{SECONDS - 2}s` straight at one process: "
+            f"the cached product read on core-1 {core_rate:.0f} reads/s, {core_cpu:.0f} µs of "
+            f"its CPU per read; the bare hello (`scripts/hello.py`) {hello_rate:.0f} "
+            f"requests/s, {hello_cpu:.0f} µs per request. What the read does beyond aiohttp's "
+            f"own request cycle costs {core_cpu - hello_cpu:.0f} µs.",
+            "",
+            "- [core-1](read-direct-core-1.svg)",
+            "- [hello-1](read-direct-hello-1.svg)",
+            "",
+        ]
         base = f"http://127.0.0.1:{core.nginx_port}"
         asyncio.run(checkouts(base, products, 2, CHECKOUT_CONCURRENCY))  # warm-up
         paid = []
+        beside: dict[str, float] = {}
+
+        def load() -> None:
+            beside.update(
+                neighbours_spent(
+                    lambda: paid.append(
+                        asyncio.run(checkouts(base, products, SECONDS - 2, CHECKOUT_CONCURRENCY))
+                    )
+                )
+            )
+
         spent = profiled(
-            "checkout",
-            {name: pids[name] for name in ("core-1", "payments-1", "core-2")},
-            lambda: paid.append(
-                asyncio.run(checkouts(base, products, SECONDS - 2, CHECKOUT_CONCURRENCY))
-            ),
+            "checkout", {name: pids[name] for name in ("core-1", "payments-1", "core-2")}, load
         )
         count = paid[0].rps * (SECONDS - 2)
+        spent.update(beside)
         lines += [
             "## Paid checkout",
             "",
             f"{CHECKOUT_CONCURRENCY} customers ordering and paying with `Prefer: wait=30` through "
             f"NGINX for {SECONDS - 2} s: {paid[0].rps:.0f} paid checkouts/s; CPU per checkout: "
             + ", ".join(f"{name} {seconds / count * 1e3:.1f} ms" for name, seconds in spent.items())
-            + ".",
+            + f"; {sum(spent.values()) / count * 1e3:.1f} ms in all (py-spy's sampling adds a "
+            "little to the profiled processes).",
             "",
-            *(f"- [{name}](checkout-{name}.svg)" for name in spent),
+            *(f"- [{name}](checkout-{name}.svg)" for name in pids if name in spent),
             "",
         ]
     finally:
+        down(hello)
         down(core)
         remove_scratch(core)
     header = [
