@@ -74,8 +74,7 @@ UNLIMITED_EDGE: dict[str, Any] = {
 
 
 # Tracing off, at a 0% and a 10% parent-based ratio, and on every request, with their targets
-# against off.
-# At 0% no root request is sampled: what the unsampled path costs on its own.
+# against off (at 0% no root request is sampled: what the unsampled path costs on its own).
 TRACING = {"off": None, "0%": 0.0, "10%": 0.1, "100%": 1.0, "100% SDK encoder": 1.0}
 TRACING_TARGETS = {"10%": 0.9, "100%": 0.75, "100% SDK encoder": 0.75}
 

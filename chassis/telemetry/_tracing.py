@@ -119,12 +119,12 @@ class EdgeSpan(trace.Span):
         name: str,
         span_context: SpanContext,
         parent: SpanContext | None,
-        tracer: EdgeTracerParts,
+        parts: EdgeTracerParts,
     ) -> None:
         self._name = name
         self._context = span_context
         self._parent = parent
-        self._parts = tracer
+        self._parts = parts
         self._attributes: dict[str, Any] = {}
         self._events: list[Event] = []
         self._status = Status(StatusCode.UNSET)
