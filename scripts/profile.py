@@ -80,15 +80,23 @@ def record(path: str, pids: dict[str, int], seconds: int) -> list[subprocess.Pop
     ]
 
 
-def profiled(path: str, pids: dict[str, int], load: Callable[[], object]) -> dict[str, float]:
-    """Run `load()` while py-spy records `pids`; CPU seconds each process spent meanwhile."""
-    before = {name: cpu_seconds([pid]) for name, pid in pids.items()}
-    recorders = record(path, pids, SECONDS)
-    time.sleep(1)  # py-spy attaches
-    load()
-    for recorder in recorders:
-        recorder.wait(timeout=SECONDS + 30)
-    return {name: cpu_seconds([pid]) - before[name] for name, pid in pids.items()}
+def profiled(
+    path: str,
+    pids: dict[str, int],
+    load: Callable[[], object],
+    beside: dict[str, list[int]] | None = None,
+) -> dict[str, float]:
+    """Run `load()` while py-spy records `pids`; CPU seconds each process spent meanwhile, and
+    each group of processes `beside` (those of a group that ran throughout)."""
+
+    def recorded() -> None:
+        recorders = record(path, pids, SECONDS)
+        time.sleep(1)  # py-spy attaches
+        load()
+        for recorder in recorders:
+            recorder.wait(timeout=SECONDS + 30)
+
+    return cpu_spent({name: [pid] for name, pid in pids.items()} | (beside or {}), recorded)
 
 
 # The programs beside the services, by their process names: every process of each (PostgreSQL's
@@ -108,6 +116,12 @@ def processes_named(names: tuple[str, ...]) -> list[int]:
     return found
 
 
+def neighbours() -> dict[str, list[int]]:
+    """The processes of PostgreSQL, RabbitMQ and NGINX, and this one (the load generator)."""
+    found = {name: processes_named(names) for name, names in NEIGHBOURS.items()}
+    return found | {"the load generator": [os.getpid()]}
+
+
 def cpu_by_process(pids: list[int]) -> dict[int, float]:
     """CPU seconds of each process still running."""
     spent = {}
@@ -119,16 +133,14 @@ def cpu_by_process(pids: list[int]) -> dict[int, float]:
     return spent
 
 
-def neighbours_spent(load: Callable[[], object]) -> dict[str, float]:
-    """Run `load()`; CPU seconds PostgreSQL, RabbitMQ and NGINX spent meanwhile (processes
-    that ran throughout), and this process (the load generator)."""
-    pids = {name: processes_named(names) for name, names in NEIGHBOURS.items()}
-    pids["the load generator"] = [os.getpid()]
-    before = {name: cpu_by_process(found) for name, found in pids.items()}
-    load()
+def cpu_spent(groups: dict[str, list[int]], run: Callable[[], object]) -> dict[str, float]:
+    """Call `run()`; CPU seconds each group of processes spent meanwhile (those that ran
+    throughout)."""
+    before = {name: cpu_by_process(pids) for name, pids in groups.items()}
+    run()
     spent = {}
-    for name, found in pids.items():
-        after = cpu_by_process(found)
+    for name, pids in groups.items():
+        after = cpu_by_process(pids)
         spent[name] = sum(after[pid] - before[name][pid] for pid in after if pid in before[name])
     return spent
 
@@ -198,22 +210,15 @@ def main() -> None:
         base = f"http://127.0.0.1:{core.nginx_port}"
         asyncio.run(checkouts(base, products, 2, CHECKOUT_CONCURRENCY))  # warm-up
         paid = []
-        beside: dict[str, float] = {}
-
-        def load() -> None:
-            beside.update(
-                neighbours_spent(
-                    lambda: paid.append(
-                        asyncio.run(checkouts(base, products, SECONDS - 2, CHECKOUT_CONCURRENCY))
-                    )
-                )
-            )
-
         spent = profiled(
-            "checkout", {name: pids[name] for name in ("core-1", "payments-1", "core-2")}, load
+            "checkout",
+            {name: pids[name] for name in ("core-1", "payments-1", "core-2")},
+            lambda: paid.append(
+                asyncio.run(checkouts(base, products, SECONDS - 2, CHECKOUT_CONCURRENCY))
+            ),
+            beside=neighbours(),
         )
         count = paid[0].rps * (SECONDS - 2)
-        spent.update(beside)
         lines += [
             "## Paid checkout",
             "",
