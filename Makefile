@@ -9,7 +9,7 @@ APT_STAMP := /tmp/.relais-apt-updated
 # PyTorch's CPU build (torch==2.13.0+cpu) is a wheel in this folder, not on PyPI's index.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: up down restart status logs alerts admin seed sandbox-settle sandbox-outage gameday ai-worker dlq test test-images test-ansible test-all compose-init compose-nginx lint audit lock bench profile bench-ai bench-gateway loadtest capacity deps system-deps clean
+.PHONY: up down restart status logs alerts admin seed mail sandbox-settle sandbox-outage gameday ai-worker dlq test test-images test-ansible test-all compose-init compose-nginx lint audit lock bench profile bench-ai bench-gateway loadtest capacity deps system-deps clean
 
 # Every dependency at the exact version and hash of requirements.lock, then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -68,6 +68,11 @@ admin: deps
 	@test -n "$(EMAIL)" || { echo "usage: [ADMIN_PASSWORD=...] make admin EMAIL=... [PROMOTE=1] [RESET_PASSWORD=1]"; exit 2; }
 	@$(if $(filter command line,$(origin PASSWORD) $(origin ADMIN_PASSWORD)),echo "give the password in the environment (ADMIN_PASSWORD='...' make admin EMAIL=...) or at the prompt: make mangles \$$ and quotes on its command line" >&2; exit 2)
 	@$(PY) -m devstack admin --email '$(EMAIL)' $(if $(PROMOTE),--promote) $(if $(RESET_PASSWORD),--reset-password)
+
+# The development outbox (core's `outbox` e-mail adapter): the last messages, newest first, with
+# their verification and password reset links. `TO=` one address's, `LAST=` how many (10).
+mail: deps
+	@$(PY) -m devstack mail $(if $(TO),--to '$(TO)') $(if $(LAST),--last '$(LAST)')
 
 # One more AI worker in the foreground (Ctrl-C stops it), sharing the running stack's queues:
 # `NUMBER=` picks its ports (2: 8302 and metrics 9302, the default).

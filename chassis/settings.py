@@ -98,6 +98,8 @@ class ServiceSettings(BaseSettings):
     jwt_audience: str = "relais-api"
     access_token_ttl: int = Field(900, gt=0)
     refresh_token_ttl: int = Field(30 * 24 * 3600, gt=0)
+    # Admin actions only from a login proven with a second factor (unset: in production only).
+    require_admin_2fa: bool | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -115,6 +117,13 @@ class ServiceSettings(BaseSettings):
         if folder:
             file_secret_settings = SecretsSettingsSource(settings_cls, secrets_dir=folder)
         return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+    @property
+    def admins_need_two_factor(self) -> bool:
+        """Whether admin actions need a login proven with a second factor."""
+        if self.require_admin_2fa is None:
+            return self.relais_env == "production"
+        return self.require_admin_2fa
 
     @model_validator(mode="after")
     def _refuse_development_secrets(self) -> ServiceSettings:

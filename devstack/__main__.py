@@ -8,6 +8,7 @@ logs            the last lines of the logs (`--service`, `--lines`, `--follow`)
 alerts          what fires now, and the last notifications of the local receiver
 admin           create or promote an admin (password: ADMIN_PASSWORD or a prompt)
 seed            an admin and a demo catalog, once
+mail            the development outbox's last messages (`--to`, `--last`)
 sandbox-settle  settle a waiting sandbox payment by the sandbox's signed webhook
 sandbox-outage  every sandbox charge fails for --seconds (0 ends it): a provider outage
 ai-worker       one more AI worker in the foreground, sharing the stack's queues (`--number`)
@@ -30,6 +31,7 @@ from devstack.commands import (
     status,
     up,
 )
+from devstack.mail import show_mail
 from devstack.nginx import api_document
 from devstack.processes import follow_logs, show_logs
 from devstack.seed import seed
@@ -44,6 +46,7 @@ COMMANDS = [
     "alerts",
     "admin",
     "seed",
+    "mail",
     "sandbox-settle",
     "sandbox-outage",
     "ai-worker",
@@ -62,6 +65,8 @@ def main() -> None:
     parser.add_argument(
         "--reset-password", action="store_true", help="`admin`: set an existing account's password"
     )
+    parser.add_argument("--to", help="`mail`: only the messages to this address")
+    parser.add_argument("--last", type=int, default=10, help="`mail`: how many messages")
     parser.add_argument("--lines", type=int, default=50, help="`logs`: lines per file")
     parser.add_argument("--service", help="`logs`: only this program's (core, core-1, nginx…)")
     parser.add_argument("--follow", action="store_true", help="`logs`: keep following")
@@ -89,6 +94,8 @@ def main() -> None:
         down(requested)
     elif args.command == "admin":
         sys.exit(admin(config, args.email, promote=args.promote, reset=args.reset_password))
+    elif args.command == "mail":
+        sys.exit(show_mail(config, args.to, args.last))
     elif args.command == "seed":
         sys.exit(seed(config, args.email))
     elif args.command == "sandbox-settle":

@@ -50,6 +50,7 @@ from devstack import (
     start_process,
     up,
 )
+from devstack.mail import verify_mailbox
 from devstack.scratch import remove_scratch
 from scripts.otlp import OtlpReceiver
 
@@ -152,19 +153,26 @@ def rate(name: str, count: int, seconds: float, latencies: list[float]) -> Resul
     )
 
 
-async def new_customer(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
-    """The authorization header of a customer registered for the run."""
+async def new_customer(
+    http: aiohttp.ClientSession, base: str, database_url: str | None = None
+) -> dict[str, str]:
+    """The authorization header of a customer registered for the run (its address verified
+    through the outbox of the stack's database at `database_url`, if given: it may pay)."""
     email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
     body = {"email": email, "password": PASSWORD, "name": "Bench"}
     async with http.post(f"{base}/api/auth/register", json=body) as response:
         token = (await response.json())["access_token"]
+    if database_url is not None:
+        await verify_mailbox(http, base, database_url, email)
     return {"Authorization": f"Bearer {token}"}
 
 
-async def checkouts(base: str, products: list[str], seconds: float, concurrency: int) -> Result:
+async def checkouts(
+    base: str, database_url: str, products: list[str], seconds: float, concurrency: int
+) -> Result:
     """Customers each ordering a product of the catalog and paying with `Prefer: wait`."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        auth = await new_customer(http, base)
+        auth = await new_customer(http, base, database_url)
         latencies: list[float] = []
         deadline = time.monotonic() + seconds
 
@@ -464,11 +472,17 @@ def main() -> None:
         down(hello)
         base = f"http://127.0.0.1:{core.nginx_port}"
         uvloop.install()
-        asyncio.run(checkouts(base, products, 2, CHECKOUT_CONCURRENCY))  # warm-up
+        asyncio.run(
+            checkouts(base, core.database_url, products, 2, CHECKOUT_CONCURRENCY)
+        )  # warm-up
         flows: dict[str, list[Result]] = {"checkout": [], "amqp": []}
         for _ in range(3):
             flows["checkout"].append(
-                asyncio.run(checkouts(base, products, CHECKOUT_SECONDS, CHECKOUT_CONCURRENCY))
+                asyncio.run(
+                    checkouts(
+                        base, core.database_url, products, CHECKOUT_SECONDS, CHECKOUT_CONCURRENCY
+                    )
+                )
             )
             flows["amqp"].append(
                 asyncio.run(amqp_round_trips(core.amqp_url, CHECKOUT_SECONDS, CHECKOUT_CONCURRENCY))

@@ -208,13 +208,15 @@ def main() -> None:
             "",
         ]
         base = f"http://127.0.0.1:{core.nginx_port}"
-        asyncio.run(checkouts(base, products, 2, CHECKOUT_CONCURRENCY))  # warm-up
+        asyncio.run(checkouts(base, core.database_url, products, 2, CHECKOUT_CONCURRENCY))
         paid = []
         spent = profiled(
             "checkout",
             {name: pids[name] for name in ("core-1", "payments-1", "core-2")},
             lambda: paid.append(
-                asyncio.run(checkouts(base, products, SECONDS - 2, CHECKOUT_CONCURRENCY))
+                asyncio.run(
+                    checkouts(base, core.database_url, products, SECONDS - 2, CHECKOUT_CONCURRENCY)
+                )
             ),
             beside=neighbours(),
         )

@@ -9,6 +9,9 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
+from chassis.data import DB_POOL
+from devstack import mail
+
 PASSWORD = "correct horse battery"
 
 
@@ -32,16 +35,43 @@ def unique_email() -> str:
     return f"user-{uuid.uuid4().hex[:12]}@example.com"
 
 
+def _database(client: Any, db: Any) -> Any:
+    """`db`, else the in-process app's pool (a stack's client has none: pass its database)."""
+    return db if db is not None else client.server.app[DB_POOL]
+
+
+async def mailed_token(db: Any, email: str, subject: str) -> str:
+    """The token of the newest message of `subject` the development outbox holds for `email`."""
+    token = await mail.mailed_token(db, email, subject)
+    assert token is not None, f"no {subject!r} message with a token to {email}"
+    return token
+
+
+async def verify_email(client: Any, email: str, db: Any = None) -> None:
+    """Open the verification link mailed to `email` (the development outbox's)."""
+    token = await mailed_token(_database(client, db), email, mail.VERIFICATION_SUBJECT)
+    response = await client.post("/api/auth/verify-email", json={"token": token})
+    assert response.status == 200, await response.text()
+
+
 async def register(
-    client: TestClient[Any, Any], *, email: str | None = None, password: str = PASSWORD
+    client: TestClient[Any, Any],
+    *,
+    email: str | None = None,
+    password: str = PASSWORD,
+    verified: bool = True,
+    db: Any = None,
 ) -> Account:
-    """Register a customer."""
+    """Register a customer, its address verified through its mailed link unless `verified` is
+    False (`db`: the stack's database, for a client of a stack rather than of an app)."""
     email = email or unique_email()
     response = await client.post(
         "/api/auth/register", json={"email": email, "password": password, "name": "Test User"}
     )
     assert response.status == 201, await response.text()
     body = await response.json()
+    if verified:
+        await verify_email(client, email, db)
     return Account(body["user"]["id"], email, body["access_token"], body["refresh_token"])
 
 
@@ -55,7 +85,7 @@ async def login(client: TestClient[Any, Any], email: str, password: str = PASSWO
 
 async def admin(client: TestClient[Any, Any], db: asyncpg.Connection) -> Account:
     """Register an account, promote it in the database, and log in again for an admin token."""
-    account = await register(client)
+    account = await register(client, db=db)
     await db.execute("UPDATE users SET role = 'admin' WHERE id = $1::uuid", account.id)
     return await login(client, account.email)
 

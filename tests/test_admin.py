@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -12,7 +13,7 @@ from chassis.http import Revocations
 from services.core.admin import RefusedPromotion, ensure_admin
 from services.core.auth.service import Passwords
 from tests.conftest import REDIS_URL
-from tests.factories import login, register, unique_email
+from tests.factories import PASSWORD, login, register, unique_email, verify_email
 
 
 @pytest.fixture
@@ -153,3 +154,30 @@ async def test_users_listing_admin_only_and_paginated(client, db):
     assert (
         await client.get("/api/users", params={"limit": "500"}, headers=boss.auth)
     ).status == 422
+
+
+async def test_only_a_verified_address_is_promoted_and_the_promotion_is_audited(
+    client, admin_tool, db
+):
+    holder = await register(client, verified=False)
+    with pytest.raises(RefusedPromotion, match="verified"):
+        await ensure_admin(
+            **admin_tool, email=holder.email, password=PASSWORD, name="Ops", promote=True
+        )
+    assert await db.fetchval("SELECT role FROM users WHERE id = $1::uuid", holder.id) == "customer"
+    await verify_email(client, holder.email)
+    await ensure_admin(
+        **admin_tool, email=holder.email, password=PASSWORD, name="Ops", promote=True
+    )
+    entries = await db.fetch(
+        "SELECT action, details, address FROM audit_log WHERE subject = $1 ORDER BY created_at",
+        holder.email,
+    )
+    changes = [row for row in entries if row["action"] == "account.role_changed"]
+    assert len(changes) == 1
+    assert json.loads(changes[0]["details"]) == {
+        "from": "customer",
+        "to": "admin",
+        "sessions_revoked": 1,
+    }
+    assert changes[0]["address"] == "make admin"

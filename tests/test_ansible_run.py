@@ -25,6 +25,7 @@ import asyncpg
 import pytest
 
 from devstack import StackSettings, drop_broker, drop_database
+from devstack.mail import verify_mailbox
 from devstack.scratch import clean_redis, consecutive_free
 from tests import factories
 
@@ -271,12 +272,21 @@ def test_the_second_run_changes_nothing(provisioned):
     assert skipped and all(re.search(r"grafana|jaeger", line) for line in skipped)
 
 
-async def account(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
-    """A new customer's login through NGINX: its auth header."""
+def database_url(provisioned: dict[str, Any]) -> str:
+    """The provisioned stack's database, as core's role."""
+    config, password = provisioned["config"], provisioned["values"]["relais_database_password"]
+    return f"postgresql://{config.database_user}:{password}@127.0.0.1:5432/{config.database_name}"
+
+
+async def account(http: aiohttp.ClientSession, provisioned: dict[str, Any]) -> dict[str, str]:
+    """A new customer's login through NGINX, its address verified by its mailed link: its auth
+    header."""
+    base = provisioned["base"]
     email = f"ansible-{uuid.uuid4().hex[:8]}@example.com"
     body = {"email": email, "password": PASSWORD, "name": "Ansible"}
     async with http.post(f"{base}/api/auth/register", json=body) as response:
         assert response.status == 201, await response.text()
+    await verify_mailbox(http, base, database_url(provisioned), email)
     async with http.post(
         f"{base}/api/auth/login", json={"email": email, "password": PASSWORD}
     ) as response:
@@ -287,12 +297,9 @@ async def account(http: aiohttp.ClientSession, base: str) -> dict[str, str]:
 
 async def product(http: aiohttp.ClientSession, provisioned: dict[str, Any]) -> str:
     """A product made by an admin (a customer promoted in the stack's database)."""
-    base, config = provisioned["base"], provisioned["config"]
-    admin = await account(http, base)
-    password = provisioned["values"]["relais_database_password"]
-    conn = await asyncpg.connect(
-        f"postgresql://{config.database_user}:{password}@127.0.0.1:5432/{config.database_name}"
-    )
+    base = provisioned["base"]
+    admin = await account(http, provisioned)
+    conn = await asyncpg.connect(database_url(provisioned))
     try:
         await conn.execute("UPDATE core.users SET role = 'admin' WHERE email = $1", admin["email"])
     finally:
@@ -313,7 +320,7 @@ async def test_a_checkout_crosses_the_provisioned_nginx(provisioned):
     base = provisioned["base"]
     async with aiohttp.ClientSession() as http:
         item = await product(http, provisioned)
-        customer = await account(http, base)
+        customer = await account(http, provisioned)
         auth = {"Authorization": customer["Authorization"]}
         async with http.post(
             f"{base}/api/orders",
@@ -402,7 +409,7 @@ async def test_a_rolling_deploy_of_core_under_a_trickle_fails_no_request(provisi
     async with aiohttp.ClientSession() as http:
         item = await product(http, provisioned)
         # three customers, each well under the shipped write limit (300 a minute)
-        customers = [(await account(http, base))["Authorization"] for _ in range(3)]
+        customers = [(await account(http, provisioned))["Authorization"] for _ in range(3)]
         outcomes: list[tuple[str, int]] = []
         done = asyncio.Event()
 

@@ -20,7 +20,15 @@ async def test_register_returns_user_and_tokens(client):
     body = await response.json()
     assert body["user"]["email"] == email
     assert body["user"]["role"] == "customer"
-    assert set(body["user"]) == {"id", "email", "name", "role", "created_at"}
+    assert set(body["user"]) == {
+        "id",
+        "email",
+        "name",
+        "role",
+        "created_at",
+        "email_verified",
+        "two_factor_enabled",
+    }
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 900
     me = await client.get(

@@ -186,6 +186,10 @@ async def admin_headers(
     password = {"ADMIN_PASSWORD": "e2e password"}
     refused = stack["make"]("admin", f"EMAIL={email}", check=False, extra=password)
     assert refused.returncode != 0 and "PROMOTE=1" in refused.stderr
+    # an address nobody proved is never promoted: its owner opens the mailed link first
+    unproven = stack["make"]("admin", f"EMAIL={email}", "PROMOTE=1", check=False, extra=password)
+    assert unproven.returncode != 0 and "verified" in unproven.stderr
+    await open_mailed_link(stack, http, email)
     made = stack["make"]("admin", f"EMAIL={email}", "PROMOTE=1", extra=password)
     assert "admin ready" in made.stdout
     # the registration's tokens died with the promotion: they never act as an admin
@@ -332,6 +336,15 @@ async def test_search_and_the_assistant_through_nginx_follow_the_catalog(stack):
 
 async def _not(check: Any) -> bool:
     return not await check()
+
+
+async def open_mailed_link(stack: dict[str, Any], http: aiohttp.ClientSession, email: str) -> None:
+    """Open the verification link `make mail` shows for `email`, through NGINX."""
+    listed = stack["make"]("mail", f"TO={email}").stdout
+    [link] = re.findall(r"http://\S+/api/auth/verify-email\?token=\S+", listed)
+    async with http.get(link.replace(stack["config"].public_url, stack["base"])) as response:
+        assert response.status == 200, await response.text()
+        assert (await response.json())["email_verified"] is True
 
 
 async def register_through(stack: dict[str, Any], http: aiohttp.ClientSession) -> dict[str, Any]:
@@ -889,11 +902,27 @@ async def test_one_address_exhausting_its_write_budget_leaves_others_theirs(stac
 
 async def test_each_part_holds_only_the_rights_it_needs(stack):
     config = stack["config"]
-    # core's database role neither owns the payments schema nor may read it
-    core = await asyncpg.connect(config.database_url)
+    async with aiohttp.ClientSession() as http:
+        body = {"email": f"e2e-{uuid.uuid4().hex[:8]}@example.com", "password": "not it"}
+        async with http.post(f"{stack['base']}/api/auth/login", json=body) as response:
+            assert response.status == 401  # audited
+    # core's database role neither owns the payments schema nor may read it, and may only add
+    # to the audit log
+    core = await asyncpg.connect(config.database_url, server_settings={"search_path": "core"})
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await core.fetchval("SELECT count(*) FROM payments.ledger_entries")
+        entry = await core.fetchval(
+            "SELECT id FROM audit_log WHERE subject = $1", body["email"].lower()
+        )
+        assert entry is not None
+        for statement in (
+            "UPDATE audit_log SET action = 'forged' WHERE id = $1",
+            "DELETE FROM audit_log WHERE id = $1",
+            "TRUNCATE audit_log",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+                await core.execute(statement, *([entry] if "$1" in statement else []))
     finally:
         await core.close()
     admin = await asyncpg.connect(config.admin_database_url)

@@ -240,11 +240,11 @@ async def test_a_checkout_crosses_the_containers(running, config):
     core = f"http://127.0.0.1:{running['core']['port']}"
     gateway = f"ws://127.0.0.1:{running['gateway']['port']}/ws"
     async with aiohttp.ClientSession(base_url=core) as http, aiohttp.ClientSession() as ws:
-        customer = await factories.register(http)
         db = await asyncpg.connect(
             config.admin_database_url, server_settings={"search_path": "core"}
         )
         try:
+            customer = await factories.register(http, db=db)
             admin = await factories.admin(http, db)
         finally:
             await db.close()

@@ -14,6 +14,7 @@ handler raises live in `chassis.errors`.
 from chassis.http._app import BACKLOG, UnixSocket, create_service_app, serve
 from chassis.http._auth import (
     CLAIMS,
+    PRINCIPAL,
     TOKEN_PARAMETER,
     TOKENS,
     Principal,
@@ -38,7 +39,7 @@ from chassis.http._payloads import (
     query_params,
     uploaded_file,
 )
-from chassis.http._problems import PROBLEM_TYPES, ProblemType
+from chassis.http._problems import PROBLEM_TYPES, REQUEST_ID, ProblemType
 from chassis.http._ratelimit import RATE_LIMITER, RateLimiter, client_address, rate_limiter
 from chassis.http._routes import ApiRoutes, Header, Upload
 
@@ -47,8 +48,10 @@ __all__ = [
     "CLAIMS",
     "DEFAULT_CHECKS",
     "JSON_INTEGER",
+    "PRINCIPAL",
     "PROBLEM_TYPES",
     "RATE_LIMITER",
+    "REQUEST_ID",
     "TOKENS",
     "TOKEN_PARAMETER",
     "ApiRoutes",

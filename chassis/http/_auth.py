@@ -4,7 +4,12 @@ Every login starts a token *family* (`fid`): refreshing rotates the pair inside 
 revoking the family revokes every access and refresh token of that login at once. Every token
 also carries its account's *credentials version* (`ver`): a change of role or password raises
 the version (in the database, then here), which cuts off every token issued before it, on every
-request and on refresh.
+request and on refresh. A login's tokens say how it was proven (`amr`, RFC 8176: `pwd`, and `otp`
+after a second factor); admin actions can require the second.
+
+The same keys sign single-purpose tokens (`sign_once`/`decode_once`: a sign-in's two-factor
+challenge, an e-mail's verification or password-reset link), each kind with its own `typ`, so
+none of them passes for another or for an access token.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from chassis.errors import Forbidden, Unauthorized
-from chassis.settings import ServiceSettings
+from chassis.settings import SETTINGS, ServiceSettings
 
 PRINCIPAL = web.RequestKey["Principal"]("principal")
 # The verified claims of the request's access token.
@@ -29,6 +34,7 @@ CLAIMS = web.RequestKey["dict[str, Any]"]("claims")
 TOKENS = web.AppKey["TokenService"]("tokens")
 
 TokenType = Literal["access", "refresh"]
+OnceKind = Literal["2fa-challenge", "email-verification", "password-reset"]
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "typ", "iss", "aud"]
 CLOCK_LEEWAY = 5
 # Tokens whose signature and claims were checked, kept until they expire: a client sends the
@@ -48,6 +54,8 @@ class Principal:
     jti: str
     family: str
     expires_at: int
+    # whether the login was proven with a second factor (RFC 8176 `otp` in its `amr`)
+    two_factor: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +113,15 @@ class Revocations:
 
     async def spend_refresh(self, claims: dict[str, Any]) -> bool:
         """Mark a refresh token spent; False (and the family revoked) if it was spent before."""
-        ttl = max(1, int(claims["exp"]) - int(time.time()) + CLOCK_LEEWAY)
-        first = await self._redis.set(self._key("spent", claims["jti"]), b"1", nx=True, ex=ttl)
+        first = await self.spend(claims)
         if not first:
             await self.revoke_family(claims["fid"])
-        return bool(first)
+        return first
+
+    async def spend(self, claims: dict[str, Any]) -> bool:
+        """Mark a single-use token spent until it expires; False if it was spent before."""
+        ttl = max(1, int(claims["exp"]) - int(time.time()) + CLOCK_LEEWAY)
+        return bool(await self._redis.set(self._key("spent", claims["jti"]), b"1", nx=True, ex=ttl))
 
     async def revoke_family(self, family: str) -> None:
         """Revoke every token of one login."""
@@ -161,37 +173,52 @@ class TokenService:
         self._verified: dict[tuple[str, str], dict[str, Any]] = {}
 
     def issue_pair(
-        self, *, user_id: str, role: str, version: int, family: str | None = None
+        self,
+        *,
+        user_id: str,
+        role: str,
+        version: int,
+        family: str | None = None,
+        two_factor: bool = False,
     ) -> TokenPair:
         """Sign a new access and refresh token of credentials `version` in `family` (a new
-        family when None)."""
+        family when None); `two_factor`: the login was proven with a second factor."""
+        family = family or uuid.uuid4().hex
+        settings = self._settings
+        common = {"fid": family, "ver": version, "amr": ["pwd", "otp"] if two_factor else ["pwd"]}
+        return TokenPair(
+            access_token=self._sign(
+                "access", user_id, settings.access_token_ttl, role=role, **common
+            ),
+            refresh_token=self._sign("refresh", user_id, settings.refresh_token_ttl, **common),
+            expires_in=settings.access_token_ttl,
+        )
+
+    def sign_once(self, kind: OnceKind, *, subject: str, ttl: int, **claims: Any) -> str:
+        """Sign a single-purpose token of `kind` for `subject`, valid `ttl` seconds (what makes
+        it single-use is its consumer's state)."""
+        return self._sign(kind, subject, ttl, **claims)
+
+    def decode_once(self, token: str, kind: OnceKind) -> dict[str, Any]:
+        """Verify a single-purpose token of `kind` (signature, algorithm, claims, `typ`)."""
+        return self._decode(token, kind)
+
+    def _sign(self, typ: str, subject: str, ttl: int, **extra: Any) -> str:
         private_key = self._private_key
         if private_key is None:
             raise RuntimeError("this service verifies tokens but cannot sign them")
-        family = family or uuid.uuid4().hex
         now = int(time.time())
-        settings = self._settings
-
-        def sign(typ: TokenType, ttl: int, **extra: Any) -> str:
-            claims = {
-                "iss": settings.jwt_issuer,
-                "aud": settings.jwt_audience,
-                "sub": user_id,
-                "iat": now,
-                "exp": now + ttl,
-                "jti": uuid.uuid4().hex,
-                "typ": typ,
-                "fid": family,
-                "ver": version,
-                **extra,
-            }
-            return jwt.encode(claims, private_key, algorithm=self._algorithm)
-
-        return TokenPair(
-            access_token=sign("access", settings.access_token_ttl, role=role),
-            refresh_token=sign("refresh", settings.refresh_token_ttl),
-            expires_in=settings.access_token_ttl,
-        )
+        claims = {
+            "iss": self._settings.jwt_issuer,
+            "aud": self._settings.jwt_audience,
+            "sub": subject,
+            "iat": now,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+            "typ": typ,
+            **extra,
+        }
+        return jwt.encode(claims, private_key, algorithm=self._algorithm)
 
     def decode(self, token: str, typ: TokenType) -> dict[str, Any]:
         """Verify signature, algorithm, required claims, issuer, audience and `typ`."""
@@ -201,6 +228,8 @@ class TokenService:
                 return cached
             del self._verified[(token, typ)]  # expired: let PyJWT say so
         claims = self._decode(token, typ)
+        if not isinstance(claims.get("fid"), str):
+            raise Unauthorized("Invalid token: no token family")
         if not self._cache_size:
             return claims
         if len(self._verified) >= self._cache_size:
@@ -208,7 +237,7 @@ class TokenService:
         self._verified[(token, typ)] = claims
         return claims
 
-    def _decode(self, token: str, typ: TokenType) -> dict[str, Any]:
+    def _decode(self, token: str, typ: str) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -223,8 +252,6 @@ class TokenService:
             raise Unauthorized(f"Invalid token: {exc}") from exc
         if claims.get("typ") != typ:
             raise Unauthorized(f"Invalid token: expected a {typ} token")
-        if not isinstance(claims.get("fid"), str):
-            raise Unauthorized("Invalid token: no token family")
         return claims
 
     async def verify(self, token: str, typ: TokenType) -> dict[str, Any]:
@@ -253,6 +280,7 @@ async def authenticated(request: web.Request, *, query_token: bool = False) -> P
         jti=claims["jti"],
         family=claims["fid"],
         expires_at=int(claims["exp"]),
+        two_factor="otp" in (claims.get("amr") or ()),
     )
     request[PRINCIPAL] = principal
     request[CLAIMS] = claims
@@ -260,8 +288,14 @@ async def authenticated(request: web.Request, *, query_token: bool = False) -> P
 
 
 async def admin(request: web.Request) -> Principal:
-    """The caller of a request that needs the `admin` role (403 otherwise)."""
+    """The caller of a request that needs the `admin` role (403 otherwise), signed in with a
+    second factor where admins must be (`REQUIRE_ADMIN_2FA`)."""
     principal = await authenticated(request)
     if principal.role != "admin":
         raise Forbidden("This action needs the admin role")
+    if not principal.two_factor and request.app[SETTINGS].admins_need_two_factor:
+        raise Forbidden(
+            "Admin actions need a two-factor sign-in: enrol at /api/auth/2fa/enrol, then log in "
+            "again with a code"
+        )
     return principal

@@ -31,6 +31,7 @@ _STATUS_TEXT = {
     415: "Body is not JSON",
     422: "Invalid fields",
     429: "Rate limited",
+    503: "Unavailable for now",
 }
 
 

@@ -50,9 +50,12 @@ class RateLimiter:
 
     async def refuse_if_spent(self, limit: str, *identity: str) -> None:
         """Raise 429 with `Retry-After` if the limit is exhausted, without counting a hit."""
-        item = parse(limit)
-        if not await self._strategy.test(item, *identity):
-            await self._refuse(item, identity)
+        if await self.spent(limit, *identity):
+            await self._refuse(parse(limit), identity)
+
+    async def spent(self, limit: str, *identity: str) -> bool:
+        """Whether the limit is exhausted (the next hit would be refused)."""
+        return not await self._strategy.test(parse(limit), *identity)
 
     async def count(self, limit: str, *identity: str) -> None:
         """Count one hit, whatever is left."""

@@ -24,6 +24,7 @@ import asyncpg
 
 from devstack.alerts import notification_store
 from devstack.faults import TcpProxy, poll
+from devstack.mail import verify_mailbox
 from devstack.processes import program_pids, supervisorctl
 from devstack.readiness import readiness
 from devstack.scratch import INHERITED, remove_scratch, scratch_env
@@ -355,6 +356,7 @@ class GameDayStack:
             async with self.http.post(f"{self.base}/api/auth/register", json=body) as response:
                 assert response.status == 201, await response.text()
                 customers.append(Customer(self.base, await response.json()))
+            await verify_mailbox(self.http, self.base, self.config.admin_database_url, email)
         self.trickle = Trickle(self.base, products, customers)
         self.tabs = Tabs(self.base, customers)
         return self.trickle

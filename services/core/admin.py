@@ -4,9 +4,10 @@ The password comes from the `ADMIN_PASSWORD` environment variable, else from a p
 from the command line, where the shell and `make` would see and mangle it), and is never
 printed. An existing account that is not an admin is promoted only with `--promote`:
 registration is open, so the account may belong to whoever registered the address first. An
-existing account's password is changed only with `--reset-password`. Promoting an account, or
-giving it a new password, cuts off every token it holds. Running it again with the same
-arguments changes nothing.
+existing account's password is changed only with `--reset-password`, and an account is promoted
+only once its e-mail address is verified (an account made here is: the operator vouches for
+it). Promoting an account, or giving it a new password, cuts off every token it holds, and each
+change is audited. Running it again with the same arguments changes nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from chassis.http import Revocations
+from services.core.audit.service import Origin, record
 from services.core.auth import repository
 from services.core.auth.schemas import RegisterIn
 from services.core.auth.service import Passwords
@@ -49,13 +51,26 @@ async def ensure_admin(
     `reset_password`. A changed role or password revokes the account's tokens."""
     email = email.lower()
     password_hash = await passwords.hash(password)
+    origin = Origin.internal("make admin")
     async with pool.acquire() as conn, conn.transaction():
         row = await repository.user_by_email(conn, email)
         if row is None:
             created = await repository.insert_user(
-                conn, email=email, name=name, password_hash=password_hash, role="admin"
+                conn,
+                email=email,
+                name=name,
+                password_hash=password_hash,
+                role="admin",
+                verified=True,
             )
             if created is not None:
+                await record(
+                    conn,
+                    "account.registered",
+                    origin,
+                    subject=email,
+                    details={"role": "admin", "user_id": str(created["id"])},
+                )
                 return created
             row = await repository.user_by_email(conn, email)  # created concurrently
             assert row is not None
@@ -64,6 +79,11 @@ async def ensure_admin(
                 f"{email} is an existing {row['role']} account, possibly registered by someone "
                 "else: PROMOTE=1 makes it an admin (its tokens are revoked; RESET_PASSWORD=1 sets "
                 "the password you gave, which its registrant does not know)"
+            )
+        if row["role"] != "admin" and row["email_verified_at"] is None:
+            raise RefusedPromotion(
+                f"{email} has not verified its e-mail address: whoever registered it must open "
+                "the link mailed to it (`make mail` lists the development outbox) first"
             )
         role = "admin" if row["role"] != "admin" else None
         new_hash = None if await passwords.verify(row["password_hash"], password) else password_hash
@@ -77,6 +97,23 @@ async def ensure_admin(
         changed = await repository.change_credentials(
             conn, str(row["id"]), role=role, password_hash=new_hash
         )
+        revoked = await repository.revoke_sessions(conn, row["id"])
+        if role is not None:
+            await record(
+                conn,
+                "account.role_changed",
+                origin,
+                subject=email,
+                details={"from": row["role"], "to": role, "sessions_revoked": revoked},
+            )
+        if new_hash is not None:
+            await record(
+                conn,
+                "account.password_reset",
+                origin,
+                subject=email,
+                details={"sessions_revoked": revoked},
+            )
     await revocations.cut_off_account(str(changed["id"]), changed["token_version"])
     return changed
 

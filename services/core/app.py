@@ -46,6 +46,7 @@ from chassis.telemetry import METRICS
 from services.core import handlers
 from services.core.ai.chat import Conversations, LanguageModel
 from services.core.ai.views import routes as ai_routes
+from services.core.audit.views import routes as audit_routes
 from services.core.auth.service import Passwords
 from services.core.auth.views import routes as auth_routes
 from services.core.catalog.views import routes as catalog_routes
@@ -58,20 +59,25 @@ from services.core.keys import (
     CONVERSATIONS,
     CORE_SETTINGS,
     LANGUAGE_MODEL,
+    MAILER,
     PASSWORDS,
     PRODUCT_CACHE,
     RPC_CLIENT,
     SETTLEMENTS,
 )
+from services.core.mail import configured_mailer
 from services.core.metrics import CheckoutMetrics
 from services.core.orders.service import release_unpaid_orders
 from services.core.orders.views import routes as order_routes
 from services.core.settings import CoreSettings
+from services.core.two_factor.views import routes as two_factor_routes
 from services.core.users.views import routes as user_routes
 
 ROUTE_TABLES: tuple[ApiRoutes, ...] = (
     auth_routes,
+    two_factor_routes,
     user_routes,
+    audit_routes,
     catalog_routes,
     order_routes,
     payment_routes,
@@ -93,6 +99,7 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
     settings = app[CORE_SETTINGS]
     app[TOKENS] = TokenService(settings, app[REDIS], can_sign=True)
     app[PASSWORDS] = Passwords(settings)
+    app[MAILER] = configured_mailer(settings, app[DB_POOL])
     app[PRODUCT_CACHE] = tiered_cache(
         app, "product", ttl=settings.product_cache_ttl, absent_ttl=settings.product_absent_ttl
     )

@@ -9,6 +9,7 @@ from chassis.messaging import RpcClient
 from services.core.ai.chat import Conversations, LanguageModel
 from services.core.auth.service import Passwords
 from services.core.checkout.waiting import SettlementWaiters
+from services.core.mail import Mailer
 from services.core.metrics import CheckoutMetrics
 from services.core.settings import CoreSettings
 
@@ -21,3 +22,5 @@ RPC_CLIENT = web.AppKey("rpc_client", RpcClient)
 # The shopping assistant's conversations, and its language model (None: the template answers).
 CONVERSATIONS = web.AppKey("conversations", Conversations)
 LANGUAGE_MODEL = web.AppKey[LanguageModel | None]("language_model")
+# The e-mail port's adapter (SMTP, or the development outbox).
+MAILER = web.AppKey("mailer", Mailer)

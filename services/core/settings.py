@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 
 from chassis.settings import ServiceSettings
@@ -16,6 +18,25 @@ class CoreSettings(ServiceSettings):
     # distributed guesser without letting one address lock the owner out.
     login_failure_limit: str = "5/15minutes"
     login_account_failure_limit: str = "50/hour"
+    # Two-factor sign-in: seconds a login's challenge lives, code attempts per account, the
+    # issuer shown in authenticator apps.
+    two_factor_challenge_ttl: int = Field(300, gt=0, le=3600)
+    two_factor_attempt_limit: str = "5/5minutes"
+    totp_issuer: str = "Relais"
+    # E-mail links: seconds a verification and a password reset link live; reset requests per
+    # address and client.
+    email_verification_ttl: int = Field(48 * 3600, gt=0)
+    password_reset_ttl: int = Field(3600, gt=0)
+    password_reset_limit: str = "3/hour"  # noqa: S105 - a rate, not a secret
+    # The e-mail port: `outbox` keeps messages in a table (`make mail`), `smtp` sends them.
+    mail_backend: Literal["outbox", "smtp"] = "outbox"
+    mail_from: str = "Relais <no-reply@relais.example.com>"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_timeout: float = Field(10.0, gt=0)
     product_cache_ttl: float = Field(300.0, gt=0)
     product_absent_ttl: float = Field(5.0, gt=0)
     idempotency_retention_hours: int = Field(24, gt=0)

@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     WithJsonSchema,
 )
 
@@ -68,6 +69,8 @@ USER_EXAMPLE = {
     "name": "Ada",
     "role": "customer",
     "created_at": "2026-12-03T10:15:00Z",
+    "email_verified": True,
+    "two_factor_enabled": False,
 }
 
 
@@ -108,6 +111,8 @@ class UserOut(BaseModel):
     name: str
     role: Literal["customer", "admin"]
     created_at: datetime
+    email_verified: bool
+    two_factor_enabled: bool
 
 
 class AuthOut(BaseModel):
@@ -126,3 +131,80 @@ class AuthOut(BaseModel):
     refresh_token: str
     token_type: Literal["Bearer"]
     expires_in: int
+
+
+TOKEN_EXAMPLE = "eyJhbGciOiJFZERTQSJ9.eyJ0eXAiOiJlbWFpbC12ZXJpZmljYXRpb24ifQ.c2ln"  # noqa: S105
+# A single-purpose token (a challenge, an e-mail's link) as a client sends it back.
+OnceToken = Annotated[str, Field(min_length=1, max_length=4096)]
+# A six-digit TOTP code, or a recovery code (ten base32 letters, the dash optional).
+Code = Annotated[str, Field(pattern=r"^([0-9]{6}|[A-Za-z2-7]{5}-?[A-Za-z2-7]{5})$")]
+
+
+class ChallengeOut(BaseModel):
+    """The answer to a correct password when the account has two-factor sign-in on."""
+
+    model_config = examples(
+        {"two_factor_required": True, "challenge": TOKEN_EXAMPLE, "expires_in": 300}
+    )
+
+    two_factor_required: Literal[True]
+    challenge: str
+    expires_in: int
+
+
+class LoginOut(RootModel[AuthOut | ChallengeOut]):
+    """Tokens, or a two-factor challenge to complete at `/api/auth/2fa/verify`."""
+
+
+class VerifyEmailIn(Strict):
+    model_config = examples({"token": TOKEN_EXAMPLE})
+
+    token: OnceToken
+
+
+class ResetRequestIn(Strict):
+    model_config = examples({"email": "ada@example.com"})
+
+    email: Annotated[str, Field(min_length=1, max_length=320)]
+
+
+class ResetConfirmIn(Strict):
+    model_config = examples({"token": TOKEN_EXAMPLE, "password": "a new horse battery"})
+
+    token: OnceToken
+    password: Password
+
+
+class TwoFactorVerifyIn(Strict):
+    model_config = examples({"challenge": TOKEN_EXAMPLE, "code": "123456"})
+
+    challenge: OnceToken
+    code: Code
+
+
+class CodeIn(Strict):
+    model_config = examples({"code": "123456"})
+
+    code: Code
+
+
+class EnrolmentOut(BaseModel):
+    model_config = examples(
+        {
+            "secret": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+            "otpauth_uri": "otpauth://totp/Relais:ada%40example.com?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=Relais",
+            "qr_code_svg": "data:image/svg+xml;charset=utf-8,%3Csvg%3E%3C%2Fsvg%3E",
+            "qr_code_png": "data:image/png;base64,iVBORw0KGgo=",
+        }
+    )
+
+    secret: str
+    otpauth_uri: str
+    qr_code_svg: str
+    qr_code_png: str
+
+
+class RecoveryCodesOut(BaseModel):
+    model_config = examples({"recovery_codes": ["abcde-fghij"] * 10})
+
+    recovery_codes: list[str]

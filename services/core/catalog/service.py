@@ -11,6 +11,7 @@ from chassis.data import CachedBody, Conn, TieredCache
 from chassis.errors import Conflict, NotFound
 from chassis.http import decode_cursor, dumps, page
 from contracts import ProductCreated, ProductDeleted, ProductUpdated
+from services.core.audit.service import Actor
 from services.core.catalog import repository
 
 
@@ -20,13 +21,16 @@ def product_json(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def create_product(
-    *, pool: asyncpg.Pool, cache: TieredCache, fields: dict[str, Any]
+    *, pool: asyncpg.Pool, cache: TieredCache, fields: dict[str, Any], actor: Actor
 ) -> dict[str, Any]:
     """Add a product and announce it; 409 if its sku is taken."""
     try:
         async with pool.acquire() as conn, conn.transaction():
             row = await repository.insert_product(conn, fields)
             await announce(conn, row, ProductCreated)
+            await actor.record(
+                conn, "product.created", subject=row["id"], details={"sku": row["sku"]}
+            )
     except asyncpg.UniqueViolationError as exc:
         raise Conflict(f"A product with sku {fields['sku']!r} already exists") from exc
     await cache.invalidate(str(row["id"]))
@@ -74,7 +78,12 @@ async def list_products(
 
 
 async def update_product(
-    *, pool: asyncpg.Pool, cache: TieredCache, product_id: str, changes: dict[str, Any]
+    *,
+    pool: asyncpg.Pool,
+    cache: TieredCache,
+    product_id: str,
+    changes: dict[str, Any],
+    actor: Actor,
 ) -> dict[str, Any]:
     """Change a product and drop it from every instance's cache."""
     try:
@@ -84,13 +93,18 @@ async def update_product(
                 raise NotFound("No such product")
             await announce(conn, row, ProductUpdated)
             await cache.record(conn, product_id)
+            await actor.record(
+                conn, "product.updated", subject=product_id, details={"changed": sorted(changes)}
+            )
     except asyncpg.UniqueViolationError as exc:
         raise Conflict(f"A product with sku {changes.get('sku')!r} already exists") from exc
     await cache.invalidate(product_id)
     return product_json(row)
 
 
-async def delete_product(*, pool: asyncpg.Pool, cache: TieredCache, product_id: str) -> None:
+async def delete_product(
+    *, pool: asyncpg.Pool, cache: TieredCache, product_id: str, actor: Actor
+) -> None:
     """Retire a product and drop it from every instance's cache."""
     async with pool.acquire() as conn, conn.transaction():
         deleted_at = await repository.delete_product(conn, product_id)
@@ -99,6 +113,7 @@ async def delete_product(*, pool: asyncpg.Pool, cache: TieredCache, product_id: 
         deleted = ProductDeleted(product_id=product_id, updated_at=deleted_at)
         await messaging.announce(conn, deleted, about=_about(deleted))
         await cache.record(conn, product_id)
+        await actor.record(conn, "product.deleted", subject=product_id)
     await cache.invalidate(product_id)
 
 

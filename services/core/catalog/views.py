@@ -6,6 +6,7 @@ from aiohttp import web
 
 from chassis.data import DB_POOL
 from chassis.http import ApiRoutes, Header, json_body, json_response, path_uuid, query_params
+from services.core.audit.service import Actor
 from services.core.catalog import service
 from services.core.catalog.schemas import (
     ProductIn,
@@ -31,7 +32,10 @@ routes = ApiRoutes("catalog")
 async def create_product(request: web.Request) -> web.Response:
     data = await json_body(request, ProductIn)
     product = await service.create_product(
-        pool=request.app[DB_POOL], cache=request.app[PRODUCT_CACHE], fields=data.model_dump()
+        pool=request.app[DB_POOL],
+        cache=request.app[PRODUCT_CACHE],
+        fields=data.model_dump(),
+        actor=Actor.of(request),
     )
     return json_response(
         product, status=201, headers={"Location": f"/api/products/{product['id']}"}
@@ -85,6 +89,7 @@ async def update_product(request: web.Request) -> web.Response:
         cache=request.app[PRODUCT_CACHE],
         product_id=product_id,
         changes=data.model_dump(exclude_unset=True),
+        actor=Actor.of(request),
     )
     return json_response(product)
 
@@ -98,7 +103,10 @@ async def update_product(request: web.Request) -> web.Response:
 )
 async def delete_product(request: web.Request) -> web.Response:
     await service.delete_product(
-        pool=request.app[DB_POOL], cache=request.app[PRODUCT_CACHE], product_id=path_uuid(request)
+        pool=request.app[DB_POOL],
+        cache=request.app[PRODUCT_CACHE],
+        product_id=path_uuid(request),
+        actor=Actor.of(request),
     )
     return web.Response(status=204)
 

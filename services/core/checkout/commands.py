@@ -12,11 +12,12 @@ from typing import Any
 import asyncpg
 
 from chassis.data import Conn
-from chassis.errors import Conflict, NotFound, Unprocessable
+from chassis.errors import Conflict, Forbidden, NotFound, Unprocessable
 from chassis.http import Principal
 from chassis.messaging import COMMANDS, RpcClient, enqueue
 from contracts import CURRENCIES, ChargePayment, DailyReport, DailyReportRequest, RefundPayment
 from services.core import idempotency
+from services.core.audit.service import Actor, Origin, record
 from services.core.checkout import repository
 from services.core.idempotency import IdempotentRequest, fingerprint
 from services.core.orders import repository as orders
@@ -71,6 +72,11 @@ async def start_payment(
         replay = await idempotency.claim(conn, keyed, retention_hours=retention_hours)
         if replay is not None:
             return replay.body, True
+        if not await repository.email_verified(conn, principal.user_id):
+            raise Forbidden(
+                "Verify your e-mail address before paying: open the link mailed at registration "
+                "(POST /api/auth/verify-email/resend mails it again)"
+            )
         order = await orders.order_for_update(conn, order_id)
         if order is None or str(order["user_id"]) != principal.user_id:
             raise NotFound("No such order")
@@ -145,6 +151,7 @@ async def start_refund(
     amount_cents: int | None,
     key: str,
     retention_hours: int,
+    actor: Actor,
 ) -> tuple[dict[str, Any], bool]:
     """Record a refund and command it, or replay the key's first answer: (refund, replayed)."""
     keyed = IdempotentRequest(
@@ -175,6 +182,12 @@ async def start_refund(
             exchange=COMMANDS,
             message_id=str(refund["id"]),
         )
+        await actor.record(
+            conn,
+            "payment.refund_issued",
+            subject=payment["id"],
+            details={"refund_id": str(refund["id"]), "amount_cents": amount},
+        )
         result = refund_json(refund)
         await idempotency.remember(conn, keyed, 202, result)
     return result, False
@@ -193,6 +206,17 @@ async def refund_automatically(conn: Conn, payment: asyncpg.Record) -> None:
         payment_id=payment["id"],
         amount_cents=payment["amount_cents"],
         reason="order_not_payable",
+    )
+    await record(
+        conn,
+        "payment.refund_issued",
+        Origin.internal("core"),
+        subject=payment["id"],
+        details={
+            "refund_id": str(refund["id"]),
+            "amount_cents": refund["amount_cents"],
+            "reason": "order_not_payable",
+        },
     )
     await enqueue(
         conn,

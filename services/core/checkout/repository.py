@@ -171,3 +171,12 @@ async def paid_order(conn: Conn, order_id: Any) -> asyncpg.Record:
            WHERE o.id = $1::uuid GROUP BY o.id""",
         order_id,
     )
+
+
+async def email_verified(db: Db, user_id: str) -> bool:
+    """Whether the account has proven its e-mail address."""
+    return bool(
+        await db.fetchval(
+            "SELECT email_verified_at IS NOT NULL FROM users WHERE id = $1::uuid", user_id
+        )
+    )

@@ -16,6 +16,7 @@ from chassis.http import (
     path_uuid,
     query_params,
 )
+from services.core.audit.service import Actor
 from services.core.checkout import commands
 from services.core.checkout.schemas import (
     DailyReportOut,
@@ -61,7 +62,7 @@ def preferred_wait(request: web.Request, maximum: int) -> int | None:
         "Idempotency-Key": key_header(required=True),
         "Prefer": Header("wait=N: wait up to N (≤ 30) seconds for the outcome"),
     },
-    responses={200: PaymentOut, 202: PaymentOut, 404: None, 409: None},
+    responses={200: PaymentOut, 202: PaymentOut, 403: None, 404: None, 409: None},
     links=("get_payment", "refund_payment"),
 )
 async def pay_order(request: web.Request) -> web.Response:
@@ -148,6 +149,7 @@ async def refund_payment(request: web.Request) -> web.Response:
         amount_cents=data.amount_cents,
         key=key or "",
         retention_hours=request.app[CORE_SETTINGS].idempotency_retention_hours,
+        actor=Actor.of(request),
     )
     headers = {"Location": f"/api/payments/{refund['payment_id']}/refunds/{refund['id']}"}
     if replayed:
