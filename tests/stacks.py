@@ -65,6 +65,7 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
         yield {
             "env": env,
             "make": make,
+            "checkout": checkout,
             "config": config,
             "base": f"http://127.0.0.1:{env['NGINX_PORT']}",
             "tls": f"https://127.0.0.1:{env['NGINX_TLS_PORT']}",

@@ -157,6 +157,8 @@ def _without_nul(schema: Any) -> Any:
 def _response(status: int, response: Response, ref: Callable[[type[BaseModel]], Any]) -> Any:
     description = _STATUS_TEXT.get(status, "See the problem details")
     if status >= 400:
+        # an error of its own meaning on this operation (a 403 that is not about the role)
+        description = response if isinstance(response, str) else description
         problem = {"$ref": "#/components/schemas/Problem"}
         return {
             "description": description,

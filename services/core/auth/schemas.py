@@ -155,6 +155,11 @@ class ChallengeOut(BaseModel):
 class LoginOut(RootModel[AuthOut | ChallengeOut]):
     """Tokens, or a two-factor challenge to complete at `/api/auth/2fa/verify`."""
 
+    model_config = examples(
+        *AuthOut.model_config["json_schema_extra"]["examples"],  # type: ignore[index]
+        *ChallengeOut.model_config["json_schema_extra"]["examples"],  # type: ignore[index]
+    )
+
 
 class VerifyEmailIn(Strict):
     model_config = examples({"token": TOKEN_EXAMPLE})

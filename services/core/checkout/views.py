@@ -62,7 +62,13 @@ def preferred_wait(request: web.Request, maximum: int) -> int | None:
         "Idempotency-Key": key_header(required=True),
         "Prefer": Header("wait=N: wait up to N (≤ 30) seconds for the outcome"),
     },
-    responses={200: PaymentOut, 202: PaymentOut, 403: None, 404: None, 409: None},
+    responses={
+        200: PaymentOut,
+        202: PaymentOut,
+        403: "The account's e-mail address is not verified",
+        404: None,
+        409: None,
+    },
     links=("get_payment", "refund_payment"),
 )
 async def pay_order(request: web.Request) -> web.Response:

@@ -79,7 +79,7 @@ async def revoke_my_session(request: web.Request) -> web.Response:
     summary="Change the caller's password (every other login ends; this one goes on)",
     auth="user",
     body=PasswordChangeIn,
-    responses={200: AuthOut, 403: None},
+    responses={200: AuthOut, 403: "The current password is wrong"},
 )
 async def change_password(request: web.Request) -> web.Response:
     principal = await authenticated(request)
