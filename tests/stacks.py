@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -75,3 +76,11 @@ def native_stack(settings: dict[str, str]) -> Iterator[dict[str, Any]]:
         make("down", check=False)
         remove_scratch(config)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def mailed_link(stack: dict[str, Any], email: str) -> str:
+    """The verification link `make mail` shows for `email`, at the stack's NGINX."""
+    listed = stack["make"]("mail", f"TO={email}").stdout
+    links = re.findall(r"http://\S+/api/auth/verify-email\?token=\S+", listed)
+    assert links, listed
+    return str(links[0]).replace(stack["config"].public_url, stack["base"])

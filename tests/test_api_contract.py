@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.stacks import native_stack
+from tests.stacks import mailed_link, native_stack
 
 pytestmark = pytest.mark.e2e
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -41,6 +41,8 @@ def stack() -> Iterator[dict[str, Any]]:
             "WRITE_RATE_LIMIT": "10000000/minute",
             "AI_RATE_LIMIT": "10000000/minute",
             "AI_SEARCH_RATE_LIMIT": "10000000/minute",
+            "TWO_FACTOR_ATTEMPT_LIMIT": "10000000/minute",
+            "PASSWORD_RESET_LIMIT": "10000000/minute",
         }
     ) as running:
         yield running
@@ -56,6 +58,8 @@ def signed_in(stack: dict[str, Any], *, admin: bool) -> str:
     assert registered.status_code == 201, registered.text
     if not admin:
         return str(registered.json()["access_token"])
+    verified = requests.get(mailed_link(stack, email), timeout=10)
+    assert verified.status_code == 200, verified.text
     made = stack["make"](
         "admin", f"EMAIL={email}", "PROMOTE=1", extra={"ADMIN_PASSWORD": "fuzzing password"}
     )

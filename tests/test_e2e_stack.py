@@ -32,7 +32,7 @@ from scripts.otlp import OtlpReceiver, ReceivedSpan
 from tests.faults import eventually
 from tests.media import form, noisy_png, spoken, words_heard
 from tests.payments_support import intent_event, signature
-from tests.stacks import native_stack
+from tests.stacks import mailed_link, native_stack
 from tests.test_dashboards import panel_queries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -340,9 +340,8 @@ async def _not(check: Any) -> bool:
 
 async def open_mailed_link(stack: dict[str, Any], http: aiohttp.ClientSession, email: str) -> None:
     """Open the verification link `make mail` shows for `email`, through NGINX."""
-    listed = stack["make"]("mail", f"TO={email}").stdout
-    [link] = re.findall(r"http://\S+/api/auth/verify-email\?token=\S+", listed)
-    async with http.get(link.replace(stack["config"].public_url, stack["base"])) as response:
+    link = mailed_link(stack, email)
+    async with http.get(link) as response:
         assert response.status == 200, await response.text()
         assert (await response.json())["email_verified"] is True
     # the link's token is a credential: NGINX logs the request without it

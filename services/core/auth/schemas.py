@@ -115,16 +115,17 @@ class UserOut(BaseModel):
     two_factor_enabled: bool
 
 
+AUTH_EXAMPLE = {
+    "user": USER_EXAMPLE,
+    "access_token": "eyJhbGciOiJFZERTQSJ9.eyJ0eXAiOiJhY2Nlc3MifQ.c2ln",
+    "refresh_token": "eyJhbGciOiJFZERTQSJ9.eyJ0eXAiOiJyZWZyZXNoIn0.c2ln",
+    "token_type": "Bearer",
+    "expires_in": 900,
+}
+
+
 class AuthOut(BaseModel):
-    model_config = examples(
-        {
-            "user": USER_EXAMPLE,
-            "access_token": "eyJhbGciOiJFZERTQSJ9.eyJ0eXAiOiJhY2Nlc3MifQ.c2ln",
-            "refresh_token": "eyJhbGciOiJFZERTQSJ9.eyJ0eXAiOiJyZWZyZXNoIn0.c2ln",
-            "token_type": "Bearer",
-            "expires_in": 900,
-        }
-    )
+    model_config = examples(AUTH_EXAMPLE)
 
     user: UserOut
     access_token: str
@@ -140,12 +141,13 @@ OnceToken = Annotated[str, Field(min_length=1, max_length=4096)]
 Code = Annotated[str, Field(pattern=r"^([0-9]{6}|[A-Za-z2-7]{5}-?[A-Za-z2-7]{5})$")]
 
 
+CHALLENGE_EXAMPLE = {"two_factor_required": True, "challenge": TOKEN_EXAMPLE, "expires_in": 300}
+
+
 class ChallengeOut(BaseModel):
     """The answer to a correct password when the account has two-factor sign-in on."""
 
-    model_config = examples(
-        {"two_factor_required": True, "challenge": TOKEN_EXAMPLE, "expires_in": 300}
-    )
+    model_config = examples(CHALLENGE_EXAMPLE)
 
     two_factor_required: Literal[True]
     challenge: str
@@ -155,10 +157,7 @@ class ChallengeOut(BaseModel):
 class LoginOut(RootModel[AuthOut | ChallengeOut]):
     """Tokens, or a two-factor challenge to complete at `/api/auth/2fa/verify`."""
 
-    model_config = examples(
-        *AuthOut.model_config["json_schema_extra"]["examples"],  # type: ignore[index]
-        *ChallengeOut.model_config["json_schema_extra"]["examples"],  # type: ignore[index]
-    )
+    model_config = examples(AUTH_EXAMPLE, CHALLENGE_EXAMPLE)
 
 
 class VerifyEmailIn(Strict):
