@@ -16,8 +16,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from aiosmtpd.controller import Controller
 
+from chassis.data import DB_POOL
 from chassis.http import TOKENS
 from devstack import mail
+from services.core.mail import purge_outbox
 from tests import factories
 from tests.factories import PASSWORD, Account
 
@@ -515,3 +517,18 @@ async def test_the_smtp_adapter_mails_a_link_that_verifies_the_address(make_clie
     other = await factories.register(client, verified=False)
     response = await client.post("/api/auth/verify-email/resend", headers=other.auth)
     assert response.status == 503
+
+
+async def test_the_development_outbox_forgets_old_messages(client, db):
+    account = await factories.register(client, verified=False)
+    await db.execute(
+        "UPDATE mail_outbox SET created_at = now() - interval '8 days' WHERE recipient = $1",
+        account.email,
+    )
+    fresh = await factories.register(client, verified=False)
+    assert await purge_outbox(client.server.app[DB_POOL], retention_days=7) >= 1
+    left = await db.fetch(
+        "SELECT recipient FROM mail_outbox WHERE recipient = ANY($1::text[])",
+        [account.email, fresh.email],
+    )
+    assert [row["recipient"] for row in left] == [fresh.email]

@@ -65,7 +65,7 @@ from services.core.keys import (
     RPC_CLIENT,
     SETTLEMENTS,
 )
-from services.core.mail import configured_mailer
+from services.core.mail import configured_mailer, purge_outbox
 from services.core.metrics import CheckoutMetrics
 from services.core.orders.service import release_unpaid_orders
 from services.core.orders.views import routes as order_routes
@@ -85,6 +85,8 @@ ROUTE_TABLES: tuple[ApiRoutes, ...] = (
 )
 MIGRATIONS = Path(__file__).parent / "migrations"
 EVENT_QUEUE = "core.payment-events"
+# Days the development outbox keeps a message (its links expire within two).
+MAIL_OUTBOX_RETENTION_DAYS = 7
 # Seconds a write has to send its own invalidations before any instance sends them for it.
 INVALIDATION_GRACE = 1.0
 
@@ -111,6 +113,11 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
         every=3600,
         what="purging expired idempotency keys",
     )
+    purge_mail = repeat(
+        lambda: purge_outbox(pool, retention_days=MAIL_OUTBOX_RETENTION_DAYS),
+        every=3600,
+        what="purging the development outbox",
+    )
     release = repeat(
         lambda: release_unpaid_orders(
             pool=pool, cache=cache, hold_seconds=settings.payment_hold_seconds
@@ -124,6 +131,7 @@ async def core_state(app: web.Application) -> AsyncIterator[None]:
         background(app, app[PRODUCT_CACHE].keep_invalidating(), "invalidations"),
         background(app, resend, "recorded-invalidations"),
         background(app, purge, "idempotency-purge"),
+        background(app, purge_mail, "mail-outbox-purge"),
         background(app, release, "unpaid-order-release"),
     ):
         yield

@@ -89,6 +89,15 @@ async def send_or_log(mailer: Mailer, mail: Mail) -> bool:
     return True
 
 
+async def purge_outbox(pool: asyncpg.Pool, *, retention_days: int) -> int:
+    """Forget the development outbox's messages older than `retention_days`: how many."""
+    status = await pool.execute(
+        "DELETE FROM mail_outbox WHERE created_at < now() - make_interval(days => $1)",
+        retention_days,
+    )
+    return int(status.split()[-1])
+
+
 def configured_mailer(settings: CoreSettings, pool: asyncpg.Pool) -> Mailer:
     """The adapter the settings name."""
     return SmtpMailer(settings) if settings.mail_backend == "smtp" else OutboxMailer(pool)
