@@ -532,3 +532,74 @@ async def test_the_development_outbox_forgets_old_messages(client, db):
         [account.email, fresh.email],
     )
     assert [row["recipient"] for row in left] == [fresh.email]
+
+
+async def test_credential_changes_lockouts_and_refunds_are_audited_once_each(
+    make_client, worker, db
+):
+    client = await make_client(login_failure_limit="2/15minutes")
+    admin = await factories.admin(client, db)
+    account = await factories.register(client)
+    # a guesser elsewhere locks the account out from its own address
+    guesser = {"X-Real-IP": "198.51.100.7"}
+    for _ in range(2):
+        bad = await client.post(
+            "/api/auth/login", json={"email": account.email, "password": "no!"}, headers=guesser
+        )
+        assert bad.status == 401
+    refused = await client.post(
+        "/api/auth/login", json={"email": account.email, "password": "x"}, headers=guesser
+    )
+    assert refused.status == 429  # refused before any check: neither a failure nor a lockout
+    await client.post(
+        "/api/users/me/password",
+        json={"current_password": PASSWORD, "new_password": "second password!"},
+        headers=account.auth,
+    )
+    await client.post("/api/auth/password-reset", json={"email": account.email})
+    token = await factories.mailed_token(db, account.email, mail.RESET_SUBJECT)
+    await client.post(
+        "/api/auth/password-reset/confirm", json={"token": token, "password": "third password!"}
+    )
+    fresh = await factories.login(client, account.email, "third password!")
+    secret, codes = await enrol(client, fresh)
+    await client.post("/api/auth/2fa/disable", json={"code": "000000"}, headers=fresh.auth)
+    await client.post("/api/auth/2fa/disable", json={"code": codes[0]}, headers=fresh.auth)
+    product = await factories.create_product(client, admin)
+    order = await factories.place_order(client, fresh, product)
+    status, payment = await factories.pay(client, fresh, order["id"])
+    assert status == 200, payment
+    response = await client.post(
+        f"/api/payments/{payment['id']}/refunds",
+        json={"amount_cents": 100},
+        headers={**admin.auth, "Idempotency-Key": "audit-refund"},
+    )
+    assert response.status == 202
+
+    mine = await audit(client, admin, actor=account.id)
+    counted = {
+        action: [e["action"] for e in mine].count(action) for action in {e["action"] for e in mine}
+    }
+    assert counted == {
+        "account.registered": 1,
+        "account.email_verified": 1,
+        "auth.login.failed": 2,
+        "auth.login.locked": 1,
+        "account.password_changed": 1,
+        "account.password_reset": 1,
+        "auth.login.succeeded": 1,
+        "2fa.enabled": 1,
+        "auth.2fa.failed": 1,
+        "2fa.disabled": 1,
+    }
+    requested = await audit(client, admin, action="account.password_reset_requested")
+    assert [e["subject"] for e in requested].count(account.email) == 1
+    refunds = [
+        e
+        for e in await audit(client, admin, action="payment.refund_issued")
+        if e["subject"] == payment["id"]
+    ]
+    assert len(refunds) == 1
+    assert refunds[0]["actor_id"] == admin.id
+    assert refunds[0]["details"]["amount_cents"] == 100
+    assert secret

@@ -357,12 +357,21 @@ async def logout(
                 await revocations.revoke_family(family)  # a login from before sessions
 
 
-async def end_every_session(conn: Db, tokens: TokenService, row: asyncpg.Record) -> int:
-    """After a change of credentials: every login of the account revoked, in the database and,
-    through the credentials version, for every instance; how many."""
+async def end_every_session(
+    conn: Db, tokens: TokenService, row: asyncpg.Record, action: str, origin: Origin
+) -> None:
+    """After a change of credentials (`action`, audited): every login of the account revoked,
+    in the database and, through the credentials version, for every instance."""
     revoked = await repository.revoke_sessions(conn, row["id"])
     await tokens.revocations.cut_off_account(str(row["id"]), row["token_version"])
-    return revoked
+    await record(
+        conn,
+        action,
+        origin,
+        actor_id=row["id"],
+        subject=row["email"],
+        details={"sessions_revoked": revoked},
+    )
 
 
 async def change_password(
@@ -394,15 +403,7 @@ async def change_password(
         changed = await repository.change_credentials(
             conn, principal.user_id, password_hash=password_hash
         )
-        revoked = await end_every_session(conn, tokens, changed)
-        await record(
-            conn,
-            "account.password_changed",
-            origin,
-            actor_id=row["id"],
-            subject=row["email"],
-            details={"sessions_revoked": revoked},
-        )
+        await end_every_session(conn, tokens, changed, "account.password_changed", origin)
         return await start_session(conn, tokens, changed, origin, two_factor=principal.two_factor)
 
 
@@ -461,12 +462,4 @@ async def confirm_reset(
         )
         if row is None:
             raise BadRequest("This password reset link was used already or is no longer valid")
-        revoked = await end_every_session(conn, tokens, row)
-        await record(
-            conn,
-            "account.password_reset",
-            origin,
-            actor_id=row["id"],
-            subject=row["email"],
-            details={"sessions_revoked": revoked},
-        )
+        await end_every_session(conn, tokens, row, "account.password_reset", origin)

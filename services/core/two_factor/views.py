@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from aiohttp import web
 
 from chassis.data import DB_POOL
@@ -24,6 +27,19 @@ routes = ApiRoutes("two-factor")
 def _attempts(request: web.Request) -> service.Attempts:
     return service.Attempts(
         request.app[RATE_LIMITER], request.app[CORE_SETTINGS].two_factor_attempt_limit
+    )
+
+
+async def _with_code(request: web.Request, action: Callable[..., Awaitable[Any]]) -> Any:
+    """Run a change of the caller's second factor that a fresh code must prove."""
+    principal = await authenticated(request)
+    data = await json_body(request, CodeIn)
+    return await action(
+        pool=request.app[DB_POOL],
+        attempts=_attempts(request),
+        principal=principal,
+        code=data.code,
+        origin=Origin.of(request),
     )
 
 
@@ -53,16 +69,7 @@ async def enrol_two_factor(request: web.Request) -> web.Response:
     responses={200: RecoveryCodesOut, 409: None},
 )
 async def confirm_two_factor(request: web.Request) -> web.Response:
-    principal = await authenticated(request)
-    data = await json_body(request, CodeIn)
-    result = await service.confirm(
-        pool=request.app[DB_POOL],
-        attempts=_attempts(request),
-        principal=principal,
-        code=data.code,
-        origin=Origin.of(request),
-    )
-    return json_response(result, headers=NO_STORE)
+    return json_response(await _with_code(request, service.confirm), headers=NO_STORE)
 
 
 @routes.route(
@@ -94,15 +101,7 @@ async def verify_two_factor(request: web.Request) -> web.Response:
     responses={204: None, 409: None},
 )
 async def disable_two_factor(request: web.Request) -> web.Response:
-    principal = await authenticated(request)
-    data = await json_body(request, CodeIn)
-    await service.turn_off(
-        pool=request.app[DB_POOL],
-        attempts=_attempts(request),
-        principal=principal,
-        code=data.code,
-        origin=Origin.of(request),
-    )
+    await _with_code(request, service.turn_off)
     return web.Response(status=204)
 
 
@@ -115,13 +114,5 @@ async def disable_two_factor(request: web.Request) -> web.Response:
     responses={200: RecoveryCodesOut, 409: None},
 )
 async def replace_recovery_codes(request: web.Request) -> web.Response:
-    principal = await authenticated(request)
-    data = await json_body(request, CodeIn)
-    result = await service.replace_recovery_codes(
-        pool=request.app[DB_POOL],
-        attempts=_attempts(request),
-        principal=principal,
-        code=data.code,
-        origin=Origin.of(request),
-    )
+    result = await _with_code(request, service.replace_recovery_codes)
     return json_response(result, headers=NO_STORE)
