@@ -603,3 +603,20 @@ async def test_credential_changes_lockouts_and_refunds_are_audited_once_each(
     assert refunds[0]["actor_id"] == admin.id
     assert refunds[0]["details"]["amount_cents"] == 100
     assert secret
+
+
+async def test_mailed_links_expire_on_the_second(make_client, db):
+    client = await make_client(password_reset_ttl=1, email_verification_ttl=1)
+    account = await factories.register(client, verified=False)
+    await client.post("/api/auth/password-reset", json={"email": account.email})
+    await asyncio.sleep(2.1)
+    verification = await factories.mailed_token(db, account.email, mail.VERIFICATION_SUBJECT)
+    response = await client.post("/api/auth/verify-email", json={"token": verification})
+    assert response.status == 400
+    reset = await factories.mailed_token(db, account.email, mail.RESET_SUBJECT)
+    response = await client.post(
+        "/api/auth/password-reset/confirm", json={"token": reset, "password": "never set, this"}
+    )
+    assert response.status == 400
+    assert "expired" in (await response.json())["detail"]
+    assert (await factories.login(client, account.email)).access_token  # the password stayed

@@ -200,8 +200,9 @@ class TokenService:
         return self._sign(kind, subject, ttl, **claims)
 
     def decode_once(self, token: str, kind: OnceKind) -> dict[str, Any]:
-        """Verify a single-purpose token of `kind` (signature, algorithm, claims, `typ`)."""
-        return self._decode(token, kind)
+        """Verify a single-purpose token of `kind` (signature, algorithm, claims, `typ`); it
+        expires on the second (no leeway: the stack that signed it checks it)."""
+        return self._decode(token, kind, leeway=0)
 
     def _sign(self, typ: str, subject: str, ttl: int, **extra: Any) -> str:
         private_key = self._private_key
@@ -237,7 +238,7 @@ class TokenService:
         self._verified[(token, typ)] = claims
         return claims
 
-    def _decode(self, token: str, typ: str) -> dict[str, Any]:
+    def _decode(self, token: str, typ: str, *, leeway: int = CLOCK_LEEWAY) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -245,7 +246,7 @@ class TokenService:
                 algorithms=[self._algorithm],
                 audience=self._settings.jwt_audience,
                 issuer=self._settings.jwt_issuer,
-                leeway=CLOCK_LEEWAY,
+                leeway=leeway,
                 options={"require": REQUIRED_CLAIMS},
             )
         except jwt.PyJWTError as exc:
