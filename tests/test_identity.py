@@ -465,11 +465,12 @@ async def test_the_audit_log_is_for_admins_and_pages_by_cursor(client, admin_acc
         )
     ).json()
     assert not {e["id"] for e in first["items"]} & {e["id"] for e in rest["items"]}
-    bad = await client.get(
-        "/api/admin/audit", params={"since": "yesterday"}, headers=admin_account.auth
-    )
-    assert bad.status == 422
-    assert bad.content_type == "application/problem+json"
+    for since in ("yesterday", "0.5", "1733390000", "2026-12-05T09:30:00"):  # the last: no offset
+        bad = await client.get(
+            "/api/admin/audit", params={"since": since}, headers=admin_account.auth
+        )
+        assert bad.status == 422, since
+        assert bad.content_type == "application/problem+json"
 
 
 class Inbox:

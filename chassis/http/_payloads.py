@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -13,6 +13,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     StringConstraints,
@@ -65,6 +66,19 @@ def _iso_date(value: object) -> object:
 
 # A date in a query string or body: YYYY-MM-DD and nothing else.
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+
+_ISO_DATETIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt].+")
+
+
+def _iso_datetime(value: object) -> object:
+    # as for dates: no seconds since the epoch passed off as a time
+    if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATETIME.fullmatch(value)):
+        return value
+    raise ValueError("expected an RFC 3339 date-time such as 2026-12-05T09:30:00Z")
+
+
+# An instant in a query string or body: RFC 3339, with its offset.
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_datetime)]
 
 
 def without_null(schema: dict[str, Any]) -> dict[str, Any]:

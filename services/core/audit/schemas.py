@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from chassis.http import Cursor
+from chassis.http import Cursor, IsoDateTime
 from services.core.auth.schemas import examples
 
 ENTRY_EXAMPLE = {
@@ -32,7 +32,7 @@ class AuditQuery(BaseModel):
 
     actor: UUID | None = None
     action: Annotated[str | None, Field(pattern=r"^[a-z0-9_.]{1,64}$")] = None
-    since: AwareDatetime | None = None
+    since: IsoDateTime | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 50
     cursor: Cursor = None
 
