@@ -22,6 +22,10 @@ IDENTITY = """
         ADD COLUMN totp_enabled_at timestamptz,
         -- the last TOTP time step accepted: a code of that step or an earlier one is a replay
         ADD COLUMN totp_last_step bigint NOT NULL DEFAULT 0;
+    -- Accounts made before addresses were verified count as verified: refusing every existing
+    -- customer's payments on the day of the upgrade would be an outage. (Promoting one still
+    -- takes PROMOTE=1, and RESET_PASSWORD=1 when its password is not the operator's.)
+    UPDATE users SET email_verified_at = created_at;
 
     CREATE TABLE recovery_codes (
         user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
