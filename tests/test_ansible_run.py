@@ -272,7 +272,7 @@ def test_the_second_run_changes_nothing(provisioned):
     assert skipped and all(re.search(r"grafana|jaeger", line) for line in skipped)
 
 
-def database_url(provisioned: dict[str, Any]) -> str:
+def stack_database_url(provisioned: dict[str, Any]) -> str:
     """The provisioned stack's database, as core's role."""
     config, password = provisioned["config"], provisioned["values"]["relais_database_password"]
     return f"postgresql://{config.database_user}:{password}@127.0.0.1:5432/{config.database_name}"
@@ -286,7 +286,7 @@ async def account(http: aiohttp.ClientSession, provisioned: dict[str, Any]) -> d
     body = {"email": email, "password": PASSWORD, "name": "Ansible"}
     async with http.post(f"{base}/api/auth/register", json=body) as response:
         assert response.status == 201, await response.text()
-    await verify_mailbox(http, base, database_url(provisioned), email)
+    await verify_mailbox(http, base, stack_database_url(provisioned), email)
     async with http.post(
         f"{base}/api/auth/login", json={"email": email, "password": PASSWORD}
     ) as response:
@@ -299,7 +299,7 @@ async def product(http: aiohttp.ClientSession, provisioned: dict[str, Any]) -> s
     """A product made by an admin (a customer promoted in the stack's database)."""
     base = provisioned["base"]
     admin = await account(http, provisioned)
-    conn = await asyncpg.connect(database_url(provisioned))
+    conn = await asyncpg.connect(stack_database_url(provisioned))
     try:
         await conn.execute("UPDATE core.users SET role = 'admin' WHERE email = $1", admin["email"])
     finally:
