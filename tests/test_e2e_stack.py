@@ -908,17 +908,22 @@ async def test_each_part_holds_only_the_rights_it_needs(stack):
     async with aiohttp.ClientSession() as http:
         body = {"email": f"e2e-{uuid.uuid4().hex[:8]}@example.com", "password": "not it"}
         async with http.post(f"{stack['base']}/api/auth/login", json=body) as response:
-            assert response.status == 401  # audited
+            assert response.status == 401  # audited, with its request's and its trace's ids
+            request_id = response.headers["X-Request-ID"]
+            trace_id = response.headers["traceresponse"].split("-")[1]
     # core's database role neither owns the payments schema nor may read it, and may only add
     # to the audit log
     core = await asyncpg.connect(config.database_url, server_settings={"search_path": "core"})
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await core.fetchval("SELECT count(*) FROM payments.ledger_entries")
-        entry = await core.fetchval(
-            "SELECT id FROM audit_log WHERE subject = $1", body["email"].lower()
+        found = await core.fetchrow(
+            "SELECT id, request_id, trace_id FROM audit_log WHERE subject = $1",
+            body["email"].lower(),
         )
-        assert entry is not None
+        assert found is not None
+        assert (found["request_id"], found["trace_id"]) == (request_id, trace_id)
+        entry = found["id"]
         for statement in (
             "UPDATE audit_log SET action = 'forged' WHERE id = $1",
             "DELETE FROM audit_log WHERE id = $1",
