@@ -5,10 +5,10 @@ The app factory and entry (`create_service_app`, `serve`, `UnixSocket`), the edg
 (`PROBLEM_TYPES`, each with its page under `/api/problems/`), declared routes that give auth,
 rate limits and the OpenAPI entry in one place (`ApiRoutes`, `Header`, `Upload`,
 `openapi_document`, `setup_docs`), JSON payloads (`json_body`, `json_response`, `query_params`,
-`JSON_INTEGER`, `Text`, `IsoDate`, `IsoDateTime`), uploaded files (`uploaded_file`), keyset pagination
-(`page`, `Cursor`), JWT auth with revocation (`TokenService`, `authenticated`, `Principal`),
-rate limits (`rate_limiter`, `client_address`) and health checks (`setup_health`). The errors a
-handler raises live in `chassis.errors`.
+`JSON_INTEGER`, `Text`, `IsoDate`, `IsoDateTime`), uploaded files (`uploaded_file`), keyset
+pagination (`page`, `Cursor`), JWT auth with revocation (`TokenService`, `authenticated`,
+`Principal`), rate limits (`rate_limiter`, `client_address`) and health checks (`setup_health`).
+The errors a handler raises live in `chassis.errors`.
 """
 
 from chassis.http._app import BACKLOG, UnixSocket, create_service_app, serve
