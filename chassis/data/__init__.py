@@ -3,9 +3,9 @@ which only `migrate` imports).
 
 Pools as `cleanup_ctx` (`postgres_pool`, `redis_client`; `DB_POOL`, `REDIS`, `Conn`, `Db`; a
 pool that counts its waits, `MeteredPool`, `metered_pool`, `bind_pool_gauges`;
-`fetch_returned`, `apply_grants`) and the two-tier cache (`TieredCache`, `tiered_cache`,
-`InvalidationBus`, `RecordedInvalidations`): a near cache in the process over Redis,
-invalidated through Redis.
+`fetch_returned`, `execute_counted`, `apply_grants`) and the two-tier cache (`TieredCache`,
+`tiered_cache`, `InvalidationBus`, `RecordedInvalidations`): a near cache in the process over
+Redis, invalidated through Redis.
 """
 
 from chassis.data._near_cache import (
@@ -25,6 +25,7 @@ from chassis.data._pools import (
     MeteredPool,
     apply_grants,
     bind_pool_gauges,
+    execute_counted,
     fetch_returned,
     metered_pool,
     postgres_pool,
@@ -44,6 +45,7 @@ __all__ = [
     "TieredCache",
     "apply_grants",
     "bind_pool_gauges",
+    "execute_counted",
     "fetch_returned",
     "invalidation_bus",
     "metered_pool",

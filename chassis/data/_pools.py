@@ -32,6 +32,12 @@ async def fetch_returned(db: Db, query: str, *args: object) -> asyncpg.Record:
     return row
 
 
+async def execute_counted(db: Db, query: str, *args: object) -> int:
+    """Run an UPDATE or DELETE: how many rows it changed (from its command status)."""
+    status = await db.execute(query, *args)
+    return int(status.split()[-1])
+
+
 async def apply_grants(conn: Conn, grants: str, *, role: str, schema: str) -> None:
     """Run `grants` (statements separated by `;`, with `{role}` and `{schema}` placeholders)
     for a role on a schema; grants are idempotent."""

@@ -23,7 +23,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
-from chassis.data import DB_POOL, Conn
+from chassis.data import DB_POOL, Conn, execute_counted
 from chassis.errors import DATABASE_FAILURES
 from chassis.messaging._amqp import BROKER, EVENTS, Broker, announcement_headers
 from chassis.messaging._envelope import encode, message_type
@@ -197,11 +197,11 @@ class OutboxRelay:
 
     async def purge_sent(self) -> int:
         """Forget rows sent longer ago than the retention; how many."""
-        status = await self.pool.execute(
+        return await execute_counted(
+            self.pool,
             "DELETE FROM outbox WHERE sent_at < now() - make_interval(hours => $1)",
             self.retention_hours,
         )
-        return int(status.split()[-1])
 
 
 async def outbox_relay(app: web.Application) -> AsyncIterator[None]:

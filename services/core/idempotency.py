@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from chassis.data import Conn, Db
+from chassis.data import Conn, Db, execute_counted
 from chassis.errors import BadRequest, Conflict, Unprocessable
 from chassis.http import Header, dumps
 
@@ -108,8 +108,8 @@ async def remember(conn: Conn, request: IdempotentRequest, status: int, body: ob
 
 async def delete_expired_keys(db: Db, *, retention_hours: int) -> int:
     """Forget idempotency keys older than the retention; how many were deleted."""
-    status = await db.execute(
+    return await execute_counted(
+        db,
         "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)",
         retention_hours,
     )
-    return int(status.split()[-1])

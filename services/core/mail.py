@@ -15,6 +15,7 @@ from typing import Protocol
 import aiosmtplib
 import asyncpg
 
+from chassis.data import execute_counted
 from services.core.settings import CoreSettings
 
 log = logging.getLogger("relais.mail")
@@ -91,11 +92,11 @@ async def send_or_log(mailer: Mailer, mail: Mail) -> bool:
 
 async def purge_outbox(pool: asyncpg.Pool, *, retention_days: int) -> int:
     """Forget the development outbox's messages older than `retention_days`: how many."""
-    status = await pool.execute(
+    return await execute_counted(
+        pool,
         "DELETE FROM mail_outbox WHERE created_at < now() - make_interval(days => $1)",
         retention_days,
     )
-    return int(status.split()[-1])
 
 
 def configured_mailer(settings: CoreSettings, pool: asyncpg.Pool) -> Mailer:

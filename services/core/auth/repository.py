@@ -6,7 +6,7 @@ import uuid
 
 import asyncpg
 
-from chassis.data import Db
+from chassis.data import Db, execute_counted
 
 USER_COLUMNS = (
     "id, email, name, role, created_at, token_version, email_verified_at, totp_enabled_at"
@@ -160,8 +160,8 @@ async def revoke_session(conn: Db, user_id: str, family: uuid.UUID) -> bool:
 
 async def revoke_sessions(conn: Db, user_id: object) -> int:
     """Mark every live login of the account revoked: how many."""
-    status = await conn.execute(
+    return await execute_counted(
+        conn,
         "UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
         user_id,
     )
-    return int(status.split()[-1])
