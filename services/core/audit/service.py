@@ -37,19 +37,23 @@ class Origin:
     @classmethod
     def of(cls, request: web.Request) -> Origin:
         """The origin of an HTTP request."""
-        ids = current_ids()
         return cls(
             address=client_address(request),
             user_agent=request.headers.get("User-Agent", "")[:512],
             request_id=request.get(REQUEST_ID),
-            trace_id=ids[0] if ids else None,
+            trace_id=_trace_id(),
         )
 
     @classmethod
     def internal(cls, what: str) -> Origin:
         """The origin of an action taken by the stack itself or an operator's command."""
-        ids = current_ids()
-        return cls(address=what, trace_id=ids[0] if ids else None)
+        return cls(address=what, trace_id=_trace_id())
+
+
+def _trace_id() -> str | None:
+    """The current trace's id (None where nothing traces)."""
+    ids = current_ids()
+    return ids[0] if ids else None
 
 
 @dataclass(frozen=True)
