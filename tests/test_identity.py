@@ -621,3 +621,18 @@ async def test_mailed_links_expire_on_the_second(make_client, db):
     assert response.status == 400
     assert "expired" in (await response.json())["detail"]
     assert (await factories.login(client, account.email)).access_token  # the password stayed
+
+
+async def test_a_reused_refresh_token_ends_its_session_and_is_audited(client, admin_account, db):
+    account = await factories.register(client)
+    first = await client.post("/api/auth/refresh", json={"refresh_token": account.refresh_token})
+    assert first.status == 200
+    again = await client.post("/api/auth/refresh", json={"refresh_token": account.refresh_token})
+    assert again.status == 401
+    revoked = await audit(client, admin_account, actor=account.id, action="session.revoked")
+    assert [e["details"]["reason"] for e in revoked] == ["refresh token reused"]
+    live = await db.fetchval(
+        "SELECT count(*) FROM sessions WHERE user_id = $1::uuid AND revoked_at IS NULL",
+        account.id,
+    )
+    assert live == 0

@@ -273,15 +273,14 @@ async def refresh(
     family = uuid.UUID(hex=claims["fid"])
     if not await tokens.revocations.spend_refresh(claims):
         async with pool.acquire() as conn, conn.transaction():
-            if await repository.revoke_session(conn, claims["sub"], family):
-                await record(
-                    conn,
-                    "session.revoked",
-                    origin,
-                    actor_id=claims["sub"],
-                    subject=family,
-                    details={"reason": "refresh token reused"},
-                )
+            await end_session(
+                conn,
+                tokens,
+                user_id=claims["sub"],
+                family=claims["fid"],
+                origin=origin,
+                reason="refresh token reused",
+            )
         raise Unauthorized("Refresh token already used; every token of this login is revoked")
     row = await repository.user_by_id(pool, claims["sub"])
     if row is None:
