@@ -1,7 +1,7 @@
 """The e-mail port and its two adapters: SMTP (aiosmtplib), and the development outbox, a
 table that `make mail` lists (nothing leaves the machine).
 
-A message that cannot be sent is logged and counted, and the action that sent it stands: the
+A message that cannot be sent is logged, and the action that sent it stands: the
 account's owner asks for another (`/api/auth/verify-email/resend`, a new reset).
 """
 

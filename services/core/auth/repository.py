@@ -39,9 +39,10 @@ async def user_by_email(conn: Db, email: str) -> asyncpg.Record | None:
 
 
 async def user_by_id(conn: Db, user_id: str) -> asyncpg.Record | None:
-    """The user with this id, with the password hash."""
+    """The user with this id, with the password hash and the TOTP secret (enrolling or on)."""
     return await conn.fetchrow(
-        f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE id = $1::uuid", user_id
+        f"SELECT {USER_COLUMNS}, password_hash, totp_secret FROM users WHERE id = $1::uuid",
+        user_id,
     )
 
 
@@ -149,13 +150,14 @@ async def live_sessions(conn: Db, user_id: str, *, unused_for: float) -> list[as
 
 async def revoke_session(conn: Db, user_id: str, family: uuid.UUID) -> bool:
     """Mark one of the account's logins revoked; False if it has no such live login."""
-    revoked = await conn.fetchval(
+    changed = await execute_counted(
+        conn,
         """UPDATE sessions SET revoked_at = now()
-           WHERE id = $1 AND user_id = $2::uuid AND revoked_at IS NULL RETURNING id""",
+           WHERE id = $1 AND user_id = $2::uuid AND revoked_at IS NULL""",
         family,
         user_id,
     )
-    return revoked is not None
+    return changed == 1
 
 
 async def revoke_sessions(conn: Db, user_id: object) -> int:

@@ -5,37 +5,30 @@ from __future__ import annotations
 
 import asyncpg
 
-from chassis.data import Db
+from chassis.data import Db, execute_counted
 from services.core.auth.repository import USER_COLUMNS
-
-
-async def factor_state(db: Db, user_id: str) -> asyncpg.Record | None:
-    """The account with its TOTP secret (enrolling or on)."""
-    return await db.fetchrow(
-        f"SELECT {USER_COLUMNS}, totp_secret FROM users WHERE id = $1::uuid", user_id
-    )
 
 
 async def start_enrolment(db: Db, user_id: str, secret: str) -> bool:
     """Keep a new secret until a first code confirms it; False if two-factor sign-in is on."""
-    found = await db.fetchval(
-        """UPDATE users SET totp_secret = $2
-           WHERE id = $1::uuid AND totp_enabled_at IS NULL RETURNING id""",
+    changed = await execute_counted(
+        db,
+        "UPDATE users SET totp_secret = $2 WHERE id = $1::uuid AND totp_enabled_at IS NULL",
         user_id,
         secret,
     )
-    return found is not None
+    return changed == 1
 
 
 async def accept_step(db: Db, user_id: object, step: int) -> bool:
     """Spend the TOTP time step `step`; False if it or a later one was spent (a replay)."""
-    found = await db.fetchval(
-        """UPDATE users SET totp_last_step = $2
-           WHERE id = $1 AND totp_last_step < $2 RETURNING id""",
+    changed = await execute_counted(
+        db,
+        "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2",
         user_id,
         step,
     )
-    return found is not None
+    return changed == 1
 
 
 async def turn_on(db: Db, user_id: object, code_hashes: list[str]) -> asyncpg.Record | None:
@@ -71,10 +64,11 @@ async def replace_recovery_codes(db: Db, user_id: object, code_hashes: list[str]
 
 async def spend_recovery_code(db: Db, user_id: object, code_hash: str) -> bool:
     """Spend an unused recovery code; False if there is none with this hash."""
-    found = await db.fetchval(
+    changed = await execute_counted(
+        db,
         """UPDATE recovery_codes SET used_at = now()
-           WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL RETURNING code_hash""",
+           WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL""",
         user_id,
         code_hash,
     )
-    return found is not None
+    return changed == 1

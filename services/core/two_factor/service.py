@@ -25,6 +25,7 @@ from chassis.data import Db
 from chassis.errors import Conflict, Unauthorized
 from chassis.http import Principal, RateLimiter, TokenService, token_version
 from services.core.audit.service import Origin, record
+from services.core.auth import repository as auth_repository
 from services.core.auth.service import complete_login
 from services.core.two_factor import repository
 
@@ -62,6 +63,11 @@ def new_recovery_code() -> str:
     """Ten random base32 letters, shown as two groups of five."""
     letters = "".join(secrets.choice(_BASE32) for _ in range(10))
     return f"{letters[:5]}-{letters[5:]}"
+
+
+def new_recovery_codes() -> list[str]:
+    """A fresh set of recovery codes."""
+    return [new_recovery_code() for _ in range(RECOVERY_CODES)]
 
 
 def recovery_hash(code: str) -> str:
@@ -120,10 +126,18 @@ async def _checked(
     return result
 
 
+async def _turned_on(pool: asyncpg.Pool, principal: Principal) -> asyncpg.Record:
+    """The caller's account, whose two-factor sign-in is on (409 otherwise)."""
+    row = await auth_repository.user_by_id(pool, principal.user_id)
+    if row is None or row["totp_enabled_at"] is None:
+        raise Conflict("Two-factor sign-in is not on")
+    return row
+
+
 async def enrol(*, pool: asyncpg.Pool, principal: Principal, issuer: str) -> dict[str, Any]:
     """A new secret for the caller's authenticator app (its `otpauth://` URI and QR code); on
     once a first code confirms it."""
-    row = await repository.factor_state(pool, principal.user_id)
+    row = await auth_repository.user_by_id(pool, principal.user_id)
     if row is None:
         raise Unauthorized("The account no longer exists")
     secret = pyotp.random_base32()
@@ -144,15 +158,15 @@ async def confirm(
 ) -> dict[str, Any]:
     """Turn two-factor sign-in on with a first code of the enrolled secret: the recovery codes,
     shown this once."""
-    row = await repository.factor_state(pool, principal.user_id)
+    row = await auth_repository.user_by_id(pool, principal.user_id)
     if row is None or row["totp_secret"] is None:
         raise Conflict("Start with POST /api/auth/2fa/enrol")
     if row["totp_enabled_at"] is not None:
         raise Conflict("Two-factor sign-in is on already")
-    codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
+    codes = new_recovery_codes()
 
     async def turn_on(conn: Db, kind: str) -> None:
-        if await repository.turn_on(conn, row["id"], [recovery_hash(c) for c in codes]) is None:
+        if await repository.turn_on(conn, row["id"], list(map(recovery_hash, codes))) is None:
             raise Conflict("Two-factor sign-in is on already")
         await record(conn, "2fa.enabled", origin, actor_id=row["id"], subject=row["email"])
 
@@ -171,7 +185,7 @@ async def verify(
 ) -> dict[str, Any]:
     """Complete a login's challenge with a TOTP or recovery code: the session's tokens."""
     claims = tokens.decode_once(challenge, "2fa-challenge")
-    row = await repository.factor_state(pool, claims["sub"])
+    row = await auth_repository.user_by_id(pool, claims["sub"])
     if (
         row is None
         or row["totp_enabled_at"] is None
@@ -194,9 +208,7 @@ async def turn_off(
     *, pool: asyncpg.Pool, attempts: Attempts, principal: Principal, code: str, origin: Origin
 ) -> None:
     """Turn two-factor sign-in off, with a fresh code (or a recovery code)."""
-    row = await repository.factor_state(pool, principal.user_id)
-    if row is None or row["totp_enabled_at"] is None:
-        raise Conflict("Two-factor sign-in is not on")
+    row = await _turned_on(pool, principal)
 
     async def off(conn: Db, kind: str) -> None:
         await repository.turn_off(conn, row["id"])
@@ -216,13 +228,11 @@ async def replace_recovery_codes(
     *, pool: asyncpg.Pool, attempts: Attempts, principal: Principal, code: str, origin: Origin
 ) -> dict[str, Any]:
     """New recovery codes (the old ones stop working), with a fresh code."""
-    row = await repository.factor_state(pool, principal.user_id)
-    if row is None or row["totp_enabled_at"] is None:
-        raise Conflict("Two-factor sign-in is not on")
-    codes = [new_recovery_code() for _ in range(RECOVERY_CODES)]
+    row = await _turned_on(pool, principal)
+    codes = new_recovery_codes()
 
     async def replace(conn: Db, kind: str) -> None:
-        await repository.replace_recovery_codes(conn, row["id"], [recovery_hash(c) for c in codes])
+        await repository.replace_recovery_codes(conn, row["id"], list(map(recovery_hash, codes)))
         await record(
             conn, "2fa.recovery_codes_replaced", origin, actor_id=row["id"], subject=row["email"]
         )
