@@ -9,7 +9,7 @@ APT_STAMP := /tmp/.relais-apt-updated
 # PyTorch's CPU build (torch==2.13.0+cpu) is a wheel in this folder, not on PyPI's index.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: up down restart status logs alerts admin seed mail sandbox-settle sandbox-outage gameday ai-worker dlq test test-images test-ansible test-all compose-init compose-nginx lint audit lock bench profile bench-ai bench-gateway loadtest capacity deps system-deps clean
+.PHONY: archiving backup backups restore-check restore-test up down restart status logs alerts admin seed mail sandbox-settle sandbox-outage gameday ai-worker dlq test test-images test-ansible test-all compose-init compose-nginx lint audit lock bench profile bench-ai bench-gateway loadtest capacity deps system-deps clean
 
 # Every dependency at the exact version and hash of requirements.lock, then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -25,7 +25,7 @@ deps: $(STAMP)
 # (prometheus, prometheus-alertmanager) for the rule tests; the NGINX, PostgreSQL and Redis
 # exporters Prometheus scrapes, and the process exporter (CPU of every process of the stack, for
 # `make capacity`); wrk for `make bench`; espeak-ng, whose speech the AI tests
-# transcribe.
+# transcribe; pgBackRest, which keeps the PostgreSQL backups.
 system-deps:
 	@missing=""; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
@@ -37,6 +37,7 @@ system-deps:
 	command -v prometheus-process-exporter >/dev/null || missing="$$missing prometheus-process-exporter"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	command -v pgbackrest >/dev/null || missing="$$missing pgbackrest"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  [ -f $(APT_STAMP) ] || { $(SUDO) apt-get update -qq && touch $(APT_STAMP); }; \
@@ -105,6 +106,32 @@ sandbox-settle: deps
 sandbox-outage: deps
 	@$(PY) -m devstack sandbox-outage $(if $(SECONDS),--seconds '$(SECONDS)')
 
+# PostgreSQL's WAL archived continuously into pgBackRest's repository (BACKUP_REPO), the stanza
+# made: `make up` and `make test` do it first (the first time, PostgreSQL restarts once).
+archiving: deps system-deps
+	@$(PY) -m devstack archiving
+
+# A base backup of the stack's PostgreSQL (`TYPE=full`, the default, `diff` or `incr`) into
+# pgBackRest's repository, and a logical dump of each schema beside it; retention
+# (BACKUP_RETENTION full backups) applied.
+backup: deps system-deps
+	@$(PY) -m devstack backup $(if $(TYPE),--type '$(TYPE)')
+
+# The backups, what they restore to, their dumps; `VERIFY=1` checks every checksum.
+backups: deps
+	@$(PY) -m devstack backups $(if $(VERIFY),--verify)
+
+# The newest backup restored into a scratch cluster (`PORT=`, 5499), WAL replayed to `TARGET=`
+# (a time with its zone; default: all of it), the stack's data checked in it, then removed.
+restore-check: deps system-deps
+	@$(PY) -m devstack restore-check $(if $(PORT),--port '$(PORT)') $(if $(TARGET),--target '$(TARGET)')
+
+# The proof that backups restore (CI runs it): a stack of its own writes orders, is backed up,
+# writes more; restored to a noted time, it holds exactly what it held then, and the ledger's
+# invariants hold. Prints the backup's and the restore's times.
+restore-test: deps system-deps archiving
+	$(VENV)/bin/pytest -p no:randomly -s -m restore tests/test_restore.py
+
 # requirements.lock again from pyproject.toml: the newest versions its ranges allow, hashed,
 # for every platform. Commit it; `make up` and `make test` install from it. Then each service's
 # own lock (requirements/<service>.lock: the chassis and that service's group alone, at the same
@@ -138,7 +165,7 @@ lint: deps
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
-test: deps system-deps lint audit
+test: deps system-deps archiving lint audit
 	$(VENV)/bin/pytest
 
 # Each service's image built with podman (on a base made from Debian's archive: no registry is
@@ -170,7 +197,7 @@ gameday: deps system-deps
 	$(PY) -m scripts.gameday $(if $(FAULTS),--faults '$(FAULTS)',--publish docs/gamedays/latest.md)
 
 # Everything CI runs: the tests, then the slow end-to-end suites and the full game day.
-test-all: test test-images test-ansible gameday
+test-all: test restore-test test-images test-ansible gameday
 
 bench: deps system-deps
 	$(PY) -m scripts.bench

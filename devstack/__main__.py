@@ -13,13 +13,19 @@ sandbox-settle  settle a waiting sandbox payment by the sandbox's signed webhook
 sandbox-outage  every sandbox charge fails for --seconds (0 ends it): a provider outage
 ai-worker       one more AI worker in the foreground, sharing the stack's queues (`--number`)
 openapi         the API's one document (the services' own, merged) on stdout
+archiving       pgBackRest's stanza and PostgreSQL's WAL archiving into it (`up` does it too)
+backup          a base backup (`--type` full, diff or incr) and a dump of each schema
+backups         the backups, the span they restore to, their dumps (`--verify`: checksums)
+restore-check   the newest backup restored on `--port` (to `--target`), the data checked in it
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
+from devstack import backups
 from devstack.alerts import show_alerts
 from devstack.commands import (
     admin,
@@ -51,7 +57,42 @@ COMMANDS = [
     "sandbox-outage",
     "ai-worker",
     "openapi",
+    "archiving",
+    "backup",
+    "backups",
+    "restore-check",
 ]
+
+
+def _backup(config: StackSettings, args: argparse.Namespace) -> int:
+    report = backups.backup(config, args.type)
+    print(
+        f"backup {report.label} ({report.kind}): base backup {report.physical_seconds} s, "
+        f"{report.physical_bytes} bytes ({report.repository_bytes} stored); dumps of "
+        f"{', '.join(report.schemas)} {report.dump_seconds} s, {report.dump_bytes} bytes"
+    )
+    return 0
+
+
+def _archiving(config: StackSettings, args: argparse.Namespace) -> int:
+    backups.setup_archiving(config)
+    return 0
+
+
+def _backups(config: StackSettings, args: argparse.Namespace) -> int:
+    return backups.show_backups(config, verify=args.verify)
+
+
+def _restore_check(config: StackSettings, args: argparse.Namespace) -> int:
+    return backups.restore_check(config, port=args.port, target=args.target)
+
+
+BACKUP_COMMANDS: dict[str, Callable[[StackSettings, argparse.Namespace], int]] = {
+    "archiving": _archiving,
+    "backup": _backup,
+    "backups": _backups,
+    "restore-check": _restore_check,
+}
 
 
 def main() -> None:
@@ -78,6 +119,10 @@ def main() -> None:
     parser.add_argument(
         "--number", type=int, default=2, help="`ai-worker`: which worker (2 after the stack's one)"
     )
+    parser.add_argument("--type", default="full", choices=["full", "diff", "incr"])
+    parser.add_argument("--verify", action="store_true", help="`backups`: check every checksum")
+    parser.add_argument("--target", help="`restore-check`: the time to recover to (with a zone)")
+    parser.add_argument("--port", type=int, default=5499, help="`restore-check`: its port")
     args = parser.parse_args()
     if args.command == "openapi":
         print(api_document())
@@ -90,6 +135,8 @@ def main() -> None:
         restart(requested)
         return
     config = running_config(requested)
+    if args.command in BACKUP_COMMANDS:
+        sys.exit(BACKUP_COMMANDS[args.command](config, args))
     if args.command == "down":
         down(requested)
     elif args.command == "admin":

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 
+from devstack.backups import setup_archiving
 from devstack.broker import declare_queues, enable_broker_metrics, ensure_broker
 from devstack.database import ensure_database, migrate
 from devstack.nginx import api_document_path, publish_api_document, publish_docs, start_nginx
@@ -52,6 +53,7 @@ def up(requested: StackSettings) -> None:
     ensure_keys(config)
     traced = tracing_enabled(config)  # one answer for every process
     if not running:
+        setup_archiving(config)
         asyncio.run(ensure_database(config))
         migrate(config)
         ensure_broker(config)

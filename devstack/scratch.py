@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 import socket
 from pathlib import Path
 
 from redis.asyncio import Redis
 
+from devstack.backups import dumps_root
 from devstack.broker import drop_broker
 from devstack.database import drop_database
 from devstack.settings import StackSettings
@@ -59,7 +61,7 @@ def scratch_env(name: str) -> dict[str, str]:
     its database, roles, vhost, users and Redis key prefix after it, every port free now."""
     # Ports are free when picked, not reserved: pick again until no two of them coincide.
     while True:
-        singles = free_ports(9)
+        singles = free_ports(11)
         # Two core instances; one payments worker; the AI worker and one started by hand; two
         # gateway instances.
         widths = [2, 2, 1, 1, 2, 2, 2, 2]
@@ -97,6 +99,8 @@ def scratch_env(name: str) -> dict[str, str]:
         "POSTGRES_EXPORTER_PORT": str(exporters[1]),
         "REDIS_EXPORTER_PORT": str(exporters[2]),
         "PROCESS_EXPORTER_PORT": str(exporters[3]),
+        "BACKUP_EXPORTER_PORT": str(exporters[4]),
+        "REPLICA_PORT": str(exporters[5]),
         "REDIS_KEY_PREFIX": f"{name.replace('_', '-')}:",
     }
 
@@ -110,6 +114,7 @@ def remove_scratch(config: StackSettings) -> None:
     asyncio.run(drop_database(config))
     drop_broker(config)
     asyncio.run(clean_redis(config.redis_key_prefix))
+    shutil.rmtree(dumps_root(config), ignore_errors=True)
 
 
 async def clean_redis(prefix: str) -> None:

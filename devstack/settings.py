@@ -122,6 +122,16 @@ class StackSettings(BaseSettings):
     # The PostgreSQL exporter's role: pg_monitor, nothing else.
     monitor_database_user: str = "relais_monitor"
     database_host: str = "127.0.0.1:5432"
+    # pgBackRest's repository on this machine (base backups, archived WAL) and, under `dumps/`,
+    # the logical dumps; how many full backups (and their WAL) it keeps.
+    backup_repo: Path = Field(Path("/var/lib/pgbackrest"), validation_alias="BACKUP_REPO")
+    backup_retention: int = Field(3, ge=1, validation_alias="BACKUP_RETENTION")
+    # `REPLICA=1 make up`: a streaming replica of the stack's PostgreSQL on this port, which the
+    # reads that tolerate lag (the catalog list, the daily report) use.
+    replica: bool = Field(False, validation_alias="REPLICA")
+    replica_port: int = 5433
+    # The data safety exporter: backups' age, WAL archiving, the replica's lag.
+    backup_exporter_port: int = 9188
     redis_url: str = _SERVICE["redis_url"].default
     redis_key_prefix: str = _SERVICE["redis_key_prefix"].default
     prometheus_port: int = 9090
@@ -228,6 +238,17 @@ class StackSettings(BaseSettings):
         return (
             f"postgresql://{role}:{self.database_password}@{self.database_host}/"
             f"{self.database_name}"
+        )
+
+    @property
+    def replica_host(self) -> str:
+        """The replica's address (`database_host`'s host, `replica_port`)."""
+        return f"{self.database_host.rsplit(':', 1)[0]}:{self.replica_port}"
+
+    def replica_url_of(self, role: str) -> str:
+        """The DSN of one of the stack's roles on the replica."""
+        return self.database_url_of(role).replace(
+            f"@{self.database_host}/", f"@{self.replica_host}/"
         )
 
     @property

@@ -121,16 +121,18 @@ def _latency(out: str, percentile: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-async def seed_products(config: StackSettings, count: int) -> list[str]:
-    """Insert products (stock for every checkout) straight into the bench database; their ids."""
+async def seed_products(config: StackSettings, count: int, sku: str = "BENCH") -> list[str]:
+    """Insert products (stock for every checkout) straight into the bench database, their SKUs
+    beginning with `sku`; their ids."""
     conn = await asyncpg.connect(config.database_url, server_settings={"search_path": "core"})
     try:
         rows = await conn.fetch(
             """INSERT INTO products (sku, name, description, price_cents, currency, stock, category)
-               SELECT 'BENCH-' || n, 'Benchmark kettle ' || n, 'A kettle that is read a lot',
+               SELECT $2 || '-' || n, 'Benchmark kettle ' || n, 'A kettle that is read a lot',
                       3999, 'EUR', 1000000000, 'kitchen'
                FROM generate_series(1, $1) AS n RETURNING id""",
             count,
+            sku,
         )
     finally:
         await conn.close()

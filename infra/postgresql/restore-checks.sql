@@ -1,0 +1,24 @@
+-- What a restored copy of the stack's database must satisfy, and the counts it is compared
+-- with (the source's at the recovery target): one row. Run by `make restore-check`,
+-- `make restore-test` and the postgresql role's restore test.
+SELECT
+    (SELECT count(*) FROM core.orders) AS orders,
+    (SELECT count(*) FROM core.orders WHERE status IN ('paid', 'refunded')) AS paid_orders,
+    (SELECT count(*) FROM payments.payments) AS payments,
+    (SELECT count(*) FROM payments.ledger_transactions) AS ledger_transactions,
+    (SELECT count(*) FROM payments.ledger_entries) AS ledger_entries,
+    -- Violations: each must be 0.
+    (SELECT count(*) FROM (
+        SELECT transaction_id FROM payments.ledger_entries
+        GROUP BY transaction_id HAVING sum(amount_cents) <> 0) AS unbalanced
+    ) AS unbalanced_transactions,
+    (SELECT count(*) FROM payments.ledger_transactions t
+     WHERE NOT EXISTS (SELECT 1 FROM payments.ledger_entries e WHERE e.transaction_id = t.id)
+    ) AS transactions_without_entries,
+    (SELECT count(*) FROM core.orders o
+     WHERE o.status IN ('paid', 'refunded') AND NOT EXISTS (
+         SELECT 1 FROM payments.payments p
+         JOIN payments.ledger_transactions t ON t.payment_id = p.id AND t.kind = 'charge'
+         JOIN payments.ledger_entries e ON e.transaction_id = t.id
+         WHERE p.order_id = o.id)
+    ) AS paid_orders_without_capture;
