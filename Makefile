@@ -9,7 +9,7 @@ APT_STAMP := /tmp/.relais-apt-updated
 # PyTorch's CPU build (torch==2.13.0+cpu) is a wheel in this folder, not on PyPI's index.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: archiving backup backups restore-check restore-test up down restart status logs alerts admin seed mail sandbox-settle sandbox-outage gameday ai-worker dlq test test-images test-ansible test-all compose-init compose-nginx lint audit lock bench profile bench-ai bench-gateway loadtest capacity deps system-deps clean
+.PHONY: archiving backup backups restore-check restore-test failover-drill up down restart status logs alerts admin seed mail sandbox-settle sandbox-outage gameday ai-worker dlq test test-images test-ansible test-all compose-init compose-nginx lint audit lock bench profile bench-ai bench-gateway loadtest capacity deps system-deps clean
 
 # Every dependency at the exact version and hash of requirements.lock, then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -131,6 +131,12 @@ restore-check: deps system-deps
 # invariants hold. Prints the backup's and the restore's times.
 restore-test: deps system-deps archiving
 	$(VENV)/bin/pytest -p no:randomly -s -m restore tests/test_restore.py
+
+# A streaming replica promoted under a trickle of checkouts, on clusters and a stack of the
+# drill's own: the seconds without writes and the confirmed checkouts lost, measured
+# (var/reports/failover-drill.json).
+failover-drill: deps system-deps
+	$(PY) -m scripts.failover_drill
 
 # requirements.lock again from pyproject.toml: the newest versions its ranges allow, hashed,
 # for every platform. Commit it; `make up` and `make test` install from it. Then each service's

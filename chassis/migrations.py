@@ -47,11 +47,25 @@ def execute_script(op: Any, script: str) -> None:
         op.execute(statement)
 
 
+def sqlalchemy_url(database_url: str) -> str:
+    """A libpq-style DSN as SQLAlchemy's asyncpg dialect reads it: several hosts (a primary
+    and its standbys, `h1:p1,h2:p2`) become its `host=` parameters."""
+    url = database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    scheme, rest = url.split("://", 1)
+    credentials, at, location = rest.rpartition("@")
+    hosts, _, path = location.partition("/")
+    if "," not in hosts:
+        return url
+    database, _, query = path.partition("?")
+    parameters = [f"host={host}" for host in hosts.split(",")] + ([query] if query else [])
+    return f"{scheme}://{credentials}{at}/{database}?{'&'.join(parameters)}"
+
+
 def run_env(context: Any) -> None:
     """The body of every service's `env.py`: run migrations online over asyncpg."""
     database_url: str = context.config.attributes["database_url"]
     schema: str = context.config.attributes["schema"]
-    url = database_url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    url = sqlalchemy_url(database_url)
 
     def migrate(connection: Connection) -> None:
         context.configure(

@@ -69,6 +69,12 @@ class ServiceSettings(BaseSettings):
     db_pool_min: int = Field(2, ge=1)
     db_pool_max: int = Field(10, ge=1)
     db_statement_timeout_ms: int = Field(5000, ge=0)
+    # A streaming replica for the reads that tolerate lag (unset: every read on the primary);
+    # they go to the primary while its replay lags more than `replica_max_lag` seconds, or it
+    # does not answer (measured every `replica_check_interval` seconds).
+    database_replica_url: str = ""
+    replica_max_lag: float = Field(10.0, gt=0)
+    replica_check_interval: float = Field(2.0, gt=0)
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_prefix: str = "relais:"
     redis_timeout: float = Field(1.0, gt=0)
@@ -132,6 +138,8 @@ class ServiceSettings(BaseSettings):
         problems = []
         if self.uses_database and f":{DEV_DATABASE_PASSWORD}@" in self.database_url:
             problems.append("DATABASE_URL still holds the development password")
+        if f":{DEV_DATABASE_PASSWORD}@" in self.database_replica_url:
+            problems.append("DATABASE_REPLICA_URL still holds the development password")
         if "//guest:guest@" in self.amqp_url:
             problems.append("AMQP_URL still uses RabbitMQ's guest account")
         kinds = ("private", "public") if self.signs_jwt else ("public",)

@@ -53,6 +53,14 @@ MAX_SLOT_WAL_KEEP = "4GB"
 CHECKS = ROOT / "infra" / "postgresql" / "restore-checks.sql"
 # The checks' columns that count what a restore holds; the others count violations.
 COUNTS = ("orders", "paid_orders", "payments", "ledger_transactions", "ledger_entries")
+VIOLATIONS = {
+    "unbalanced_transactions": "ledger transactions that do not sum to zero",
+    "transactions_without_entries": "ledger transactions without entries",
+    "paid_orders_without_capture": "paid orders without a captured ledger entry",
+    "orders_paid_twice": "orders paid twice",
+    "payments_settled_differently": "payments core and the worker settled differently",
+    "succeeded_payments_of_unpaid_orders": "succeeded payments whose order is not paid",
+}
 
 
 def pgbackrest(*args: str, capture: bool = False) -> str:
@@ -349,7 +357,12 @@ async def data_checks(url: str) -> dict[str, int]:
 
 def violations(checks: dict[str, int]) -> dict[str, int]:
     """The checks that found something wrong."""
-    return {name: value for name, value in checks.items() if name not in COUNTS and value}
+    return {name: value for name, value in checks.items() if name in VIOLATIONS and value}
+
+
+def described(checks: dict[str, int]) -> list[str]:
+    """The violations in words ("2 orders paid twice")."""
+    return [f"{count} {VIOLATIONS[name]}" for name, count in violations(checks).items()]
 
 
 def restore_check(config: StackSettings, *, port: int, target: str | None = None) -> int:

@@ -24,6 +24,7 @@ from devstack.processes import (
     supervisorctl,
 )
 from devstack.readiness import datastores, readiness, report, wait_ready
+from devstack.replica import ensure_replica
 from devstack.secrets import ensure_keys
 from devstack.services import check_settings, service_env, tracing_enabled
 from devstack.settings import StackSettings
@@ -60,6 +61,8 @@ def up(requested: StackSettings) -> None:
         declare_queues(config)
         enable_broker_metrics()
         check_settings(config, traced=traced)
+    if config.replica:
+        ensure_replica(config)
     for name, module, port, metrics_port in config.processes():
         start_process(
             name,

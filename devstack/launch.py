@@ -6,7 +6,8 @@ not processes, and supervisord starts every program in its one session; the core
 the worker and the exporters would share one slice against NGINX and any load generator (the
 benchmark measured reads through NGINX 20% slower so). Under systemd each service has its own.
 
-supervisord signals this process; it passes each signal on, and exits as the program did. If
+supervisord signals this process; it passes each signal on (SIGTERM as the program's own stop
+signal, if FILE names one), and exits as the program did. FILE may name a user to run as. If
 it dies (a SIGKILL), the kernel kills the program too (PR_SET_PDEATHSIG), so nothing outlives
 its supervisor's record of it.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import pwd
 import signal
 import sys
 
@@ -28,6 +30,12 @@ def _become(program: dict[str, object], parent: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the line above took effect
         os._exit(1)
+    user = program.get("user")
+    if isinstance(user, str):  # a server that refuses root (PostgreSQL), as its own user
+        account = pwd.getpwnam(user)
+        os.initgroups(user, account.pw_gid)
+        os.setgid(account.pw_gid)
+        os.setuid(account.pw_uid)
     argv = program["argv"]
     assert isinstance(argv, list)
     os.execvpe(argv[0], argv, program["env"])  # type: ignore[arg-type]  # noqa: S606
@@ -41,8 +49,14 @@ def main() -> None:
     child = os.fork()
     if child == 0:
         _become(program, parent)
+    # A program may want another signal for "stop" than supervisord's SIGTERM (PostgreSQL's
+    # SIGTERM waits for every client to leave; SIGINT is its fast shutdown).
+    stop = signal.Signals[program.get("stop_signal") or "SIGTERM"]
+    def forward(number: int, _frame: object) -> None:
+        os.kill(child, stop if number == signal.SIGTERM else number)
+
     for sig in FORWARDED:
-        signal.signal(sig, lambda number, _frame: os.kill(child, number))
+        signal.signal(sig, forward)
     _, status = os.waitpid(child, 0)
     sys.exit(os.waitstatus_to_exitcode(status) % 256)
 

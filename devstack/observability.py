@@ -88,6 +88,7 @@ def exporter_ports(config: StackSettings) -> dict[str, int]:
         "postgres": config.postgres_exporter_port,
         "redis": config.redis_exporter_port,
         "process": config.process_exporter_port,
+        "backups": config.backup_exporter_port,
     }
 
 
@@ -120,8 +121,17 @@ def start_exporters(config: StackSettings) -> None:
             f"-web.listen-address=127.0.0.1:{ports['process']}",
         ],
     }
+    # Backups' age, WAL archiving, replication slots (ours: it reads pgBackRest's repository).
+    start_process(
+        "backup-exporter",
+        [sys.executable, "-m", "devstack.backup_exporter", f"--port={ports['backups']}"],
+        dict(os.environ),
+        config,
+    )
     # Its own role, with pg_monitor and nothing else.
-    dsn = config.database_url_of(config.monitor_database_user) + "?sslmode=disable"
+    # It watches one server: the first listed (lib/pq takes one host).
+    first = config.database_host.split(",")[0]
+    dsn = config.database_url_of(config.monitor_database_user, first) + "?sslmode=disable"
     for name, argv in commands.items():
         binary = shutil.which(argv[0])
         if binary is None:

@@ -171,16 +171,26 @@ def ensure_supervisor(config: StackSettings) -> None:
         time.sleep(0.1)
 
 
-def start_process(name: str, argv: list[str], env: dict[str, str], config: StackSettings) -> bool:
+def start_process(
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    config: StackSettings,
+    *,
+    user: str | None = None,
+    stop_signal: str | None = None,
+) -> bool:
     """Run `argv` with exactly `env` as the program `name` of this stack's supervisord (started
     if it is not), which restarts it whenever it ends; True if it was not running. A running
     program is left as it is, with the command and environment it was started with (a change
-    is `make restart`)."""
+    is `make restart`). `user`: run as that user (supervisord runs as root); `stop_signal`: what
+    stops it, if not SIGTERM."""
     ensure_supervisor(config)
     if program_pids(config).get(name):
         return False
     launch = config.run_dir / "programs" / f"{name}.json"
-    _write_private(launch, json.dumps({"argv": argv, "env": env}).encode())
+    described = {"argv": argv, "env": env, "user": user, "stop_signal": stop_signal}
+    _write_private(launch, json.dumps(described).encode())
     program = PROGRAM.format(
         name=name,
         command=_conf_value(shlex.join([sys.executable, "-m", "devstack.launch", str(launch)])),

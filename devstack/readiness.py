@@ -43,6 +43,8 @@ def readiness(config: StackSettings) -> dict[str, int | None]:
         if shutil.which(binary):
             url = f"http://127.0.0.1:{ports[job]}/metrics"
             checks[url] = http_status(url)
+    url = f"http://127.0.0.1:{ports['backups']}/metrics"
+    checks[url] = http_status(url)
     # Last, once everything behind it is ready: NGINX counts a refused connection against the
     # instance, and a probe before the instances listen would take them out of rotation.
     ready = all(status == 200 for status in checks.values())
@@ -72,8 +74,17 @@ async def datastores(config: StackSettings) -> dict[str, str | None]:
         connection = await aio_pika.connect(config.amqp_url, timeout=3)
         await connection.close()
 
+    async def replica() -> None:
+        conn = await asyncpg.connect(config.replica_url_of(config.database_user), timeout=3)
+        try:
+            if not await conn.fetchval("SELECT pg_is_in_recovery()"):
+                raise RuntimeError("it is not a replica: it has been promoted")
+        finally:
+            await conn.close()
+
     checks = {
         f"PostgreSQL {config.database_host}/{config.database_name}": postgres,
+        **({f"PostgreSQL replica {config.replica_host}": replica} if config.replica else {}),
         f"Redis {config.redis_url.rsplit('@', 1)[-1]}": redis,
         f"RabbitMQ {config.rabbitmq_host}/{config.rabbitmq_vhost}": rabbitmq,
     }

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from devstack.backups import dumps_root
 from devstack.broker import drop_broker
 from devstack.database import drop_database
+from devstack.replica import remove_replica
 from devstack.settings import StackSettings
 
 
@@ -115,6 +116,7 @@ def remove_scratch(config: StackSettings) -> None:
     drop_broker(config)
     asyncio.run(clean_redis(config.redis_key_prefix))
     shutil.rmtree(dumps_root(config), ignore_errors=True)
+    remove_replica(config)
 
 
 async def clean_redis(prefix: str) -> None:

@@ -61,6 +61,10 @@ def tracing_enabled(config: StackSettings) -> bool:
     return True
 
 
+# The services with reads that tolerate lag (the catalog list; the daily report).
+REPLICA_READERS = {"core", "payments"}
+
+
 def service_env(
     config: StackSettings, name: str, port: int, metrics_port: int, *, traced: bool
 ) -> dict[str, str]:
@@ -97,6 +101,9 @@ def service_env(
             "OTEL_SDK_DISABLED": str(not traced).lower(),
         }
     )
+    env.pop("DATABASE_REPLICA_URL", None)
+    if config.replica and kind in REPLICA_READERS:
+        env["DATABASE_REPLICA_URL"] = config.replica_url_of(database_user)
     if config.load_test_limits:
         env["WRITE_RATE_LIMIT"] = LOAD_TEST_WRITE_LIMIT
     env.pop("HTTP_UNIX_SOCKET", None)

@@ -233,23 +233,22 @@ class StackSettings(BaseSettings):
         """The administrator's DSN on the stack's database."""
         return self.postgres_admin_url.rsplit("/", 1)[0] + f"/{self.database_name}"
 
-    def database_url_of(self, role: str) -> str:
-        """The DSN of one of the stack's roles."""
-        return (
-            f"postgresql://{role}:{self.database_password}@{self.database_host}/"
-            f"{self.database_name}"
-        )
+    def database_url_of(self, role: str, host: str | None = None) -> str:
+        """The DSN of one of the stack's roles (on `host`, else `database_host`). The host
+        may list a primary and its standbys (`h1:p1,h2:p2`): each connection then goes to the
+        one that takes writes, so after a failover the services follow the promoted standby."""
+        host = host or self.database_host
+        failover = "?target_session_attrs=read-write" if "," in host else ""
+        return f"postgresql://{role}:{self.database_password}@{host}/{self.database_name}{failover}"
 
     @property
     def replica_host(self) -> str:
         """The replica's address (`database_host`'s host, `replica_port`)."""
-        return f"{self.database_host.rsplit(':', 1)[0]}:{self.replica_port}"
+        return f"{self.database_host.split(',')[0].rsplit(':', 1)[0]}:{self.replica_port}"
 
     def replica_url_of(self, role: str) -> str:
         """The DSN of one of the stack's roles on the replica."""
-        return self.database_url_of(role).replace(
-            f"@{self.database_host}/", f"@{self.replica_host}/"
-        )
+        return self.database_url_of(role, self.replica_host)
 
     @property
     def amqp_url(self) -> str:

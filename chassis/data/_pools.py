@@ -12,7 +12,7 @@ from aiohttp import web
 from asyncpg.pool import PoolConnectionProxy
 from redis.asyncio import Redis
 
-from chassis.settings import SETTINGS
+from chassis.settings import SETTINGS, ServiceSettings
 from chassis.telemetry import METRICS, untraced
 
 REDIS = web.AppKey("redis", Redis)
@@ -84,12 +84,11 @@ def metered_pool(dsn: str, **options: Any) -> MeteredPool:
     return MeteredPool(dsn, **{**_POOL_DEFAULTS, **options})
 
 
-async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
-    """Open the asyncpg pool on the service's own schema."""
-    settings = app[SETTINGS]
-    pool = await metered_pool(
-        settings.database_url,
-        min_size=settings.db_pool_min,
+async def open_pool(settings: ServiceSettings, dsn: str, *, min_size: int) -> MeteredPool:
+    """A pool on the service's own schema at `dsn` (the primary's, or the replica's)."""
+    return await metered_pool(
+        dsn,
+        min_size=min_size,
         max_size=settings.db_pool_max,
         reset=_keep_session,
         server_settings={
@@ -99,6 +98,12 @@ async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
             "statement_timeout": str(settings.db_statement_timeout_ms),
         },
     )
+
+
+async def postgres_pool(app: web.Application) -> AsyncIterator[None]:
+    """Open the asyncpg pool on the service's own schema."""
+    settings = app[SETTINGS]
+    pool = await open_pool(settings, settings.database_url, min_size=settings.db_pool_min)
     app[DB_POOL] = pool
     bind_pool_gauges(app)
     yield

@@ -88,6 +88,33 @@ class Metrics:
             buckets=POOL_WAIT_BUCKETS,
             registry=self.registry,
         )
+        self.db_replica_lag = Gauge(
+            "relais_db_replica_lag_seconds",
+            "How far the streaming replica's replay is behind the primary, as this service "
+            "last measured it (0 when it has replayed all it received).",
+            ["service"],
+            registry=self.registry,
+        )
+        self.db_replica_up = Gauge(
+            "relais_db_replica_up",
+            "1 when the streaming replica answered this service's last lag measurement, else 0.",
+            ["service"],
+            registry=self.registry,
+        )
+        self.db_replica_usable = Gauge(
+            "relais_db_replica_usable",
+            "1 while the replica answers within the lag this service tolerates, else 0 (its "
+            "lag-tolerant reads then go to the primary).",
+            ["service"],
+            registry=self.registry,
+        )
+        self.db_lag_tolerant_reads = Counter(
+            "relais_db_lag_tolerant_reads_total",
+            "Reads that tolerate lag, by the server that answered: replica, primary (no usable "
+            "replica) or fallback (the replica failed the read).",
+            ["service", "source"],
+            registry=self.registry,
+        )
         self.cache = Counter(
             "relais_cache_reads_total",
             "Cache reads by cache and by the tier that answered (near, redis, database).",

@@ -30,6 +30,18 @@ NOT_HERE = {
     "database error counted as a handler failure); a worker's unreachable database or cache is "
     "now a 503 with `Retry-After` (outcome `unavailable`), so no outage raises it, and the "
     "game day does not plant a bug. tests/test_messaging.py and the promtool tests cover it.",
+    "BackupTooOld": "its threshold is a backup's age (26 hours), not a window the faster clock "
+    "shortens: the game day would wait 26 hours. The promtool tests cover it, with a stack "
+    "that never took a backup among them.",
+    "WalArchivingFailing": "WAL archiving is the machine's PostgreSQL's, shared by every stack "
+    "and test on it: breaking it would break their backups too. tests/test_restore.py proves "
+    "archiving end to end (a restore to a point in time), the promtool tests the rule.",
+    "ReplicaLagging": "the game day's stack runs without a replica (`REPLICA=1`); on one "
+    "machine the replica replays within milliseconds. `make failover-drill` measures a real "
+    "replica; the promtool tests cover the rule.",
+    "ReplicaDown": "the game day's stack runs without a replica (`REPLICA=1`); "
+    "tests/test_replica.py stops one and sees the reads fall back to the primary, the "
+    "promtool tests cover the rule.",
     "GatewayDroppingSlowClients": "needs over 20 clients that stop reading while megabytes of "
     "events fill their kernel buffers; tests/test_gateway.py drops a slow client for real, the "
     "promtool tests cover the rule.",

@@ -23,6 +23,7 @@ import aiohttp
 import asyncpg
 
 from devstack.alerts import notification_store
+from devstack.backups import data_checks, described
 from devstack.faults import TcpProxy, poll
 from devstack.mail import verify_mailbox
 from devstack.processes import program_pids, supervisorctl
@@ -277,36 +278,10 @@ class GameDayStack:
         return sorted(set(payment_ids) - {row["id"] for row in rows})
 
     async def invariants(self) -> list[str]:
-        """What is wrong with the books: orders paid twice, an unbalanced ledger transaction,
-        a payment core and the worker disagree on."""
-        conn = await self.database()
-        try:
-            twice = await conn.fetchval(
-                "SELECT count(*) FROM (SELECT order_id FROM core.payments"
-                " WHERE status = 'succeeded' GROUP BY order_id HAVING count(*) > 1) paid"
-            )
-            unbalanced = await conn.fetchval(
-                "SELECT count(*) FROM (SELECT transaction_id FROM payments.ledger_entries"
-                " GROUP BY transaction_id HAVING sum(amount_cents) <> 0) t"
-            )
-            disagree = await conn.fetchval(
-                "SELECT count(*) FROM core.payments c JOIN payments.payments p USING (id)"
-                " WHERE c.status IN ('succeeded', 'failed') AND p.status IN ('succeeded', 'failed')"
-                " AND c.status <> p.status"
-            )
-            unpaid = await conn.fetchval(
-                "SELECT count(*) FROM core.payments c JOIN core.orders o ON o.id = c.order_id"
-                " WHERE c.status = 'succeeded' AND o.status NOT IN ('paid', 'refunded')"
-            )
-        finally:
-            await conn.close()
-        found = {
-            "orders paid twice": twice,
-            "ledger transactions that do not sum to zero": unbalanced,
-            "payments core and the worker settled differently": disagree,
-            "succeeded payments whose order is not paid": unpaid,
-        }
-        return [f"{count} {what}" for what, count in found.items() if count]
+        """What is wrong with the books (the stack's invariants, `restore-checks.sql`): orders
+        paid twice, an unbalanced ledger transaction, a payment core and the worker disagree
+        on, a paid order without its capture."""
+        return described(await data_checks(self.config.admin_database_url))
 
     async def settle_all(self, since: float = 0.0, within: float = 120.0) -> list[str]:
         """Wait until every payment the API accepted (since `since`) has settled; those that

@@ -16,6 +16,7 @@ from chassis.data import (
     invalidation_bus,
     postgres_pool,
     redis_client,
+    replica_pool,
     tiered_cache,
 )
 from chassis.http import (
@@ -184,6 +185,7 @@ def create_app(settings: CoreSettings) -> web.Application:
     app.cleanup_ctx.extend(
         [
             postgres_pool,
+            replica_pool,
             redis_client,
             rate_limiter,
             invalidation_bus,

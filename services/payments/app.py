@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from chassis.data import DB_POOL, REDIS, postgres_pool, redis_client
+from chassis.data import DB_POOL, REDIS, postgres_pool, redis_client, replica_pool
 from chassis.http import (
     DEFAULT_CHECKS,
     ApiRoutes,
@@ -105,6 +105,7 @@ def create_app(settings: PaymentsSettings) -> web.Application:
     app.cleanup_ctx.extend(
         [
             postgres_pool,
+            replica_pool,
             redis_client,
             rate_limiter,
             amqp_broker,

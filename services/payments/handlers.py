@@ -9,7 +9,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 from pydantic import BaseModel
 
-from chassis.data import DB_POOL
+from chassis.data import DB_POOL, read_tolerating_lag
 from chassis.messaging import AppMessageHandler, AppRpcHandler
 from contracts import (
     ChargePayment,
@@ -65,7 +65,10 @@ async def provider_event_v1(
 
 async def daily_report(app: web.Application, request: DailyReportRequest) -> DailyReport:
     """One UTC day's ledger totals."""
-    return await service.daily_report(pool=app[DB_POOL], request=request)
+    # A report of past days' ledger tolerates the replica's lag.
+    return await read_tolerating_lag(
+        app, lambda pool: service.daily_report(pool=pool, request=request)
+    )
 
 
 # The command queue: commands from core, and the webhooks this service takes itself.

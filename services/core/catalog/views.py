@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from chassis.data import DB_POOL
+from chassis.data import DB_POOL, read_tolerating_lag
 from chassis.http import ApiRoutes, Header, json_body, json_response, path_uuid, query_params
 from services.core.audit.service import Actor
 from services.core.catalog import service
@@ -52,7 +52,9 @@ async def create_product(request: web.Request) -> web.Response:
 async def list_products(request: web.Request) -> web.Response:
     query = query_params(request, ProductQuery)
     return json_response(
-        await service.list_products(pool=request.app[DB_POOL], **query.model_dump())
+        await read_tolerating_lag(
+            request.app, lambda pool: service.list_products(pool=pool, **query.model_dump())
+        )
     )
 
 
