@@ -52,6 +52,7 @@ def main() -> None:
     # A program may want another signal for "stop" than supervisord's SIGTERM (PostgreSQL's
     # SIGTERM waits for every client to leave; SIGINT is its fast shutdown).
     stop = signal.Signals[program.get("stop_signal") or "SIGTERM"]
+
     def forward(number: int, _frame: object) -> None:
         os.kill(child, stop if number == signal.SIGTERM else number)
 
