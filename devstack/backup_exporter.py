@@ -25,6 +25,20 @@ from devstack.postgres import as_postgres
 from devstack.settings import StackSettings
 
 INFO_TTL = 30.0
+# Every series it can export (some only once there is something to say: a failure's time).
+SERIES = (
+    "relais_backup_watch_started_timestamp_seconds",
+    "relais_backup_repository_up",
+    "relais_backups",
+    "relais_backup_newest_timestamp_seconds",
+    "relais_backup_newest_size_bytes",
+    "relais_backup_dump_newest_timestamp_seconds",
+    "relais_wal_archived_total",
+    "relais_wal_archive_failed_total",
+    "relais_wal_archive_last_success_timestamp_seconds",
+    "relais_wal_archive_last_failure_timestamp_seconds",
+    "relais_replication_slot_retained_bytes",
+)
 ARCHIVER = """SELECT archived_count, failed_count,
                      extract(epoch FROM last_archived_time) AS last_archived,
                      extract(epoch FROM last_failed_time) AS last_failed,

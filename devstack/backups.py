@@ -87,12 +87,12 @@ def setup_archiving(config: StackSettings) -> Cluster | None:
         raise SystemExit("pgBackRest is not installed: `make system-deps` installs it")
     cluster = asyncio.run(read_cluster(config.postgres_admin_url))
     values = {
-        "pgbackrest_config": CONFIG,
-        "pgbackrest_stanza": STANZA,
-        "pgbackrest_repo": config.backup_repo,
-        "pgbackrest_retention_full": config.backup_retention,
-        "pgbackrest_archive_queue_max": ARCHIVE_QUEUE_MAX,
-        "pgbackrest_log_path": "/var/log/pgbackrest",
+        "postgresql_pgbackrest_config": CONFIG,
+        "postgresql_pgbackrest_stanza": STANZA,
+        "postgresql_pgbackrest_repo": config.backup_repo,
+        "postgresql_pgbackrest_retention_full": config.backup_retention,
+        "postgresql_pgbackrest_archive_queue_max": ARCHIVE_QUEUE_MAX,
+        "postgresql_pgbackrest_log_path": "/var/log/pgbackrest",
         "postgresql_data_directory": cluster.data_directory,
         "postgresql_port": cluster.port,
         "postgresql_socket_directory": cluster.socket_directory,

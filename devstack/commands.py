@@ -24,6 +24,7 @@ from devstack.processes import (
     supervisorctl,
 )
 from devstack.readiness import datastores, readiness, report, wait_ready
+from devstack.replica import PROGRAM as REPLICA_PROGRAM
 from devstack.replica import ensure_replica
 from devstack.secrets import ensure_keys
 from devstack.services import check_settings, service_env, tracing_enabled
@@ -141,12 +142,16 @@ def restart(requested: StackSettings) -> None:
 
 
 def expected_processes(config: StackSettings) -> list[str]:
-    """What a healthy stack runs: NGINX, the services, and the observability programs whose
-    binaries are installed (Prometheus, Alertmanager and its receiver, the exporters)."""
+    """What a healthy stack runs: NGINX, the services, the observability programs whose
+    binaries are installed (Prometheus, Alertmanager and its receiver, the exporters), the
+    backups' exporter, and the replica with `REPLICA=1`."""
     names = ["nginx", *(name for name, *_ in config.processes())]
     if shutil.which("prometheus") and shutil.which("prometheus-alertmanager"):
         names += ["prometheus", "alertmanager", "alert-receiver"]
     names += [f"{job}-exporter" for job, binary in EXPORTERS.items() if shutil.which(binary)]
+    names.append("backup-exporter")
+    if config.replica:
+        names.append(REPLICA_PROGRAM)
     return names
 
 
