@@ -243,4 +243,5 @@ bench-ai: deps system-deps
 	$(PY) -m services.ai.catalog_bench
 
 clean: down
+	$(PY) -m devstack remove-replica
 	rm -rf var

@@ -17,6 +17,7 @@ archiving       pgBackRest's stanza and PostgreSQL's WAL archiving into it (`up`
 backup          a base backup (`--type` full, diff or incr) and a dump of each schema
 backups         the backups, the span they restore to, their dumps (`--verify`: checksums)
 restore-check   the newest backup restored on `--port` (to `--target`), the data checked in it
+remove-replica  remove a stopped stack's replica: its folder and its slot (`make clean`)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from devstack.commands import (
 from devstack.mail import show_mail
 from devstack.nginx import api_document
 from devstack.processes import follow_logs, show_logs
+from devstack.replica import remove_replica
 from devstack.seed import seed
 from devstack.settings import StackSettings
 
@@ -61,6 +63,7 @@ COMMANDS = [
     "backup",
     "backups",
     "restore-check",
+    "remove-replica",
 ]
 
 
@@ -87,7 +90,13 @@ def _restore_check(config: StackSettings, args: argparse.Namespace) -> int:
     return backups.restore_check(config, port=args.port, target=args.target)
 
 
+def _remove_replica(config: StackSettings, args: argparse.Namespace) -> int:
+    remove_replica(config)
+    return 0
+
+
 BACKUP_COMMANDS: dict[str, Callable[[StackSettings, argparse.Namespace], int]] = {
+    "remove-replica": _remove_replica,
     "archiving": _archiving,
     "backup": _backup,
     "backups": _backups,

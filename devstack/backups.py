@@ -224,6 +224,8 @@ def prune_dumps(config: StackSettings, stanza: dict[str, Any]) -> list[str]:
     """Remove the dumps of backups pgBackRest has expired; their labels."""
     kept = {entry["label"] for entry in stanza.get("backup", [])}
     root = dumps_root(config)
+    if not root.is_dir():
+        return []
     pruned = [path.name for path in root.iterdir() if path.is_dir() and path.name not in kept]
     for name in pruned:
         shutil.rmtree(root / name)

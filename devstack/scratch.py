@@ -4,10 +4,12 @@ run one beside the developer's, on free ports, with a database, vhost and key pr
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shutil
 import socket
 from pathlib import Path
+from unittest import mock
 
 from redis.asyncio import Redis
 
@@ -108,6 +110,20 @@ def scratch_env(name: str) -> dict[str, str]:
 
 # Settings a developer's shell may hold that would point a scratch stack at another's parts.
 INHERITED = {"DATABASE_URL", "HTTP_PORT", "METRICS_PORT", "AMQP_URL", "RELAIS_STATE_DIR"}
+
+
+def scratch_stack(
+    name: str, state: Path, settings: dict[str, str]
+) -> tuple[dict[str, str], StackSettings]:
+    """The environment of a scratch stack called `name` run from this checkout with its state
+    in `state` and `settings` over its names and ports (nothing of the caller's shell pointing
+    it at another stack's parts), and its configuration as `devstack` will read it."""
+    env = {**os.environ, **scratch_env(name), "RELAIS_STATE_DIR": str(state), **settings}
+    for key in INHERITED - {"RELAIS_STATE_DIR"}:
+        env.pop(key, None)
+    with mock.patch.dict(os.environ, env, clear=True):
+        config = StackSettings()
+    return env, config
 
 
 def remove_scratch(config: StackSettings) -> None:

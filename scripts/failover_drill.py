@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +24,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from unittest import mock
 
 import aiohttp
 import asyncpg
@@ -43,7 +41,7 @@ from devstack.postgres import (
     stop_cluster,
     write_server_config,
 )
-from devstack.scratch import INHERITED, clean_redis, free_ports, scratch_env
+from devstack.scratch import clean_redis, free_ports, scratch_stack
 from devstack.settings import ROOT, StackSettings
 from scripts.checkouts import CheckoutFailed, Shop
 
@@ -245,19 +243,16 @@ def main() -> None:
     primary_port, replica_port = free_ports(2)
     pair = Pair(run_id, bin_dir, primary_port, replica_port)
     state = ROOT / "var" / "drill" / run_id
-    env = {
-        **os.environ,
-        **scratch_env(f"relais_drill_{run_id}"),
-        "RELAIS_STATE_DIR": str(state),
-        "POSTGRES_ADMIN_URL": pair.url(primary_port),
-        "DATABASE_HOST": f"127.0.0.1:{primary_port},127.0.0.1:{replica_port}",
-        "LOADTEST_LIMITS": "1",
-        "OTEL_SDK_DISABLED": "true",
-    }
-    for key in INHERITED - {"RELAIS_STATE_DIR"}:
-        env.pop(key, None)
-    with mock.patch.dict(os.environ, env, clear=True):
-        config = StackSettings()
+    env, config = scratch_stack(
+        f"relais_drill_{run_id}",
+        state,
+        {
+            "POSTGRES_ADMIN_URL": pair.url(primary_port),
+            "DATABASE_HOST": f"127.0.0.1:{primary_port},127.0.0.1:{replica_port}",
+            "LOADTEST_LIMITS": "1",
+            "OTEL_SDK_DISABLED": "true",
+        },
+    )
     finished = False
     try:
         pair.start()

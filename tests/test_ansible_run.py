@@ -119,15 +119,19 @@ def extra_vars(config: StackSettings, root: Path) -> dict[str, Any]:
 
 
 def playbook(
-    variables: Path, *args: str, source: Path = ROOT, timeout: float = 1500
+    variables: Path,
+    *args: str,
+    source: Path = ROOT,
+    timeout: float = 1500,
+    book: str = "site.yml",
 ) -> subprocess.CompletedProcess[str]:
-    """site.yml against the local inventory with this run's variables (and `args`)."""
+    """`book` (site.yml) against the local inventory with this run's variables (and `args`)."""
     result = subprocess.run(
         [
             PLAYBOOK,
             "-i",
             "inventories/local",
-            "site.yml",
+            book,
             "--skip-tags",
             SKIPPED,
             "-e",
@@ -343,6 +347,27 @@ async def test_a_checkout_crosses_the_provisioned_nginx(provisioned):
         async with http.get(f"{base}/api/openapi.json") as response:
             assert response.status == 200
             assert "/api/orders" in (await response.json())["paths"]
+
+
+def test_the_restore_test_playbook_proves_the_newest_backup(provisioned):
+    # A backup after the checkout above (the role's cron takes one daily), then the playbook.
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", "pgbackrest", "--config=/etc/pgbackrest/relais.conf",
+         "--stanza=relais", "--type=incr", "backup"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    scratch = provisioned["root"] / "restore"
+    result = playbook(
+        provisioned["variables"],
+        "-e",
+        f"postgresql_restore_test_dir={scratch} postgresql_restore_test_port={ports(1)[0]}",
+        book="restore-test.yml",
+    )
+    counts = dict(re.findall(r"\b(paid_orders|ledger_entries)=(\d+)", result.stdout))
+    assert int(counts["paid_orders"]) >= 1, result.stdout[-3000:]
+    assert int(counts["ledger_entries"]) == 2 * int(counts["paid_orders"])
+    assert recap(result.stdout)["failed"] == 0
+    assert not scratch.exists()
 
 
 async def test_the_provisioned_prometheus_scrapes_every_target(provisioned):

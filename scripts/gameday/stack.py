@@ -17,7 +17,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from unittest import mock
 
 import aiohttp
 import asyncpg
@@ -28,7 +27,7 @@ from devstack.faults import TcpProxy, poll
 from devstack.mail import verify_mailbox
 from devstack.processes import program_pids, supervisorctl
 from devstack.readiness import readiness
-from devstack.scratch import INHERITED, remove_scratch, scratch_env
+from devstack.scratch import remove_scratch, scratch_stack
 from devstack.settings import ROOT, StackSettings
 from scripts.gameday.sockets import Tabs
 from scripts.gameday.watch import AlertWatch
@@ -388,26 +387,23 @@ async def game_day_stack(keep: bool = False) -> AsyncIterator[GameDayStack]:
     for proxy in proxies.values():
         await proxy.start()
     state = ROOT / "var" / "gameday" / run
-    env = {
-        **os.environ,
-        **scratch_env(f"relais_gd_{run}"),
-        "RELAIS_STATE_DIR": str(state),
-        "DATABASE_HOST": f"127.0.0.1:{proxies['postgres'].port}",
-        "REDIS_URL": f"redis://127.0.0.1:{proxies['redis'].port}/0",
-        "RABBITMQ_HOST": f"127.0.0.1:{proxies['rabbitmq'].port}",
-        "ALERT_TIME_SCALE": str(TIME_SCALE),
-        "PROMETHEUS_SCRAPE_INTERVAL": "1s",
-        # every customer comes from 127.0.0.1: the per-address limits would answer 429s
-        "LOADTEST_LIMITS": "1",
-        # requests past their deadline, on the faster clock: an analysis waits 2 s, not 10
-        "AI_DEADLINE": "2",
-        # a trace collector is not part of a game day
-        "OTEL_SDK_DISABLED": "true",
-    }
-    for key in INHERITED - {"RELAIS_STATE_DIR"}:
-        env.pop(key, None)
-    with mock.patch.dict(os.environ, env, clear=True):
-        config = StackSettings()
+    env, config = scratch_stack(
+        f"relais_gd_{run}",
+        state,
+        {
+            "DATABASE_HOST": f"127.0.0.1:{proxies['postgres'].port}",
+            "REDIS_URL": f"redis://127.0.0.1:{proxies['redis'].port}/0",
+            "RABBITMQ_HOST": f"127.0.0.1:{proxies['rabbitmq'].port}",
+            "ALERT_TIME_SCALE": str(TIME_SCALE),
+            "PROMETHEUS_SCRAPE_INTERVAL": "1s",
+            # every customer comes from 127.0.0.1: the per-address limits would answer 429s
+            "LOADTEST_LIMITS": "1",
+            # requests past their deadline, on the faster clock: an analysis waits 2 s, not 10
+            "AI_DEADLINE": "2",
+            # a trace collector is not part of a game day
+            "OTEL_SDK_DISABLED": "true",
+        },
+    )
     stack = GameDayStack(config, env, proxies)
     try:
         up = await stack.devstack("up")
