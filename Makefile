@@ -203,7 +203,7 @@ gameday: deps system-deps
 	$(PY) -m scripts.gameday $(if $(FAULTS),--faults '$(FAULTS)',--publish docs/gamedays/latest.md)
 
 # Everything CI runs: the tests, then the slow end-to-end suites and the full game day.
-test-all: test restore-test test-images test-ansible gameday
+test-all: test restore-test failover-drill test-images test-ansible gameday
 
 bench: deps system-deps
 	$(PY) -m scripts.bench

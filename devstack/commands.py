@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 
-from devstack.backups import setup_archiving
+from devstack.backups import is_local, setup_archiving
 from devstack.broker import declare_queues, enable_broker_metrics, ensure_broker
 from devstack.database import ensure_database, migrate
 from devstack.nginx import api_document_path, publish_api_document, publish_docs, start_nginx
@@ -110,6 +110,13 @@ def up(requested: StackSettings) -> None:
         f"the local receiver on :{config.alert_receiver_port} (make alerts)"
     )
     print(f"  Runbooks   {config.runbooks_url}")
+    if is_local(config):
+        print(
+            f"  Backups    pgBackRest into {config.backup_repo}, WAL archived continuously "
+            "(make backup, make backups, make restore-check)"
+        )
+    if config.replica:
+        print(f"  Replica    {config.replica_host}, streaming (the catalog list and reports)")
     traces = (
         f"exported to {config.otlp_endpoint}"
         if traced

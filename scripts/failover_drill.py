@@ -50,6 +50,7 @@ WARMUP = 15.0  # seconds of checkouts before the primary is lost
 AFTER = 15.0  # seconds of checkouts once they succeed again
 RESUME_LIMIT = 90.0  # the drill fails if no checkout succeeds within this after the loss
 CHECKOUT_LIMIT = 15.0
+SETTLE_LIMIT = 60.0  # what was in flight at the loss settles within this
 REPORT = ROOT / "var" / "reports" / "failover-drill.json"
 
 
@@ -215,8 +216,13 @@ async def drill(pair: Pair, config: StackSettings) -> dict[str, object]:
     promoted_url = pair.url(pair.replica_port, config.database_name)
     orders = [a.order for a in confirmed if a.order]
     missing = sorted(set(orders) - await held(promoted_url, orders))
-    await asyncio.sleep(5)  # what was in flight settles on the promoted server
+    # What was in flight at the loss settles on the promoted server (its retries): the books
+    # must converge there.
+    deadline = time.monotonic() + SETTLE_LIMIT
     checks = await data_checks(promoted_url)
+    while described(checks) and time.monotonic() < deadline:
+        await asyncio.sleep(1)
+        checks = await data_checks(promoted_url)
     return {
         "shoppers": SHOPPERS,
         "checkouts_confirmed_before_loss": len(before),
