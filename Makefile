@@ -9,7 +9,7 @@ APT_STAMP := /tmp/.relais-apt-updated
 # PyTorch's CPU build (torch==2.13.0+cpu) is a wheel in this folder, not on PyPI's index.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: archiving backup backups restore-check restore-test failover-drill up down restart status logs alerts admin seed mail sandbox-settle sandbox-outage gameday ai-worker dlq test test-images test-ansible test-all compose-init compose-nginx lint audit lock bench profile bench-ai bench-gateway loadtest capacity deps system-deps clean
+.PHONY: bench-backup archiving backup backups restore-check restore-test failover-drill up down restart status logs alerts admin seed mail sandbox-settle sandbox-outage gameday ai-worker dlq test test-images test-ansible test-all compose-init compose-nginx lint audit lock bench profile bench-ai bench-gateway loadtest capacity deps system-deps clean
 
 # Every dependency at the exact version and hash of requirements.lock, then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -210,6 +210,11 @@ bench: deps system-deps
 	$(PY) -m scripts.bench_ai
 	$(PY) -m services.ai.catalog_bench
 	$(PY) -m scripts.bench_gateway
+	$(PY) -m scripts.bench_backup
+
+# What backups and restores cost for the benchmark's data set (part of `make bench`).
+bench-backup: deps system-deps
+	$(PY) -m scripts.bench_backup
 
 # Flame graphs of the cached read and the paid checkout under load (py-spy), with the commands
 # and CPU per operation, written to docs/perf/ (PROFILE_OUT elsewhere).

@@ -1458,8 +1458,8 @@ async def test_make_down_stops_everything(stack):
     config = stack["config"]
     running = list(pids(config).values())
     # nginx, two core instances, the payments worker, the AI worker, two gateway instances,
-    # Prometheus, Alertmanager and its receiver, four exporters
-    assert len(running) == 14
+    # Prometheus, Alertmanager and its receiver, four exporters and the backups' exporter
+    assert len(running) == 15
     stack["make"]("down")
     for pid in running:
         with pytest.raises(ProcessLookupError):
