@@ -568,12 +568,15 @@ async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
         }
         async with http.get(f"{api}/rules") as response:
             groups = (await response.json())["data"]["groups"]
-        exporters = await query(http, 'min by (job) (up{job=~"nginx|postgres|redis|process"})')
+        exporters = await query(
+            http, 'min by (job) (up{job=~"nginx|postgres|redis|process|backups"})'
+        )
         assert {row["metric"]["job"]: row["value"][1] for row in exporters} == {
             "nginx": "1",
             "postgres": "1",
             "redis": "1",
             "process": "1",
+            "backups": "1",
         }
         # the CPU of each group of processes (what `make capacity` reads): each service's, and
         # the servers'
@@ -592,6 +595,7 @@ async def test_prometheus_scrapes_every_process_and_loads_the_rules(stack):
             "relais-sli",
             "relais-slo",
             "relais-operations",
+            "relais-data-safety",
             "relais-ai",
             "relais-gateway",
         }
