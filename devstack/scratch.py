@@ -8,6 +8,8 @@ import os
 import random
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 
@@ -17,7 +19,7 @@ from devstack.backups import dumps_root
 from devstack.broker import drop_broker
 from devstack.database import drop_database
 from devstack.replica import remove_replica
-from devstack.settings import StackSettings
+from devstack.settings import ROOT, StackSettings
 
 
 def _ephemeral_floor() -> int:
@@ -124,6 +126,19 @@ def scratch_stack(
     with mock.patch.dict(os.environ, env, clear=True):
         config = StackSettings()
     return env, config
+
+
+def run_devstack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m devstack ARGS` from this checkout with a scratch stack's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "devstack", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
 
 
 def remove_scratch(config: StackSettings) -> None:

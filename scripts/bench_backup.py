@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 import uuid
 from typing import Any
@@ -20,22 +18,14 @@ from typing import Any
 import asyncpg
 
 from devstack import backups
-from devstack.scratch import free_ports, remove_scratch, scratch_stack
+from devstack.scratch import free_ports, remove_scratch, run_devstack, scratch_stack
 from devstack.settings import ROOT, StackSettings
 from scripts.bench import CHECKOUT_CONCURRENCY, CHECKOUT_SECONDS, checkouts, seed_products
 
 
 def devstack(env: dict[str, str], *args: str) -> None:
     """`python -m devstack ARGS` for the bench's stack; its output on failure."""
-    result = subprocess.run(
-        [sys.executable, "-m", "devstack", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    result = run_devstack(env, *args)
     if result.returncode != 0:
         raise SystemExit(f"devstack {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
 

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -41,7 +40,7 @@ from devstack.postgres import (
     stop_cluster,
     write_server_config,
 )
-from devstack.scratch import clean_redis, free_ports, scratch_stack
+from devstack.scratch import clean_redis, free_ports, run_devstack, scratch_stack
 from devstack.settings import ROOT, StackSettings
 from scripts.checkouts import CheckoutFailed, Shop
 
@@ -168,19 +167,6 @@ async def held(url: str, orders: list[str]) -> set[str]:
     return {row["id"] for row in rows}
 
 
-def devstack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m devstack ARGS` with the drill stack's settings."""
-    return subprocess.run(
-        [sys.executable, "-m", "devstack", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-
-
 async def drill(pair: Pair, config: StackSettings) -> dict[str, object]:
     """The trickle, the loss, the promotion; the figures."""
     attempts: list[Attempt] = []
@@ -262,13 +248,13 @@ def main() -> None:
     finished = False
     try:
         pair.start()
-        up = devstack(env, "up")
+        up = run_devstack(env, "up")
         if up.returncode != 0:
             raise SystemExit(f"the drill's stack did not come up:\n{up.stdout}\n{up.stderr}")
         report = asyncio.run(drill(pair, config))
         finished = True
     finally:
-        devstack(env, "down")
+        run_devstack(env, "down")
         pair.remove()
         drop_broker(config)
         asyncio.run(clean_redis(config.redis_key_prefix))
