@@ -9,6 +9,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,10 +111,10 @@ def install_file(path: Path, text: str, *, owner: str = "root", mode: str = "064
     with contextlib.suppress(OSError):
         if path.read_text() == text:
             return False
-    staged = Path(run(["mktemp"], capture=True).strip())
-    staged.write_text(text)
-    run(as_root("install", "-D", "-o", owner, "-g", owner, "-m", mode, staged, path))
-    staged.unlink()
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".relais") as staged:
+        staged.write(text)
+        staged.flush()
+        run(as_root("install", "-D", "-o", owner, "-g", owner, "-m", mode, staged.name, path))
     return True
 
 
@@ -150,14 +151,7 @@ def write_server_config(path: Path, port: int, **settings: str) -> None:
         "host replication all 127.0.0.1/32 trust",
     ]
     for name, text in (("postgresql.conf", lines), ("pg_hba.conf", rules)):
-        staged = Path(run(["mktemp"], capture=True).strip())
-        staged.write_text("\n".join(text) + "\n")
-        run(
-            as_root(
-                "install", "-o", "postgres", "-g", "postgres", "-m", "0600", staged, path / name
-            )
-        )
-        staged.unlink()
+        install_file(path / name, "\n".join(text) + "\n", owner="postgres", mode="0600")
 
 
 def pg_ctl(bin_dir: Path, path: Path, *args: str) -> None:

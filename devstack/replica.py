@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 import asyncpg
 
@@ -20,6 +21,7 @@ from devstack.postgres import (
     as_postgres,
     as_root,
     cluster_dir,
+    install_file,
     read_cluster,
     remove_cluster_dir,
     run,
@@ -54,18 +56,15 @@ async def _admin(config: StackSettings, query: str, *args: object) -> object:
 
 def allow_replication(config: StackSettings) -> None:
     """Add the replication rules to the machine cluster's pg_hba.conf (once) and reload it."""
-    hba = str(asyncio.run(_admin(config, "SHOW hba_file")))
-    present = run(as_root("cat", hba), capture=True).splitlines()
-    missing = [rule for rule in REPLICATION_RULES if rule not in present]
+    hba = Path(str(asyncio.run(_admin(config, "SHOW hba_file"))))
+    present = run(as_root("cat", hba), capture=True)
+    missing = [rule for rule in REPLICATION_RULES if rule not in present.splitlines()]
     if not missing:
         return
-    text = "# Relais: streaming replicas and pg_basebackup from this machine\n"
-    text += "".join(f"{rule}\n" for rule in missing)
-    staged = run(["mktemp"], capture=True).strip()
-    with open(staged, "w", encoding="utf-8") as file:
-        file.write(text)
-    run(["sh", "-c", f"cat {staged} | {' '.join(as_root('tee', '-a', hba))} >/dev/null"])
-    run(["rm", "-f", staged])
+    added = "" if present.endswith("\n") else "\n"
+    added += "# Relais: streaming replicas and pg_basebackup from this machine\n"
+    added += "".join(f"{rule}\n" for rule in missing)
+    install_file(hba, present + added, owner="postgres", mode="0640")
     asyncio.run(_admin(config, "SELECT pg_reload_conf()"))
 
 
