@@ -289,7 +289,7 @@ def show_backups(config: StackSettings, *, verify: bool = False) -> int:
     print(f"WAL archived: {archive.get('min')} .. {archive.get('max')}")
     print(
         f"restorable to any moment from {_when(backups[0]['timestamp']['stop'])} to the last "
-        "archived WAL (at most 60 s old while the server writes)"
+        f"archived WAL (at most {ARCHIVE_TIMEOUT} s old while the server writes)"
     )
     if verify:
         pgbackrest("verify")
