@@ -25,6 +25,7 @@ import asyncpg
 
 from devstack.postgres import (
     Cluster,
+    admin_value,
     as_postgres,
     as_root,
     cluster_dir,
@@ -103,11 +104,12 @@ def setup_archiving(config: StackSettings) -> Cluster | None:
         run(as_root("install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0750", folder))
     install_file(CONFIG, render("pgbackrest.conf.j2", **values), owner="postgres", mode="0640")
     changed = install_file(cluster.conf_d / ARCHIVING, render("archiving.conf.j2", **values))
-    if asyncio.run(_setting(config, "archive_mode")) != "on":
+    admin = config.postgres_admin_url
+    if asyncio.run(admin_value(admin, "SHOW archive_mode")) != "on":
         print("turning WAL archiving on: PostgreSQL restarts once")
         restart_machine_cluster(cluster)
     elif changed:
-        asyncio.run(_setting(config, "pg_reload_conf()", select=True))
+        asyncio.run(admin_value(admin, "SELECT pg_reload_conf()"))
     pgbackrest("stanza-create")
     return cluster
 
@@ -118,14 +120,6 @@ def restart_machine_cluster(cluster: Cluster) -> None:
     run(
         as_root("pg_ctlcluster", "--skip-systemctl-redirect", str(cluster.version), name, "restart")
     )
-
-
-async def _setting(config: StackSettings, name: str, *, select: bool = False) -> Any:
-    conn = await asyncpg.connect(config.postgres_admin_url)
-    try:
-        return await conn.fetchval(f"SELECT {name}" if select else f"SHOW {name}")
-    finally:
-        await conn.close()
 
 
 def info() -> dict[str, Any]:

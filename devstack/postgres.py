@@ -13,6 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import jinja2
@@ -70,6 +71,15 @@ async def read_cluster(admin_url: str) -> Cluster:
         socket_directory=values["unix_socket_directories"].split(",")[0].strip(),
         version=int(values["server_version_num"]) // 10000,
     )
+
+
+async def admin_value(admin_url: str, query: str, *args: object) -> Any:
+    """The one value `query` returns on the administrator's connection at `admin_url`."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        return await conn.fetchval(query, *args)
+    finally:
+        await conn.close()
 
 
 def as_postgres(*argv: str | Path) -> list[str]:

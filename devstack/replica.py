@@ -18,6 +18,7 @@ from devstack.backups import CONFIG, STANZA
 from devstack.postgres import (
     CLUSTERS_ROOT,
     Cluster,
+    admin_value,
     as_postgres,
     as_root,
     cluster_dir,
@@ -46,17 +47,9 @@ def slot_name(config: StackSettings) -> str:
     return f"{config.database_name}_replica"[:63]
 
 
-async def _admin(config: StackSettings, query: str, *args: object) -> object:
-    conn = await asyncpg.connect(config.postgres_admin_url)
-    try:
-        return await conn.fetchval(query, *args)
-    finally:
-        await conn.close()
-
-
 def allow_replication(config: StackSettings) -> None:
     """Add the replication rules to the machine cluster's pg_hba.conf (once) and reload it."""
-    hba = Path(str(asyncio.run(_admin(config, "SHOW hba_file"))))
+    hba = Path(str(asyncio.run(admin_value(config.postgres_admin_url, "SHOW hba_file"))))
     present = run(as_root("cat", hba), capture=True)
     missing = [rule for rule in REPLICATION_RULES if rule not in present.splitlines()]
     if not missing:
@@ -65,7 +58,7 @@ def allow_replication(config: StackSettings) -> None:
     added += "# Relais: streaming replicas and pg_basebackup from this machine\n"
     added += "".join(f"{rule}\n" for rule in missing)
     install_file(hba, present + added, owner="postgres", mode="0640")
-    asyncio.run(_admin(config, "SELECT pg_reload_conf()"))
+    asyncio.run(admin_value(config.postgres_admin_url, "SELECT pg_reload_conf()"))
 
 
 def ensure_replica(config: StackSettings) -> None:
@@ -121,8 +114,8 @@ def make_replica(config: StackSettings, cluster: Cluster) -> None:
 
 async def _drop_slot(config: StackSettings, slot: str) -> None:
     with contextlib.suppress(asyncpg.PostgresError):
-        await _admin(
-            config,
+        await admin_value(
+            config.postgres_admin_url,
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
             "WHERE slot_name = $1 AND NOT active",
             slot,
