@@ -29,7 +29,6 @@ from typing import Any
 
 import aio_pika
 import aiohttp
-import asyncpg
 import uvloop
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
 from opentelemetry.sdk.trace import TracerProvider
@@ -50,8 +49,8 @@ from devstack import (
     start_process,
     up,
 )
-from devstack.mail import verify_mailbox
 from devstack.scratch import remove_scratch
+from scripts.checkouts import Shop, new_customer, seed_products
 from scripts.otlp import OtlpReceiver
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
@@ -62,7 +61,6 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 CHECKOUT_SECONDS = float(os.environ.get("BENCH_CHECKOUT_SECONDS", "10"))
 CHECKOUT_CONCURRENCY = int(os.environ.get("BENCH_CHECKOUT_CONCURRENCY", "48"))
-PASSWORD = "bench password"  # noqa: S105
 
 
 # Both NGINXes: the same edge, with no per-address limit (the load comes from one address: the
@@ -121,24 +119,6 @@ def _latency(out: str, percentile: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-async def seed_products(config: StackSettings, count: int, sku: str = "BENCH") -> list[str]:
-    """Insert products (stock for every checkout) straight into the bench database, their SKUs
-    beginning with `sku`; their ids."""
-    conn = await asyncpg.connect(config.database_url, server_settings={"search_path": "core"})
-    try:
-        rows = await conn.fetch(
-            """INSERT INTO products (sku, name, description, price_cents, currency, stock, category)
-               SELECT $2 || '-' || n, 'Benchmark kettle ' || n, 'A kettle that is read a lot',
-                      3999, 'EUR', 1000000000, 'kitchen'
-               FROM generate_series(1, $1) AS n RETURNING id""",
-            count,
-            sku,
-        )
-    finally:
-        await conn.close()
-    return [str(row["id"]) for row in rows]
-
-
 def percentile(values: list[float], fraction: float) -> float:
     """The `fraction` percentile of `values` (nearest rank)."""
     ordered = sorted(values)
@@ -155,20 +135,6 @@ def rate(name: str, count: int, seconds: float, latencies: list[float]) -> Resul
     )
 
 
-async def new_customer(
-    http: aiohttp.ClientSession, base: str, database_url: str | None = None
-) -> dict[str, str]:
-    """The authorization header of a customer registered for the run (its address verified
-    through the outbox of the stack's database at `database_url`, if given: it may pay)."""
-    email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-    body = {"email": email, "password": PASSWORD, "name": "Bench"}
-    async with http.post(f"{base}/api/auth/register", json=body) as response:
-        token = (await response.json())["access_token"]
-    if database_url is not None:
-        await verify_mailbox(http, base, database_url, email)
-    return {"Authorization": f"Bearer {token}"}
-
-
 async def checkouts(
     base: str, database_url: str, products: list[str], seconds: float, concurrency: int
 ) -> Result:
@@ -178,24 +144,14 @@ async def checkouts(
         latencies: list[float] = []
         deadline = time.monotonic() + seconds
 
+        shop = Shop(base, auth, products)
+
         async def customer(index: int) -> None:
             # Each customer shops in its own part of the catalog: no stock row is contended, as
             # in a shop with many products (one hot product measures row locking instead).
-            product_id = products[index % len(products)]
-            order_body = {"items": [{"product_id": product_id, "quantity": 1}]}
             while time.monotonic() < deadline:
                 started = time.perf_counter()
-                async with http.post(f"{base}/api/orders", json=order_body, headers=auth) as r:
-                    order = await r.json()
-                headers = {**auth, "Idempotency-Key": uuid.uuid4().hex, "Prefer": "wait=30"}
-                async with http.post(
-                    f"{base}/api/orders/{order['id']}/payments",
-                    json={"payment_method": "tok_visa"},
-                    headers=headers,
-                ) as response:
-                    payment = await response.json()
-                if payment.get("status") != "succeeded":
-                    raise SystemExit(f"checkout did not settle: {response.status} {payment}")
+                await shop.checkout(http, index, wait=30)
                 latencies.append(time.perf_counter() - started)
 
         started = time.monotonic()

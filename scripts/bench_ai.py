@@ -29,7 +29,8 @@ import uvloop
 
 from devstack import ROOT, down, up
 from devstack.scratch import remove_scratch
-from scripts.bench import Result, _median, new_customer, rate, throwaway_stack
+from scripts.bench import Result, _median, rate, throwaway_stack
+from scripts.checkouts import new_customer
 
 SECONDS = float(os.environ.get("BENCH_AI_SECONDS", "6"))
 ROUNDS = int(os.environ.get("BENCH_AI_ROUNDS", "5"))

@@ -20,7 +20,8 @@ import asyncpg
 from devstack import backups
 from devstack.scratch import free_ports, remove_scratch, run_devstack, scratch_stack
 from devstack.settings import ROOT, StackSettings
-from scripts.bench import CHECKOUT_CONCURRENCY, CHECKOUT_SECONDS, checkouts, seed_products
+from scripts.bench import CHECKOUT_CONCURRENCY, CHECKOUT_SECONDS, checkouts
+from scripts.checkouts import seed_products
 
 
 def devstack(env: dict[str, str], *args: str) -> None:

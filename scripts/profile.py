@@ -34,12 +34,12 @@ from scripts.bench import (
     checkouts,
     cpu_seconds,
     hello_stack,
-    seed_products,
     start_hello,
     throwaway_stack,
     wait_for,
     wrk,
 )
+from scripts.checkouts import seed_products
 
 SECONDS = int(os.environ.get("PROFILE_SECONDS", "20"))
 RATE = int(os.environ.get("PROFILE_RATE", "250"))
